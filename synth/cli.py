@@ -1,0 +1,228 @@
+"""The `synth` command: a shell over the library. The only module that imports click.
+
+Each command parses its options, calls one library function, formats the result and picks the
+exit code. Errors map to exit codes in one place (`main`): 0 success, 1 differences or denied
+flows, 2 usage, 3 a reported error (bad input, unreachable server), 4 an unexpected crash.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from synth import __version__, formats, ingest, pipeline
+from synth.config import Settings
+from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError
+from synth.ingest import FileReport
+from synth.output import write_tree
+from synth.store import Store
+from synth.timeutil import format_ns, parse_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_option(function: F) -> F:
+    """`--store PATH`, default ./synth-data or $SYNTH_STORE."""
+    return click.option(
+        "--store",
+        "store_path",
+        envvar="SYNTH_STORE",
+        default="./synth-data",
+        show_default=True,
+        metavar="PATH",
+        help="Flow store: a folder, or a pyarrow filesystem URI (s3://...).",
+    )(function)
+
+
+def window_options(function: F) -> F:
+    """`--since` and `--until`."""
+    function = click.option("--until", metavar="TIME", help="Only flows before this time.")(function)
+    return click.option(
+        "--since", metavar="TIME", help="Only flows from this time on (RFC 3339, a date, or 48h for 48 hours ago)."
+    )(function)
+
+
+def settings_options(function: F) -> F:
+    """The generation knobs shared by generate, report and diff."""
+    for decorator in (
+        click.option(
+            "--public-threshold",
+            type=click.IntRange(min=1),
+            default=Settings().public_ingress_threshold,
+            show_default=True,
+            help="Distinct external sources on one port that make it a public endpoint.",
+        ),
+        click.option("--allow-host-traffic", is_flag=True, help="Turn node and host traffic into ipBlock rules."),
+        click.option("--allow-dropped", is_flag=True, help="Turn dropped (denied) attempts into allow rules too."),
+    ):
+        function = decorator(function)
+    return function
+
+
+def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bool) -> Settings:
+    return Settings(
+        public_ingress_threshold=public_threshold, allow_host_traffic=allow_host_traffic, allow_dropped=allow_dropped
+    )
+
+
+def _window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    return (parse_time(since) if since else None, parse_time(until) if until else None)
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="synth")
+def cli() -> None:
+    """Turn observed Kubernetes traffic into least-privilege NetworkPolicies.
+
+    Record flows (import or collect), look at the dependency map (edges), then generate
+    default-deny policies with one allow rule per observed dependency.
+    """
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import flow files into the store."""
+
+
+@import_group.command("hubble")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
+@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@store_option
+def import_hubble(files: tuple[str, ...], strict: bool, force: bool, store_path: str) -> int:
+    """Import `hubble observe -o json` / jsonpb output or exporter files (.gz read transparently; - is stdin)."""
+    reports = ingest.import_files(Store(store_path), "hubble", files, strict=strict, force=force)
+    _print_import(reports)
+    return 0
+
+
+def _print_import(reports: list[FileReport]) -> None:
+    for report in reports:
+        if report.status == "duplicate":
+            previous = report.duplicate_of
+            assert previous is not None
+            click.echo(
+                f"{report.input}: already imported on {previous.imported_at} ({previous.flows:,} flows); "
+                "skipped (use --force to import it again)"
+            )
+            continue
+        events = ", ".join(f"{n:,} {kind}" for kind, n in report.other_events)
+        click.echo(
+            f"{report.input}: {report.flows:,} flows imported, {format_ns(report.first_ns)} .. "
+            f"{format_ns(report.last_ns)}"
+            + (f"; {report.skipped:,} records skipped" if report.skipped else "")
+            + (f"; {events} not stored as flows" if events else "")
+        )
+        if report.lost_events:
+            click.echo(
+                f"{report.input}: warning: {report.lost_events:,} events were lost by Hubble; edges may be "
+                "missing from this recording"
+            )
+        for skip in report.skips:
+            _say(f"  skipped {skip}")
+        if report.skipped > len(report.skips):
+            _say(f"  ... and {report.skipped - len(report.skips):,} more skipped records")
+
+
+@cli.command("edges")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only edges touching this namespace (repeatable).")
+@window_options
+@click.option("-o", "--output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@store_option
+def edges_command(
+    namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, store_path: str
+) -> int:
+    """Show the dependency map: who talks to whom, on which port, how often."""
+    since_ns, until_ns = _window(since, until)
+    edges = pipeline.load_edges(
+        Store(store_path), Settings(), namespaces=namespaces or None, since_ns=since_ns, until_ns=until_ns
+    )
+    render = {"table": formats.edges_table, "csv": formats.edges_csv, "json": formats.edges_json}[output]
+    click.echo(render(edges), nl=False)
+    return 0
+
+
+@cli.command("generate")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to generate policies for (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@click.option(
+    "--out",
+    "out_dir",
+    metavar="DIR",
+    help="Write one file per policy under DIR/<namespace>/ (default: print one YAML stream).",
+)
+@window_options
+@settings_options
+@store_option
+def generate_command(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    out_dir: str | None,
+    since: str | None,
+    until: str | None,
+    public_threshold: int,
+    allow_host_traffic: bool,
+    allow_dropped: bool,
+    store_path: str,
+) -> int:
+    """Generate least-privilege NetworkPolicies from the stored flows."""
+    since_ns, until_ns = _window(since, until)
+    generated = pipeline.generate(
+        Store(store_path),
+        _settings(public_threshold, allow_host_traffic, allow_dropped),
+        namespaces=namespaces,
+        all_namespaces=all_namespaces,
+        since_ns=since_ns,
+        until_ns=until_ns,
+    )
+    synthesis = generated.synthesis
+    if out_dir is None:
+        click.echo(pipeline.policy_stream(synthesis), nl=False)
+    else:
+        written = write_tree(out_dir, generated.files)
+        click.echo(f"wrote {len(written)} files to {out_dir}")
+    for namespace in synthesis.namespaces:
+        count = len(synthesis.policies.in_namespace(namespace))
+        kinds: dict[str, int] = {}
+        for finding in synthesis.findings:
+            if finding.namespace == namespace:
+                kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+        notes = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        _say(f"{namespace}: {count} policies" + (f"; findings: {notes}" if notes else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="synth", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        _say("synth: interrupted")
+        return 130
+    except SynthError as e:
+        _say(f"synth: error: {e}")
+        return e.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception:  # noqa: BLE001 - the one place that turns a crash into exit 4
+        _say("synth: internal error (a bug in synth; please report it with this trace):")
+        _say(traceback.format_exc().rstrip())
+        return EXIT_CRASH
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

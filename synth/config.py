@@ -1,0 +1,66 @@
+"""Settings that shape identity and generation, with the defaults DESIGN.md gives.
+
+One frozen `Settings` value travels from the CLI into the library; nothing reads globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Labels that change on every rollout, run or revision: never part of a selector.
+VOLATILE_LABELS: tuple[str, ...] = (
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+    "batch.kubernetes.io/job-completion-index",
+    "io.kubernetes.pod.namespace",
+    "app.kubernetes.io/version",
+    "helm.sh/chart",
+    "chart",
+)
+VOLATILE_PREFIXES: tuple[str, ...] = ("io.cilium.k8s.policy.", "io.cilium.k8s.namespace.labels.")
+# Dropped only when a stable identity key is present too (otherwise they may be all there is).
+SOFT_VOLATILE_LABELS: tuple[str, ...] = ("version",)
+
+# Stable identity keys, most preferred first. Each entry is (required key, optional companions).
+STABLE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("app.kubernetes.io/name", ("app.kubernetes.io/component",)),
+    ("app", ()),
+    ("k8s-app", ()),
+    ("name", ()),
+)
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsTarget:
+    """Where cluster DNS lives: the pods every egress-isolated pod must reach."""
+
+    namespace: str = "kube-system"
+    pod_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
+    ports: tuple[int, ...] = (53,)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Knobs of identity and generation; the defaults are the documented behaviour."""
+
+    volatile_labels: tuple[str, ...] = VOLATILE_LABELS
+    volatile_prefixes: tuple[str, ...] = VOLATILE_PREFIXES
+    soft_volatile_labels: tuple[str, ...] = SOFT_VOLATILE_LABELS
+    stable_keys: tuple[tuple[str, tuple[str, ...]], ...] = STABLE_KEYS
+    dns: DnsTarget = field(default_factory=DnsTarget)
+    # Distinct world sources on one port at or above which ingress is treated as public.
+    public_ingress_threshold: int = 10
+    # Opt-ins that widen what becomes a rule.
+    allow_host_traffic: bool = False
+    allow_dropped: bool = False
+    # How many pods/names an evidence comment lists before it says "+N more".
+    evidence_list_limit: int = 5

@@ -1,0 +1,165 @@
+"""Typed records that cross module boundaries: label selectors and the NetworkPolicy model.
+
+The same `NetworkPolicy` type carries synth's generated policies (with evidence) and policies
+loaded from YAML or a cluster, so the engine, diff and verify treat both alike. Every type is a
+frozen, slotted dataclass; collections are tuples, sorted where order carries no meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+Protocol = Literal["TCP", "UDP", "SCTP"]
+PolicyType = Literal["Ingress", "Egress"]
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One `matchExpressions` entry of a label selector."""
+
+    key: str
+    operator: Operator
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Upstream semantics: `NotIn` and `DoesNotExist` match an object that lacks the key."""
+        present = self.key in labels
+        if self.operator == "In":
+            return present and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return not present or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return present
+        return not present
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A `metav1.LabelSelector`: `matchLabels` and `matchExpressions`, ANDed; empty matches all."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    @classmethod
+    def of(cls, labels: Mapping[str, str]) -> LabelSelector:
+        """A selector of exactly these `matchLabels`, sorted by key."""
+        return cls(match_labels=tuple(sorted(labels.items())))
+
+    @property
+    def is_empty(self) -> bool:
+        """True for `{}`, which selects everything."""
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether an object with these labels is selected."""
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+    def canonical(self) -> str:
+        """`key=value,...` sorted; expressions follow as `key op (values)`. Stable for comparison."""
+        parts = [f"{k}={v}" for k, v in self.match_labels]
+        parts += [f"{r.key} {r.operator} ({'|'.join(r.values)})" for r in self.match_expressions]
+        return ",".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class IPBlock:
+    """An `ipBlock` peer: `cidr` minus each `except` range."""
+
+    cidr: str
+    except_: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """One element of a rule's `from`/`to` list.
+
+    `pod_selector` None means the field is absent (all pods of the selected namespaces, or of
+    the policy's namespace when `namespace_selector` is absent too, which validation forbids
+    together with a missing `ip_block`). An empty `LabelSelector` is `{}`.
+    """
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IPBlock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """One `ports` entry. `port` None means every port of `protocol`; a str is a named port."""
+
+    protocol: Protocol = "TCP"
+    port: int | str | None = None
+    end_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What was observed behind a generated rule; rendered as a YAML comment."""
+
+    flows: int
+    first_seen: datetime
+    last_seen: datetime
+    pods: tuple[str, ...] = ()
+    peer_pods: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An ingress or egress rule. Empty `peers` means any peer, empty `ports` any port."""
+
+    peers: tuple[Peer, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """A networking.k8s.io/v1 NetworkPolicy with `policyTypes` already made explicit.
+
+    `origin` says where a loaded policy came from (`file.yaml#2`), for error messages and reasons.
+    """
+
+    name: str
+    namespace: str
+    pod_selector: LabelSelector = field(default_factory=LabelSelector)
+    policy_types: tuple[PolicyType, ...] = ("Ingress",)
+    ingress: tuple[Rule, ...] = ()
+    egress: tuple[Rule, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    comment: tuple[str, ...] = ()
+    origin: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(namespace, name): unique within a policy set."""
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """A set of NetworkPolicies, sorted by (namespace, name)."""
+
+    policies: tuple[NetworkPolicy, ...] = ()
+
+    @classmethod
+    def of(cls, policies: list[NetworkPolicy] | tuple[NetworkPolicy, ...]) -> PolicySet:
+        """A set sorted by namespace and name."""
+        return cls(tuple(sorted(policies, key=lambda p: p.key)))
+
+    def in_namespace(self, namespace: str) -> tuple[NetworkPolicy, ...]:
+        """The policies of one namespace."""
+        return tuple(p for p in self.policies if p.namespace == namespace)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces that have at least one policy, sorted."""
+        return tuple(sorted({p.namespace for p in self.policies}))
