@@ -33,6 +33,7 @@ _COLUMNS = (
     "count",
     "verdict",
     "drop_reason",
+    "direction",
     "is_reply",
     "protocol",
     "dst_port",
@@ -61,7 +62,9 @@ _GROUP_KEYS = (
     "dst_port",
     "allowed",
     "verdict",
+    "direction",
 )
+_PER_ROW_KEYS = ("verdict", "direction")
 
 
 @dataclass(slots=True)
@@ -79,13 +82,27 @@ class AggregateStats:
 
 @dataclass(slots=True)
 class _Partial:
-    count: int
+    """One raw endpoint pair. Counts are kept per observation side (egress, ingress, unknown):
+    both ends of a connection may report it (Hubble at each node, Calico `reporter` src and dst),
+    so the pair's count is the largest side's, never their sum."""
+
     first: int
     last: int
     src_pods: set[str]
     dst_pods: set[str]
     services: set[str]
-    verdicts: Counter[str]
+    verdicts: dict[str, Counter[str]]
+
+    @property
+    def count(self) -> int:
+        return max(sum(counter.values()) for counter in self.verdicts.values())
+
+    def verdict_counts(self) -> Counter[str]:
+        merged: Counter[str] = Counter()
+        for counter in self.verdicts.values():
+            for verdict, count in counter.items():
+                merged[verdict] = max(merged[verdict], count)
+        return merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +173,8 @@ class _Accumulator:
         table = table.set_column(
             table.schema.get_field_index("verdict"), "verdict", table.column("verdict").cast(pa.string())
         )
-        table = table.set_column(
-            table.schema.get_field_index("protocol"), "protocol", table.column("protocol").cast(pa.string())
-        )
+        for name in ("protocol", "direction"):
+            table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.string()))
         grouped = table.group_by(list(_GROUP_KEYS), use_threads=False).aggregate(
             [
                 ("count", "sum"),
@@ -231,17 +247,16 @@ class _Accumulator:
                 self.pod_labels[(ns or "", pod)] = key
 
     def _merge(self, row: dict[str, Any]) -> None:
-        key = tuple(row[k] for k in _GROUP_KEYS if k != "verdict")
+        key = tuple(row[k] for k in _GROUP_KEYS if k not in _PER_ROW_KEYS)
         partial = self.partials.get(key)
         if partial is None:
-            partial = self.partials[key] = _Partial(0, row["time_min"], row["time_max"], set(), set(), set(), Counter())
-        partial.count += row["count_sum"]
+            partial = self.partials[key] = _Partial(row["time_min"], row["time_max"], set(), set(), set(), {})
         partial.first = min(partial.first, row["time_min"])
         partial.last = max(partial.last, row["time_max"])
         partial.src_pods.update(p for p in row["src_pod_distinct"] if p)
         partial.dst_pods.update(p for p in row["dst_pod_distinct"] if p)
         partial.services.update(s for s in row["dst_service_distinct"] if s)
-        partial.verdicts[row["verdict"]] += row["count_sum"]
+        partial.verdicts.setdefault(row["direction"], Counter())[row["verdict"]] += row["count_sum"]
 
 
 def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -321,7 +336,7 @@ def _finish(acc: _Accumulator, settings: Settings) -> EdgeSet:
         edge["src_pods"].update(partial.src_pods)
         edge["dst_pods"].update(partial.dst_pods)
         edge["dst_services"].update(partial.services)
-        edge["verdicts"].update(partial.verdicts)
+        edge["verdicts"].update(partial.verdict_counts())
         if key[9]:
             edge["dst_names"].update(acc.names.get(key[9], ()))
     rows = []
