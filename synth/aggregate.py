@@ -327,7 +327,9 @@ def _finish(acc: _Accumulator, settings: Settings) -> EdgeSet:
                 "dst_names": set(),
                 "dst_services": set(),
                 "verdicts": Counter(),
+                "directions": set(),
             }
+        edge["directions"].update(partial.verdicts)
         edge["count"] += partial.count
         edge["first_seen"] = min(edge["first_seen"], partial.first)
         edge["last_seen"] = max(edge["last_seen"], partial.last)
@@ -339,6 +341,7 @@ def _finish(acc: _Accumulator, settings: Settings) -> EdgeSet:
         edge["verdicts"].update(partial.verdict_counts())
         if key[9]:
             edge["dst_names"].update(acc.names.get(key[9], ()))
+    _fold_egress_of_denied(edges)
     rows = []
     for edge_key in sorted(edges, key=_sort_key):
         edge = edges[edge_key]
@@ -376,6 +379,22 @@ def _finish(acc: _Accumulator, settings: Settings) -> EdgeSet:
     pod_labels = {pod: acc.labels[key] for pod, key in acc.pod_labels.items()}
     names = {ip: tuple(sorted(found)) for ip, found in acc.names.items()}
     return EdgeSet(table, by_selector, names, pod_labels, acc.stats)
+
+
+def _fold_egress_of_denied(edges: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+    """Forwarded packets never seen at the destination belong to connections the destination
+    dropped at ingress when the same pair has such drops: they are not evidence of success."""
+    for key in [k for k in edges if k[-1] and k[3] == "pod"]:
+        denied = edges.get((*key[:-1], False))
+        allowed = edges[key]
+        if denied is None or "ingress" in allowed["directions"] or "ingress" not in denied["directions"]:
+            continue
+        denied["count"] = max(denied["count"], allowed["count"])
+        denied["first_seen"] = min(denied["first_seen"], allowed["first_seen"])
+        denied["last_seen"] = max(denied["last_seen"], allowed["last_seen"])
+        for name in ("src_workloads", "dst_workloads", "src_pods", "dst_pods", "dst_names", "dst_services"):
+            denied[name].update(allowed[name])
+        del edges[key]
 
 
 def _endpoint(

@@ -131,7 +131,7 @@ class _NamespaceBuilder:
             self._denied(edge, own_src)
             return
         if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
-            subject = edge["src_selector"] if own_src else edge["dst_selector"]
+            subject = _peer_text(edge, "src" if own_src else "dst")
             self._find(
                 "icmp",
                 subject,
@@ -164,7 +164,7 @@ class _NamespaceBuilder:
         if self._is_dns(edge):
             self.dns.add(edge, edge["src_pods"], edge["dst_pods"])
             return
-        peer = self._peer(edge, "dst", edge["src_selector"])
+        peer = self._peer(edge, "dst", _peer_text(edge, "src"))
         if peer is not None:
             draft = self.egress[edge["src_selector"]].setdefault(peer, _RuleDraft())
             draft.add(edge, edge["src_pods"], edge["dst_pods"])
@@ -179,13 +179,13 @@ class _NamespaceBuilder:
         if edge["src_kind"] == "host":
             self._find(
                 "host-traffic",
-                edge["dst_selector"],
+                _peer_text(edge, "dst"),
                 f"ingress from the local node on {_port_text(edge)} (kubelet "
                 "probes): NetworkPolicy always allows it; some CNIs need a node policy",
                 edge,
             )
             return
-        peer = self._peer(edge, "src", edge["dst_selector"])
+        peer = self._peer(edge, "src", _peer_text(edge, "dst"))
         if peer is not None:
             self.ingress[edge["dst_selector"]].setdefault(peer, _RuleDraft()).add(
                 edge, edge["dst_pods"], edge["src_pods"]
@@ -280,15 +280,15 @@ class _NamespaceBuilder:
             return True
         self._find(
             "dns-not-covered",
-            edge["src_selector"],
+            _peer_text(edge, "src"),
             f"DNS to {dns.namespace} pods {', '.join(edge['dst_pods'])} "
-            f"that {wanted.canonical()} does not select: allowed by their own rule; check --dns-selector",
+            f"that {wanted.canonical()} does not select: allowed by their own rule; check the DNS settings",
             edge,
         )
         return False
 
     def _denied(self, edge: dict[str, Any], own_src: bool) -> None:
-        subject = edge["src_selector"] if own_src else edge["dst_selector"]
+        subject = _peer_text(edge, "src" if own_src else "dst")
         self._find(
             "denied-attempt",
             subject,
@@ -337,7 +337,7 @@ class _NamespaceBuilder:
                     drafts[Peer(ip_block=IPBlock(cidr))] = _merge_port(drafts.get(Peer(ip_block=IPBlock(cidr))), merged)
                 self._find(
                     "public-exposure",
-                    selector,
+                    _peer_text(group[0], "dst"),
                     f"{protocol} {port} is open to any address: {len(sources)} "
                     f"distinct external sources were seen (threshold {threshold})",
                     _sum_edges(group),
@@ -446,12 +446,19 @@ def _peer_sort_key(peer: Peer) -> tuple[Any, ...]:
     return (0 if not namespace else 1, namespace, pods, 0, 0, 0)
 
 
+_CLUSTER_RANGES = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10")
+)
+
+
 def _is_private(selector: str) -> bool:
+    """Inside the ranges clusters use for pods, services and nodes (RFC 1918, CGNAT, link-local, ULA)."""
     try:
         network = ipaddress.ip_network(selector, strict=False)
     except ValueError:
         return False
-    return network.is_private
+    return any(network.version == r.version and network.subnet_of(r) for r in _CLUSTER_RANGES)  # type: ignore[arg-type]
 
 
 def _port_text(edge: dict[str, Any]) -> str:
