@@ -189,17 +189,26 @@ class _Accumulator:
             self._merge(row)
 
     def _collect_dns(self, batch: pa.RecordBatch) -> None:
-        answers = batch.column("dns_answers")
-        has = pc.greater(pc.fill_null(pc.list_value_length(answers), 0), 0)
-        if not pc.any(has).as_py():
-            return
-        rows = pa.Table.from_batches([batch.select(["dns_query", "dns_answers"])]).filter(has)
-        for query, ips in zip(
-            rows.column("dns_query").to_pylist(), rows.column("dns_answers").to_pylist(), strict=True
-        ):
-            if query:
-                for ip in ips:
-                    self.names.setdefault(ip, set()).add(query.rstrip("."))
+        """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names."""
+        for names_column, address_column in (("dns_answers", "dns_query"), ("dst_names", "dst_ip")):
+            lists = batch.column(names_column)
+            has = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0)
+            if not pc.any(has).as_py():
+                continue
+            rows = pa.Table.from_batches([batch.select([names_column, address_column])]).filter(has)
+            lists = rows.column(names_column).combine_chunks()
+            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists))
+            pairs = pa.table({"owner": owners, "value": pc.list_flatten(lists)})
+            distinct = pairs.group_by(["owner", "value"], use_threads=False).aggregate([])
+            for other, value in zip(
+                distinct.column("owner").to_pylist(), distinct.column("value").to_pylist(), strict=True
+            ):
+                if not other or not value:
+                    continue
+                if names_column == "dns_answers":  # value is an answer address, `other` the query
+                    self.names.setdefault(value, set()).add(other.rstrip("."))
+                else:  # value is a name, `other` the destination address
+                    self.names.setdefault(other, set()).add(value.rstrip("."))
 
     def _add_side_columns(self, table: pa.Table, side: str) -> pa.Table:
         kind = table.column(f"{side}_kind").cast(pa.string())

@@ -1,0 +1,67 @@
+"""Shared fixtures: the bundled sample store, the real captures in ../shared, the CLI runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from synth.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_FLOWS = sorted((ROOT / "sample_flows").glob("hubble-*.json.gz"))
+SHARED_CAPTURES = ROOT.parent / "shared" / "data" / "hubble-captures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="Rewrite golden files from the current output.")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """The outcome of one `synth` invocation."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def synth(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """Run `synth ARGS...` in-process through main() and capture its output."""
+
+    def run(*args: str) -> Run:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the bundled sample flows (imported once per session)."""
+    from synth.ingest import import_files
+    from synth.store import Store
+
+    path = tmp_path_factory.mktemp("sample-store")
+    import_files(Store(str(path)), "hubble", [str(p) for p in SAMPLE_FLOWS])
+    return path
+
+
+def shared_captures() -> list[Path]:
+    """The real captures beside the checkout, or a skip when they are not there."""
+    files = sorted(SHARED_CAPTURES.glob("*.json"))
+    if not files:
+        pytest.skip("../shared/data/hubble-captures is not present")
+    return files
