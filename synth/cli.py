@@ -200,6 +200,28 @@ def generate_command(
     return 0
 
 
+@import_group.command("calico")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "--format",
+    "calico_format",
+    type=click.Choice(["auto", "flowlog", "elasticsearch", "goldmane", "whisker"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto detects it from the first record.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
+@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@store_option
+def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, force: bool, store_path: str) -> int:
+    """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""
+    reports = ingest.import_files(
+        Store(store_path), "calico", files, strict=strict, force=force, format=calico_format
+    )
+    _print_import(reports)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     try:

@@ -2,8 +2,10 @@
 
 Handles plain and gzip files (by content, not by name), `-` for stdin, and three framings:
 one JSON value per line (the common case, parsed with orjson), a JSON array, and a stream of
-pretty-printed objects (`jq .` output). Every record comes with its line number so skips can
-say `file:line`. A SHA-256 of the raw bytes is computed on the way, for duplicate detection.
+pretty-printed objects (`jq .` output). Sources that ask for it (`records(sse=True)`) also get a
+fourth: server-sent events (`data: {...}` lines, as a watch of whisker-backend sends them).
+Every record comes with its line number so skips can say `file:line`. A SHA-256 of the raw bytes
+is computed on the way, for duplicate detection.
 """
 
 from __future__ import annotations
@@ -113,8 +115,12 @@ class InputFile:
         except OSError as e:
             raise InputError(f"{self.display}: read failed: {e}") from e
 
-    def records(self) -> Iterator[Record]:
-        """Every JSON value of the file with its line number; bad lines come back with `error` set."""
+    def records(self, *, sse: bool = False) -> Iterator[Record]:
+        """Every JSON value of the file with its line number; bad lines come back with `error` set.
+
+        With `sse`, a file whose first line is a server-sent-event field (`data:`, `event:`, `id:`,
+        `retry:`, `error:` or a `:` comment) is read as an event stream: one record per event.
+        """
         lines = self.lines()
         first_line = 0
         first: bytes | None = None
@@ -124,6 +130,9 @@ class InputFile:
                 break
         if first is None:
             raise InputError(f"{self.display}: empty input, no records")
+        if sse and _is_sse_line(first):
+            yield from _sse(first_line, first, lines)
+            return
         head = first.lstrip()[:1]
         if head not in (b"{", b"["):
             preview = first.strip()[:40].decode("utf-8", "replace")
@@ -149,6 +158,47 @@ def _ndjson(first_line: int, first: bytes, lines: Iterator[bytes]) -> Iterator[R
             if line.strip():
                 yield Record(number, error=f"not valid JSON ({_short(e)})")
         number += 1
+
+
+_SSE_FIELDS = (b"data", b"event", b"id", b"retry", b"error")
+
+
+def _is_sse_line(line: bytes) -> bool:
+    text = line.lstrip()
+    return text.startswith(b":") or text.split(b":", 1)[0] in _SSE_FIELDS and b":" in text
+
+
+def _sse(first_line: int, first: bytes, lines: Iterator[bytes]) -> Iterator[Record]:
+    """Server-sent events: `data:` lines up to a blank line make one JSON record; `error:` is a bad record."""
+    data: list[bytes] = []
+    start = first_line
+    for number, line in enumerate(_chain(first, lines), first_line):
+        text = line.rstrip(b"\r\n")
+        if not text.strip():
+            if data:
+                yield _sse_event(start, data)
+                data = []
+            continue
+        field, _, value = text.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if field == b"data":
+            if not data:
+                start = number
+            data.append(value)
+        elif field == b"error":
+            yield Record(number, error=f"the server sent an error: {value.decode('utf-8', 'replace').strip()}")
+        elif field not in _SSE_FIELDS and field:
+            preview = text.strip()[:40].decode("utf-8", "replace")
+            yield Record(number, error=f"not a server-sent event line (starts with {preview!r})")
+    if data:
+        yield _sse_event(start, data)
+
+
+def _sse_event(line: int, data: list[bytes]) -> Record:
+    try:
+        return Record(line, orjson.loads(b"\n".join(data)))
+    except orjson.JSONDecodeError as e:
+        return Record(line, error=f"event data is not valid JSON ({_short(e)})")
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

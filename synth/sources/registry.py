@@ -21,7 +21,13 @@ def _hubble() -> FileSourceClass:
     return HubbleFileSource  # type: ignore[return-value]
 
 
-_FILE_SOURCES = {"hubble": _hubble}
+def _calico() -> FileSourceClass:
+    from synth.sources.calico_file import CalicoFileSource
+
+    return CalicoFileSource  # type: ignore[return-value]
+
+
+_FILE_SOURCES = {"hubble": _hubble, "calico": _calico}
 
 
 def file_source(name: str) -> FileSourceClass:
