@@ -7,6 +7,7 @@ flows, 2 usage, 3 a reported error (bad input, unreachable server), 4 an unexpec
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -15,8 +16,8 @@ from typing import Any, TypeVar
 import click
 
 from synth import __version__, formats, ingest, pipeline
-from synth.config import Settings
-from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError
+from synth.config import DnsTarget, Settings
+from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
 from synth.ingest import FileReport
 from synth.output import write_tree
 from synth.store import Store
@@ -47,26 +48,46 @@ def window_options(function: F) -> F:
 
 
 def settings_options(function: F) -> F:
-    """The generation knobs shared by generate, report and diff."""
+    """The generation knobs shared by generate, report and diff, handed over as one `settings` value."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, public_threshold: int, allow_host_traffic: bool, allow_dropped: bool,
+                dns_namespace: str, dns_selector: str, dns_ports: tuple[int, ...], **kwargs: Any) -> Any:
+        settings = _settings(
+            public_threshold, allow_host_traffic, allow_dropped, dns_namespace, dns_selector, dns_ports
+        )
+        return function(*args, settings=settings, **kwargs)
+
     for decorator in (
-        click.option(
-            "--public-threshold",
-            type=click.IntRange(min=1),
-            default=Settings().public_ingress_threshold,
-            show_default=True,
-            help="Distinct external sources on one port that make it a public endpoint.",
-        ),
+        click.option("--dns-port", "dns_ports", type=click.IntRange(1, 65535), multiple=True,
+                     help="Cluster DNS port (repeatable; default 53, e.g. 5353 on OpenShift)."),
+        click.option("--dns-selector", default="k8s-app=kube-dns", show_default=True, metavar="K=V[,K=V]",
+                     help="Labels of the cluster DNS pods (NodeLocal DNS, OpenShift dns-default, ...)."),
+        click.option("--dns-namespace", default="kube-system", show_default=True,
+                     help="Namespace of the cluster DNS pods."),
+        click.option("--public-threshold", type=click.IntRange(min=1), default=Settings().public_ingress_threshold,
+                     show_default=True, help="Distinct external sources on one port that make it a public endpoint."),
         click.option("--allow-host-traffic", is_flag=True, help="Turn node and host traffic into ipBlock rules."),
         click.option("--allow-dropped", is_flag=True, help="Turn dropped (denied) attempts into allow rules too."),
     ):
-        function = decorator(function)
-    return function
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
-def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bool) -> Settings:
-    return Settings(
-        public_ingress_threshold=public_threshold, allow_host_traffic=allow_host_traffic, allow_dropped=allow_dropped
-    )
+def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bool, dns_namespace: str = "kube-system",
+              dns_selector: str = "k8s-app=kube-dns", dns_ports: tuple[int, ...] = ()) -> Settings:
+    pairs = []
+    for item in filter(None, (part.strip() for part in dns_selector.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--dns-selector: {item!r} is not key=value")
+        pairs.append((key, value))
+    if not pairs:
+        raise UsageError("--dns-selector: give at least one key=value")
+    ports = tuple(sorted(set(dns_ports))) or (53,)
+    dns = DnsTarget(namespace=dns_namespace, pod_labels=tuple(sorted(pairs)), ports=ports)
+    return Settings(public_ingress_threshold=public_threshold, allow_host_traffic=allow_host_traffic,
+                    allow_dropped=allow_dropped, dns=dns)
 
 
 def _window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
@@ -168,16 +189,14 @@ def generate_command(
     out_dir: str | None,
     since: str | None,
     until: str | None,
-    public_threshold: int,
-    allow_host_traffic: bool,
-    allow_dropped: bool,
+    settings: Settings,
     store_path: str,
 ) -> int:
     """Generate least-privilege NetworkPolicies from the stored flows."""
     since_ns, until_ns = _window(since, until)
     generated = pipeline.generate(
         Store(store_path),
-        _settings(public_threshold, allow_host_traffic, allow_dropped),
+        settings,
         namespaces=namespaces,
         all_namespaces=all_namespaces,
         since_ns=since_ns,
@@ -215,9 +234,7 @@ def generate_command(
 @store_option
 def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, force: bool, store_path: str) -> int:
     """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""
-    reports = ingest.import_files(
-        Store(store_path), "calico", files, strict=strict, force=force, format=calico_format
-    )
+    reports = ingest.import_files(Store(store_path), "calico", files, strict=strict, force=force, format=calico_format)
     _print_import(reports)
     return 0
 

@@ -13,10 +13,11 @@ from synth.render import comment_text
 
 
 def endpoint_text(row: dict[str, Any], side: str) -> str:
-    """`namespace/selector` for pods, `kind address` for everything else."""
+    """`namespace/workload` for pods (the selector is in the JSON and CSV forms), `kind address` otherwise."""
     kind = row[f"{side}_kind"]
     if kind == "pod":
-        return f"{row[f'{side}_namespace']}/{row[f'{side}_selector'] or '{}'}"
+        names = sorted({w.rsplit("/", 1)[-1] for w in row[f"{side}_workloads"]})
+        return f"{row[f'{side}_namespace']}/{'+'.join(names) or row[f'{side}_selector']}"
     return f"{kind} {row[f'{side}_selector']}".strip()
 
 
