@@ -171,6 +171,24 @@ def edges_command(
     return 0
 
 
+def deployed_options(function: F) -> F:
+    """`--deployed PATH` (repeatable) or `--cluster` with `--kubeconfig`/`--context`: the deployed policies."""
+    for decorator in (
+        click.option("--context", metavar="NAME", help="Kubeconfig context for --cluster."),
+        click.option("--kubeconfig", metavar="PATH", help="Kubeconfig for --cluster (default: $KUBECONFIG)."),
+        click.option("--cluster", is_flag=True, help="Read the deployed NetworkPolicies from the cluster."),
+        click.option("--deployed", "deployed_paths", multiple=True, metavar="PATH",
+                     help="Deployed NetworkPolicies: YAML/JSON files or folders, - for stdin (repeatable)."),
+    ):
+        function = decorator(function)
+    return function
+
+
+def _say_skipped(skipped_by_kind: tuple[tuple[str, int], ...]) -> None:
+    for kind, count in skipped_by_kind:
+        _say(f"skipped {count} {kind} object(s): not networking.k8s.io/v1 NetworkPolicies")
+
+
 @cli.command("generate")
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to generate policies for (repeatable).")
 @click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
@@ -180,6 +198,8 @@ def edges_command(
     metavar="DIR",
     help="Write one file per policy under DIR/<namespace>/ (default: print one YAML stream).",
 )
+@deployed_options
+@click.option("--diff-out", metavar="FILE", help="With --deployed/--cluster: write the full diff (markdown) to FILE.")
 @window_options
 @settings_options
 @store_option
@@ -187,13 +207,31 @@ def generate_command(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     out_dir: str | None,
+    deployed_paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    diff_out: str | None,
     since: str | None,
     until: str | None,
     settings: Settings,
     store_path: str,
 ) -> int:
-    """Generate least-privilege NetworkPolicies from the stored flows."""
+    """Generate least-privilege NetworkPolicies from the stored flows, checked against those flows.
+
+    With --deployed or --cluster, proposed policies keep the names of deployed ones that select
+    the same pods, and a summary of the diff against the deployed policies is printed.
+    """
     since_ns, until_ns = _window(since, until)
+    deployed = None
+    if deployed_paths or cluster:
+        loaded = pipeline.load_deployed(
+            deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
+        )
+        _say_skipped(loaded.skipped_by_kind())
+        deployed = loaded.policies
+    elif diff_out:
+        raise UsageError("--diff-out needs the deployed policies (--deployed PATH or --cluster)")
     generated = pipeline.generate(
         Store(store_path),
         settings,
@@ -201,6 +239,7 @@ def generate_command(
         all_namespaces=all_namespaces,
         since_ns=since_ns,
         until_ns=until_ns,
+        deployed=deployed,
     )
     synthesis = generated.synthesis
     if out_dir is None:
@@ -216,6 +255,16 @@ def generate_command(
                 kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
         notes = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         _say(f"{namespace}: {count} policies" + (f"; findings: {notes}" if notes else ""))
+    _say(generated.verification.summary())
+    if generated.diff is not None:
+        for namespace, proposed, kept in generated.diff.renamed:
+            _say(f"{namespace}: {proposed} keeps the deployed name {kept}")
+        _say(generated.diff.summary())
+        if diff_out:
+            pipeline.write_text(diff_out, generated.diff.render("markdown"))
+            _say(f"wrote the diff to {diff_out}")
+        else:
+            _say("the full diff: synth diff with the same options, or --diff-out FILE")
     return 0
 
 
@@ -236,6 +285,119 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
     """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""
     reports = ingest.import_files(Store(store_path), "calico", files, strict=strict, force=force, format=calico_format)
     _print_import(reports)
+    return 0
+
+
+@cli.command("verify")
+@click.option("--policies", "policy_paths", multiple=True, required=True, metavar="PATH",
+              help="NetworkPolicies to check: YAML/JSON files or folders, - for stdin (repeatable).")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only flows touching this namespace (repeatable).")
+@window_options
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@store_option
+def verify_command(
+    policy_paths: tuple[str, ...],
+    namespaces: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    output: str,
+    store_path: str,
+) -> int:
+    """Replay the stored request flows through NetworkPolicies; exit 1 if any observed flow is denied.
+
+    Denied edges come with their reasons (which policy isolates the pod, that no rule allows the
+    connection); flows the policies cannot judge (ICMP, node traffic, unknown labels) are listed.
+    """
+    since_ns, until_ns = _window(since, until)
+    loaded = pipeline.load_deployed(policy_paths, namespaces=namespaces)
+    _say_skipped(loaded.skipped_by_kind())
+    result = pipeline.verify_policies(
+        Store(store_path), Settings(), loaded.policies, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns
+    )
+    click.echo(result.render(output), nl=False)
+    return result.exit_code
+
+
+@cli.command("diff")
+@click.option("--namespace", "-n", "namespaces", multiple=True, required=True,
+              help="Namespace whose policies to compare (repeatable).")
+@deployed_options
+@click.option("-o", "--output", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@window_options
+@settings_options
+@store_option
+def diff_command(
+    namespaces: tuple[str, ...],
+    deployed_paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    output: str,
+    since: str | None,
+    until: str | None,
+    settings: Settings,
+    store_path: str,
+) -> int:
+    """Compare the deployed policies of a namespace with the ones generated from the stored flows.
+
+    Shows a unified diff per object (normalised YAML), what changes for the observed traffic, and
+    what the deployed policies allow that was never observed. Exit 0 when the same, 1 when not.
+    """
+    since_ns, until_ns = _window(since, until)
+    loaded = pipeline.load_deployed(
+        deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
+    )
+    _say_skipped(loaded.skipped_by_kind())
+    generated = pipeline.generate(
+        Store(store_path), settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns,
+        deployed=loaded.policies,
+    )
+    assert generated.diff is not None
+    click.echo(generated.diff.render(output), nl=False)
+    return generated.diff.exit_code
+
+
+@cli.group("collect")
+def collect_group() -> None:
+    """Collect flows live from a cluster into the store."""
+
+
+@collect_group.command("hubble")
+@click.option("--server", required=True, metavar="HOST:PORT", help="hubble-relay or agent address (tls:// for TLS).")
+@window_options
+@click.option("--duration", metavar="DURATION", help="Collect live for this long (48h, 90m), then stop.")
+@click.option("--follow", "-f", is_flag=True, help="Collect live until interrupted (SIGINT/SIGTERM flush and exit 0).")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only flows from or to this namespace.")
+@click.option("--verdict", "verdicts", multiple=True, help="Only flows with this verdict (FORWARDED, DROPPED, ...).")
+@click.option("--allowlist", multiple=True, metavar="JSON", help="Only flows matching this FlowFilter (repeatable).")
+@click.option("--denylist", multiple=True, metavar="JSON", help="Leave out flows matching this FlowFilter.")
+@click.option("--tls", is_flag=True, help="Use TLS (the server certificate is verified).")
+@click.option("--tls-ca-cert-files", multiple=True, metavar="FILE", help="CA certificates to verify the server with.")
+@click.option("--tls-client-cert-file", metavar="FILE", help="Client certificate, for mutual TLS.")
+@click.option("--tls-client-key-file", metavar="FILE", help="Client key, for mutual TLS.")
+@click.option("--tls-server-name", metavar="NAME", help="Name to verify the server certificate against.")
+@click.option("--tls-allow-insecure", is_flag=True, help="Trust whatever certificate the server presents.")
+@click.option("--request-timeout", default="12s", show_default=True, metavar="DURATION", help="For unary calls.")
+@click.option("--flush-interval", default="60s", show_default=True, metavar="DURATION", help="Store flows this often.")
+@click.option("--flush-flows", type=click.IntRange(min=1), default=250_000, show_default=True, help="Or every N flows.")
+@store_option
+def collect_hubble_command(server: str, since: str | None, until: str | None, duration: str | None, follow: bool,
+                           namespaces: tuple[str, ...], verdicts: tuple[str, ...], allowlist: tuple[str, ...],
+                           denylist: tuple[str, ...], tls: bool, request_timeout: str, flush_interval: str,
+                           flush_flows: int, store_path: str, **tls_files: Any) -> int:
+    """Collect flows from Hubble's Observer gRPC API into the store (until the window or duration ends)."""
+    from synth import collect  # noqa: PLC0415 - grpc is loaded for this command only
+    from synth.timeutil import parse_duration  # noqa: PLC0415
+
+    since_ns, until_ns = _window(since, until)
+    options = collect.CollectOptions(
+        server, since_ns, until_ns, parse_duration(duration) if duration else None, follow, namespaces, verdicts,
+        allowlist, denylist, collect.TlsOptions(tls, **{k.removeprefix("tls_"): v for k, v in tls_files.items()}),
+        parse_duration(request_timeout), parse_duration(flush_interval), flush_flows,
+    )
+    report = collect.collect_hubble(Store(store_path), options, progress=collect.tty_progress(), notify=_say)
+    for line in collect.summary_lines(report):
+        click.echo(line)
     return 0
 
 

@@ -36,6 +36,9 @@ class BadRecord(InputError):
         self.where = where
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[BadRecord], tuple[str, str]]:
+        return (BadRecord, (self.where, self.reason))
+
 
 class StoreError(SynthError):
     """The flow store is missing, locked, or written by an incompatible version."""

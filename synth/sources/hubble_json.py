@@ -9,10 +9,12 @@ never stored as flows. A malformed record is skipped with `file:line: field ...:
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from synth.sources.columns import (
@@ -34,8 +36,12 @@ from synth.sources.hubble_common import (
     label_info,
     workload_name,
 )
-from synth.sources.interface import FlowSource
-from synth.sources.reader import InputFile
+from synth.sources.hubble_fast import Endpoints, FastColumns
+from synth.sources.hubble_fast import append as fast_append
+from synth.sources.hubble_fast import decode as fast_decode
+from synth.sources.interface import FlowSource, SourceStats
+from synth.sources.parallel import BlockResult, default_jobs, parse_blocks
+from synth.sources.reader import InputFile, Record, short_error
 
 BATCH_ROWS = 65536
 _FLOW_KEYS = frozenset({"time", "verdict", "IP", "l4", "source", "destination", "Type", "event_type", "eventType"})
@@ -242,7 +248,7 @@ def _append_flow(cols: FlowColumns, flow: dict[str, Any], node: object, envelope
     cols.count.append(count)
     cols.source.append(SOURCE_INDEX["hubble"])
     cols.verdict.append(VERDICT_INDEX[verdict])
-    cols.drop_reason.append(drop)
+    cols.drop_reason.append(drop or None)
     cols.direction.append(DIRECTION_INDEX[direction])
     cols.is_reply.append(is_reply)
     cols.protocol.append(PROTOCOL_INDEX[protocol])
@@ -319,7 +325,7 @@ class ReplyTracker:
         self.requests: dict[tuple[object, ...], None] = {}
         self.limit = limit
 
-    def resolve(self, cols: FlowColumns) -> None:
+    def resolve(self, cols: FlowColumns | FastColumns) -> None:
         """Fill `is_reply` where it is None and the connection's direction is known."""
         replies = cols.is_reply
         if None not in replies:
@@ -335,7 +341,7 @@ class ReplyTracker:
                 elif (dst_ip[row], dst_port[row], src_ip[row], src_port[row]) in requests:
                     replies[row] = True
 
-    def _learn(self, cols: FlowColumns, rows: range) -> None:
+    def _learn(self, cols: FlowColumns | FastColumns, rows: range) -> None:
         requests = self.requests
         src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
         for row in rows:
@@ -351,16 +357,23 @@ class ReplyTracker:
 
 
 class HubbleFileSource(FlowSource):
-    """Flows from one Hubble JSON file (or stdin), streamed in batches of `batch_rows`."""
+    """Flows from one Hubble JSON file (or stdin), streamed in batches of `batch_rows`.
+
+    A file of one JSON value per line is parsed in blocks, on `jobs` processes; replies whose
+    producer did not mark them are told apart within each block, so the rows do not depend on
+    the number of processes. Other framings are parsed in this process.
+    """
 
     name = "hubble"
 
-    def __init__(self, input_file: InputFile, *, strict: bool = False, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(self, input_file: InputFile, *, strict: bool = False, batch_rows: int = BATCH_ROWS,
+                 jobs: int | None = None, block_size: int = 4 << 20) -> None:
         super().__init__()
         self.input = input_file
+        self.block_size = block_size
         self.strict = strict
         self.batch_rows = batch_rows
-        self._conntrack = ReplyTracker()
+        self.jobs = default_jobs() if jobs is None else jobs
 
     def facts(self) -> dict[str, object]:
         """Metadata for stored files: where the flows came from."""
@@ -368,15 +381,79 @@ class HubbleFileSource(FlowSource):
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Parse records into FLOW_SCHEMA batches; skips and events go into `stats`."""
-        stats, strict, display = self.stats, self.strict, self.input.display
-        cols = FlowColumns()
-        for record in self.input.records():
+        parser = HubbleParser(self.input.display, self.strict, self.batch_rows)
+        blocks = self.input.ndjson_blocks(self.block_size)
+        if blocks is None:
+            parser.stats = self.stats
+            yield from parser.parse(self.input.records(raw=True))
+            return
+        yield from parse_blocks(blocks, partial(parse_hubble_block, self.input.display, self.strict, self.batch_rows),
+                                self.jobs, self.stats)
+
+
+_parsers: dict[tuple[str, bool, int], HubbleParser] = {}
+
+
+def parse_hubble_block(display: str, strict: bool, batch_rows: int, start: int, block: bytes) -> BlockResult:
+    """Parse one block of lines (in this process or a worker); the parser and its caches are reused."""
+    key = (display, strict, batch_rows)
+    parser = _parsers.get(key)
+    if parser is None:
+        _parsers.clear()
+        parser = _parsers[key] = HubbleParser(display, strict, batch_rows)
+    return parser.parse_block(start, block)
+
+
+class HubbleParser:
+    """Turns records into batches: the typed fast path first, the general path for the rest.
+
+    The general path takes other framings, lowerCamelCase, events and anything the fast path
+    would have to guess at, and is the one that says what is wrong with a bad record.
+    """
+
+    def __init__(self, display: str, strict: bool, batch_rows: int) -> None:
+        self.display = display
+        self.strict = strict
+        self.batch_rows = batch_rows
+        self.stats = SourceStats()
+        self._conntrack = ReplyTracker()
+        self._endpoints = Endpoints()
+
+    def parse_block(self, start: int, block: bytes) -> BlockResult:
+        """One block of whole lines, with its own counts and its own reply tracking."""
+        self.stats = SourceStats()
+        self._conntrack = ReplyTracker()
+        records = (Record(start + offset, raw=line) for offset, line in enumerate(block.split(b"\n")) if line.strip())
+        batches = list(self.parse(records))
+        return BlockResult(batches, self.stats)
+
+    def parse(self, records: Iterable[Record]) -> Iterator[pa.RecordBatch]:
+        """Batches from records, counting skips and events in `stats`."""
+        stats, strict, display = self.stats, self.strict, self.display
+        fast, cols = FastColumns(self._endpoints), FlowColumns()
+        for record in records:
             stats.records += 1
+            value = record.value
+            if record.raw:
+                decoded = fast_decode(record.raw)
+                if decoded is not None:
+                    try:
+                        taken = fast_append(fast, *decoded, parse_time_ns)
+                    except BadField:
+                        taken = False
+                    if taken:
+                        if len(fast) >= self.batch_rows:
+                            yield self._flush(fast)
+                            fast = FastColumns(self._endpoints)
+                        continue
+                try:
+                    value = orjson.loads(record.raw)
+                except orjson.JSONDecodeError as e:
+                    record.error = f"not valid JSON ({short_error(e)})"
             where = f"{display}:{record.line}"
             if record.error:
                 stats.skip(where, record.error, strict=strict)
                 continue
-            value = record.value
             if not isinstance(value, dict):
                 stats.skip(where, f"expected a JSON object, got {type(value).__name__}", strict=strict)
                 continue
@@ -389,8 +466,9 @@ class HubbleFileSource(FlowSource):
             if len(cols) >= self.batch_rows:
                 yield self._flush(cols)
                 cols = FlowColumns()
-        if len(cols):
-            yield self._flush(cols)
+        for remaining in (fast, cols):
+            if len(remaining):
+                yield self._flush(remaining)
 
     def _take(self, cols: FlowColumns, value: dict[str, Any]) -> None:
         flow = value.get("flow")
@@ -412,7 +490,7 @@ class HubbleFileSource(FlowSource):
             raise BadField(f"not a Hubble flow or event (keys: {keys})")
         _append_flow(cols, value, None, None)
 
-    def _flush(self, cols: FlowColumns) -> pa.RecordBatch:
+    def _flush(self, cols: FlowColumns | FastColumns) -> pa.RecordBatch:
         self._conntrack.resolve(cols)
         self.stats.flows += len(cols)
         self.stats.saw_time(min(cols.time), max(cols.time))
