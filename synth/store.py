@@ -161,6 +161,39 @@ class Store:
             result.append(json.loads(metadata.get(FACTS_KEY, b"{}")))
         return result
 
+    def size(self, stored: StoredFile | str) -> int:
+        """Bytes of one stored file."""
+        path = stored.path if isinstance(stored, StoredFile) else stored
+        return int(self.fs.get_file_info(path).size or 0)
+
+    def replace_files(self, old: list[StoredFile], table: pa.Table, facts: dict[str, object]) -> str:
+        """Put one file in place of several of the same partition, crash-safe through a journal."""
+        directory = old[0].path.rsplit("/", 1)[0]
+        name = f"part-{uuid.uuid4().hex[:16]}-c.parquet"
+        temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
+        schema = FLOW_SCHEMA.with_metadata(
+            {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
+        )
+        with self.fs.open_output_stream(temporary) as sink:
+            pq.write_table(table.replace_schema_metadata(schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS,
+                           compression="zstd")
+        journal = self._path(".compact-journal.json")
+        with self.fs.open_output_stream(journal) as out:
+            out.write(json.dumps({"new": final, "temporary": temporary, "old": [f.path for f in old]}).encode())
+        self._finish_replace(journal)
+        return final
+
+    def _finish_replace(self, journal: str) -> None:
+        with self.fs.open_input_stream(journal) as stream:
+            entry = json.loads(stream.read())
+        if self.fs.get_file_info(entry["temporary"]).type == pafs.FileType.File:
+            self.fs.move(entry["temporary"], entry["new"])
+        if self.fs.get_file_info(entry["new"]).type == pafs.FileType.File:
+            for path in entry["old"]:
+                if self.fs.get_file_info(path).type == pafs.FileType.File:
+                    self.fs.delete_file(path)
+        self.fs.delete_file(journal)
+
     # ----- import ledger
     def imports(self) -> list[ImportEntry]:
         """Committed imports, oldest first."""
@@ -197,7 +230,13 @@ class Store:
         return StagedWriter(self, import_id, facts)
 
     def recover(self) -> None:
-        """Finish imports that were committed but not fully moved; drop ones never committed."""
+        """Finish imports that were committed but not fully moved; drop ones never committed.
+
+        Also finishes a compaction interrupted after its journal was written.
+        """
+        journal = self._path(".compact-journal.json")
+        if self.fs.get_file_info(journal).type == pafs.FileType.File:
+            self._finish_replace(journal)
         staging = self._path(".staging")
         if self.fs.get_file_info(staging).type != pafs.FileType.Directory:
             return
@@ -281,7 +320,9 @@ class PartitionWriter:
         self._buffered_rows = 0
         self._sequence = 0
         self.rows_written = 0
+        self.flows_written = 0
         self.files_written: list[str] = []
+        self.compact_interval_ns = 60_000_000_000
 
     def set_facts(self, facts: dict[str, object]) -> None:
         """Replace the facts written into files from now on (e.g. lost-event totals)."""
@@ -318,11 +359,17 @@ class PartitionWriter:
         self._sequence += 1
         name = f"part-{self.file_id}-{self._sequence:05d}.parquet"
         temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
-        table = pa.Table.from_batches(batches, schema=FLOW_SCHEMA).replace_schema_metadata(self.schema.metadata)
+        table = pa.Table.from_batches(batches, schema=FLOW_SCHEMA)
+        if self.compact_interval_ns:
+            from synth.compact import compact_table  # compact builds on this module
+
+            table = compact_table(table, self.compact_interval_ns)
+        table = table.replace_schema_metadata(self.schema.metadata)
         with self.fs.open_output_stream(temporary) as sink:
             pq.write_table(table, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")
         self.fs.move(temporary, final)
-        self.rows_written += rows
+        self.rows_written += table.num_rows
+        self.flows_written += rows
         self.files_written.append(final)
 
 
@@ -362,7 +409,7 @@ class StagedWriter(PartitionWriter):
             sha256=sha256,
             size=size,
             mtime_ns=mtime_ns,
-            flows=self.rows_written,
+            flows=self.flows_written,
             imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
             facts=facts,
         )

@@ -19,6 +19,7 @@ from synth.aggregate import EdgeSet
 from synth.config import NAMESPACE_NAME_LABEL, Settings
 from synth.identity import Identity, policy_base_names
 from synth.model import Evidence, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Protocol, Rule
+from synth.sources.calico_limits import unenforceable_reason
 
 MANAGED_BY = (("app.kubernetes.io/managed-by", "synth"),)
 _RULE_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
@@ -31,7 +32,7 @@ class Finding:
 
     `kind` is one of: public-exposure, external-egress, kube-apiserver, host-traffic, icmp,
     denied-attempt, unselectable, rejected-labels, intersection-selector, private-world,
-    dns-not-covered, unknown-peer.
+    dns-not-covered, unknown-peer, not-enforceable (the data hides what an exact rule needs).
     """
 
     kind: str
@@ -129,6 +130,11 @@ class _NamespaceBuilder:
             return
         if not edge["allowed"] and not self.settings.allow_dropped:
             self._denied(edge, own_src)
+            return
+        reason = unenforceable_reason(edge)
+        if reason is not None:
+            self._find("not-enforceable", _peer_text(edge, "src" if own_src else "dst"),
+                       f"{_peer_text(edge, 'src')} → {_peer_text(edge, 'dst')} on {_port_text(edge)}: {reason}", edge)
             return
         if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
             subject = _peer_text(edge, "src" if own_src else "dst")

@@ -1,0 +1,45 @@
+"""Which edges Calico data cannot turn into an exact rule, and which Felix setting would fix that.
+
+Calico aggregates flow logs before synth sees them. At the default level for allowed flows
+(`flowLogsFileAggregationKindForAllowed: 2`) addresses outside the cluster are folded into `pvt`/
+`pub` buckets or a NetworkSet name, so the importer stores such a peer as kind `world` without an
+IP; at level 3 the destination port is gone too. Goldmane and whisker-backend never carry IPs.
+An edge built from such records has an empty world selector or no port: a rule written from it
+would be either wrong (no address) or far too broad (every port), so generation reports it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+_PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+
+
+def _setting(edge: Mapping[str, object]) -> str:
+    allowed = edge.get("allowed", True)
+    return "flowLogsFileAggregationKindForAllowed" if allowed else "flowLogsFileAggregationKindForDenied"
+
+
+def unenforceable_reason(edge: Mapping[str, object]) -> str | None:
+    """Why no exact NetworkPolicy rule can be written for this EDGE_SCHEMA row, or None when one can.
+
+    The answer names what is missing and how to get it: lower the Felix aggregation level in the
+    `default` FelixConfiguration, wait for new flow logs, import again.
+    """
+    setting = _setting(edge)
+    for side, role in (("dst", "destination"), ("src", "source")):
+        if edge.get(f"{side}_kind") == "world" and not edge.get(f"{side}_selector"):
+            return (
+                f"the {role} is outside the cluster but its address is not in the flow records (Calico reports "
+                "pub/pvt or a NetworkSet name instead of the IP when flows are aggregated at level 2 or 3; "
+                "Goldmane and Whisker never carry IPs), so no ipBlock can be written and default-deny will "
+                f"block this traffic; set {setting} to 1 (or 0) in the default FelixConfiguration, then "
+                "import Calico Enterprise flows.log or Elasticsearch records"
+            )
+    if edge.get("protocol") in _PORT_PROTOCOLS and edge.get("port") is None:
+        return (
+            "the destination port is not in the flow records (Calico aggregation level 3 drops it), so a rule "
+            f"would have to open every port; set {setting} to 2 or lower in the default FelixConfiguration, "
+            "then import new flow logs"
+        )
+    return None
