@@ -401,6 +401,24 @@ def collect_hubble_command(server: str, since: str | None, until: str | None, du
     return 0
 
 
+@cli.command("compact")
+@click.option("--older-than", default="1h", show_default=True, metavar="DURATION",
+              help="Only hours that ended at least this long ago (leave the hour being written alone).")
+@store_option
+def compact_command(older_than: str, store_path: str) -> int:
+    """Rewrite each stored hour as one compacted file (identical flows per minute become one row)."""
+    from synth.compact import compact_store
+
+    report = compact_store(Store(store_path), before_ns=parse_time(older_than))
+    if not report.hours:
+        click.echo("nothing to compact")
+        return 0
+    click.echo(f"compacted {report.hours} hours: {report.files_before} files -> {report.files_after}, "
+               f"{report.rows_before:,} rows -> {report.rows_after:,}, "
+               f"{report.bytes_before:,} bytes -> {report.bytes_after:,}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this directly)."""
     try:

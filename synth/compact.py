@@ -66,7 +66,7 @@ def compact_table(table: pa.Table, interval_ns: int = MINUTE_NS) -> pa.Table:
         ("__count", "sum"), ("__time", "min"), ("__time", "max"), ("__row", "min"), ("__row", "max"),
     ])
     if grouped.num_rows == table.num_rows:
-        return table.sort_by("time") if not _sorted(times) else table
+        return (table.sort_by("time") if not _sorted(times) else table).cast(FLOW_SCHEMA)
     total = grouped.column("__count_sum")
     first_time, last_time = grouped.column("__time_min"), grouped.column("__time_max")
     single = pc.equal(first_time, last_time)
@@ -81,7 +81,7 @@ def compact_table(table: pa.Table, interval_ns: int = MINUTE_NS) -> pa.Table:
     last = last.set_column(last.schema.get_field_index("count"), "count", pa.array([1] * last.num_rows, pa.int64()))
     last = last.set_column(last.schema.get_field_index("time"), "time",
                            pc.filter(last_time, spread).cast(FLOW_SCHEMA.field("time").type))
-    return pa.concat_tables([first, last]).sort_by("time")
+    return pa.concat_tables([first, last]).sort_by("time").cast(FLOW_SCHEMA)
 
 
 def _sorted(times: pa.Array) -> bool:

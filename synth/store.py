@@ -303,11 +303,14 @@ def partition_of(hour_index: int, source: str) -> str:
 
 
 class PartitionWriter:
-    """Splits batches by source and hour, buffers them, and writes Parquet files atomically.
+    """Splits batches by source and hour, buffers them, compacts and writes Parquet files atomically.
 
     Files are written under a dot-name and renamed when closed, so `close()` (or `flush()`)
     is the moment they become visible. Memory is bounded by `_BUFFER_ROWS` across partitions.
     """
+
+    #: identical flows within this interval are stored as one row with a count (0: store every flow)
+    COMPACT_INTERVAL_NS = 60_000_000_000
 
     def __init__(self, fs: pafs.FileSystem, target_dir: str, facts: dict[str, object], file_id: str) -> None:
         self.fs = fs
@@ -322,7 +325,7 @@ class PartitionWriter:
         self.rows_written = 0
         self.flows_written = 0
         self.files_written: list[str] = []
-        self.compact_interval_ns = 60_000_000_000
+        self.compact_interval_ns = self.COMPACT_INTERVAL_NS
 
     def set_facts(self, facts: dict[str, object]) -> None:
         """Replace the facts written into files from now on (e.g. lost-event totals)."""
