@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from synth import __version__, formats, ingest, pipeline
+from synth.compact import compact_store
 from synth.config import DnsTarget, Settings
 from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
 from synth.ingest import FileReport
@@ -407,8 +408,6 @@ def collect_hubble_command(server: str, since: str | None, until: str | None, du
 @store_option
 def compact_command(older_than: str, store_path: str) -> int:
     """Rewrite each stored hour as one compacted file (identical flows per minute become one row)."""
-    from synth.compact import compact_store
-
     report = compact_store(Store(store_path), before_ns=parse_time(older_than))
     if not report.hours:
         click.echo("nothing to compact")

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from synth.schema import FLOW_SCHEMA
-from synth.store import Store, StoredFile
+
+if TYPE_CHECKING:  # the store compacts with compact_table; only annotations go the other way
+    from synth.store import Store, StoredFile
 
 MINUTE_NS = 60_000_000_000
 _SEPARATOR = "\x1f"

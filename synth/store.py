@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from synth.compact import compact_table
 from synth.errors import StoreError
 from synth.schema import FLOW_SCHEMA, SCHEMA_VERSION
 
@@ -364,8 +365,6 @@ class PartitionWriter:
         temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
         table = pa.Table.from_batches(batches, schema=FLOW_SCHEMA)
         if self.compact_interval_ns:
-            from synth.compact import compact_table  # compact builds on this module
-
             table = compact_table(table, self.compact_interval_ns)
         table = table.replace_schema_metadata(self.schema.metadata)
         with self.fs.open_output_stream(temporary) as sink:

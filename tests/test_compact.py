@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from conftest import SAMPLE_FLOWS, Run
+
 from synth.compact import compact_table
 from synth.schema import FLOW_SCHEMA
 from synth.store import PartitionWriter, Store
