@@ -1,0 +1,218 @@
+"""Benchmark synth end to end and print one table (also written to bench-results.json).
+
+For each size it makes a Hubble capture with the sample generator, then measures in separate
+processes (so peak RSS is that command's alone): the parse-only floor (the fastest JSON parser
+synth ships, extracting the same fields, one core), `synth import` (flows/s, peak RSS, ratio to the
+floor), `synth edges`, `synth generate`, the store's bytes per flow against the raw JSON, and,
+when `hubble-audit2policy` is installed, that tool's end-to-end time on the same file. A Calico
+flows.log of the same size is imported too.
+
+    python scripts/bench.py --quick          # about a minute: 100k flows
+    python scripts/bench.py                  # 100k, 1M and 10M flows (needs ~20 GB of disk)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
+
+
+def run(command: list[str], *, stdout: Any = subprocess.DEVNULL) -> dict[str, float]:
+    """Run a command; its wall time and peak RSS (from wait4, so only that process tree's)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
+    return {"seconds": elapsed, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def peak_rss_children() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def floor(path: Path) -> dict[str, float]:
+    """Parse-only rates (flows/s, one core) with orjson dicts and msgspec typed structs."""
+    result = subprocess.run([sys.executable, __file__, "_floor", str(path)], capture_output=True, text=True,
+                            check=True)
+    return json.loads(result.stdout)
+
+
+def _floor(path: str) -> None:
+    import orjson
+
+    from synth.sources.hubble_fast import decode
+
+    rates = {}
+    with open(path, "rb") as handle:  # noqa: PTH123
+        lines = handle.readlines()
+    start = time.perf_counter()
+    n = 0
+    for line in lines:
+        record = orjson.loads(line)
+        flow = record.get("flow")
+        if flow is None:
+            continue
+        s, d = flow.get("source") or {}, flow.get("destination") or {}
+        _ = (flow.get("time"), flow.get("verdict"), flow.get("l4"), flow.get("IP"), flow.get("is_reply"),
+             s.get("namespace"), s.get("pod_name"), s.get("labels"), d.get("namespace"), d.get("pod_name"),
+             d.get("labels"))
+        n += 1
+    rates["orjson"] = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    n = 0
+    for line in lines:
+        decoded = decode(line)
+        if decoded is None:
+            continue
+        flow = decoded[0]
+        s, d = flow.source, flow.destination
+        _ = (flow.time, flow.verdict, flow.l4, flow.IP, flow.is_reply, s and s.namespace, s and s.pod_name,
+             s and s.labels, d and d.namespace, d and d.pod_name, d and d.labels)
+        n += 1
+    rates["msgspec"] = n / (time.perf_counter() - start)
+    print(json.dumps(rates))
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model or platform.processor(), "cores": cores, "python": platform.python_version(),
+            "system": platform.platform()}
+
+
+def bench_size(label: str, flows: int, work: Path, synth: list[str]) -> dict[str, Any]:
+    source = work / f"hubble-{label}.json"
+    if not source.exists():
+        run([sys.executable, str(ROOT / "scripts" / "gen_flows.py"), "big", "--flows", str(flows), "--out",
+             str(source)])
+    store, out = work / f"store-{label}", work / f"out-{label}"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    lines = flows
+    rates = floor(source)
+    best = max(rates.values())
+    imported = run([*synth, "import", "hubble", str(source), "--store", str(store)])
+    edges = run([*synth, "edges", "--store", str(store), "-o", "json"])
+    generated = run([*synth, "generate", "--all-namespaces", "--store", str(store), "--out", str(out)])
+    raw_bytes, store_bytes = source.stat().st_size, du(store / "flows")
+    row: dict[str, Any] = {
+        "flows": lines,
+        "raw_json_bytes": raw_bytes,
+        "floor_flows_per_s": {k: round(v) for k, v in rates.items()},
+        "import_seconds": round(imported["seconds"], 2),
+        "import_flows_per_s": round(lines / imported["seconds"]),
+        "import_vs_floor": round(lines / imported["seconds"] / best, 2),
+        "import_rss_mb": round(imported["rss_mb"]),
+        "edges_seconds": round(edges["seconds"], 2),
+        "edges_rss_mb": round(edges["rss_mb"]),
+        "generate_seconds": round(generated["seconds"], 2),
+        "store_bytes": store_bytes,
+        "store_bytes_per_flow": round(store_bytes / lines, 1),
+        "raw_to_store_ratio": round(raw_bytes / max(store_bytes, 1), 1),
+    }
+    peer = shutil.which("hubble-audit2policy")
+    if peer:
+        peer_out = work / f"peer-{label}"
+        shutil.rmtree(peer_out, ignore_errors=True)
+        peer_out.mkdir()
+        measured = run([peer, str(source), "-o", str(peer_out)])
+        row["hubble_audit2policy_seconds"] = round(measured["seconds"], 2)
+        row["hubble_audit2policy_rss_mb"] = round(measured["rss_mb"])
+        end_to_end = imported["seconds"] + generated["seconds"]
+        row["speedup_vs_hubble_audit2policy"] = round(measured["seconds"] / end_to_end, 2)
+    return row
+
+
+def bench_calico(flows: int, work: Path, synth: list[str]) -> dict[str, Any]:
+    source = work / f"calico-{flows}.log"
+    if not source.exists():
+        run([sys.executable, str(ROOT / "scripts" / "gen_calico.py"), "--flows", str(flows), "--out", str(source)])
+    store = work / "store-calico"
+    shutil.rmtree(store, ignore_errors=True)
+    imported = run([*synth, "import", "calico", str(source), "--store", str(store)])
+    return {"flows": flows, "import_seconds": round(imported["seconds"], 2),
+            "import_flows_per_s": round(flows / imported["seconds"]), "import_rss_mb": round(imported["rss_mb"])}
+
+
+def table(results: dict[str, Any]) -> str:
+    header = ("size", "floor/s", "import/s", "×floor", "RSS MB", "edges s", "generate s", "B/flow", "raw÷store",
+              "peer s", "×peer")
+    rows = [header]
+    for label, row in results["hubble"].items():
+        rows.append((
+            label, f"{max(row['floor_flows_per_s'].values()):,}", f"{row['import_flows_per_s']:,}",
+            f"{row['import_vs_floor']:.2f}", str(row["import_rss_mb"]), f"{row['edges_seconds']:.2f}",
+            f"{row['generate_seconds']:.2f}", f"{row['store_bytes_per_flow']}", f"{row['raw_to_store_ratio']}",
+            str(row.get("hubble_audit2policy_seconds", "-")), str(row.get("speedup_vs_hubble_audit2policy", "-")),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(widths[i]) for i, c in enumerate(r)) for r in rows]
+    calico = results.get("calico")
+    if calico:
+        lines.append(f"calico flows.log: {calico['flows']:,} flows in {calico['import_seconds']} s = "
+                     f"{calico['import_flows_per_s']:,} flows/s, RSS {calico['import_rss_mb']} MB")
+    m = results["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["_floor"]:
+        _floor(arguments[1])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only 100k flows (about a minute)")
+    parser.add_argument("--sizes", default=None, help="comma-separated sizes among 100k,1M,10M")
+    parser.add_argument("--work", default=str(ROOT / "bench-data"), help="folder for inputs and stores")
+    parser.add_argument("--out", default=str(ROOT / "bench-results.json"))
+    parser.add_argument("--keep", action="store_true", help="keep generated inputs for the next run")
+    options = parser.parse_args(arguments)
+    sizes = ["100k"] if options.quick else (options.sizes.split(",") if options.sizes else list(SIZES))
+    work = Path(options.work)
+    work.mkdir(parents=True, exist_ok=True)
+    synth = [sys.executable, "-m", "synth"]
+    results: dict[str, Any] = {"machine": machine(), "hubble": {}}
+    for label in sizes:
+        print(f"… {label} flows", file=sys.stderr, flush=True)
+        results["hubble"][label] = bench_size(label, SIZES[label], work, synth)
+        if not options.keep:
+            (work / f"hubble-{label}.json").unlink(missing_ok=True)
+    calico_flows = 100_000 if options.quick else 1_000_000
+    print(f"… calico {calico_flows:,} flows", file=sys.stderr, flush=True)
+    results["calico"] = bench_calico(calico_flows, work, synth)
+    Path(options.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    if not options.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
