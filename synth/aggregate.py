@@ -28,7 +28,7 @@ from synth.schema import ALLOWED_VERDICTS, EDGE_SCHEMA, POLICY_DROP_REASONS
 from synth.store import Store
 
 _SEPARATOR = "\x1f"
-_COLUMNS = (
+FLOW_COLUMNS = (
     "time",
     "count",
     "verdict",
@@ -55,7 +55,7 @@ _COLUMNS = (
     "dns_answers",
 )
 _SIDE_KEYS = ("kind", "namespace", "group", "labels_key", "addr")
-_GROUP_KEYS = (
+GROUP_KEYS = (
     *(f"src_{k}" for k in _SIDE_KEYS),
     *(f"dst_{k}" for k in _SIDE_KEYS),
     "protocol",
@@ -126,8 +126,12 @@ class EdgeSet:
         return rows
 
 
-class _Accumulator:
-    """Merges per-batch partials; holds only distinct endpoint pairs and label sets."""
+class Accumulator:
+    """Merges per-batch partials; holds only distinct endpoint pairs and label sets.
+
+    Any engine that produces the same grouped rows (`merge_row`) and endpoint facts
+    (`remember_endpoint`, `remember_name`) gets the same edges from `finish` (the Spark engine does).
+    """
 
     def __init__(self, namespaces: Sequence[str] | None) -> None:
         self.namespaces = set(namespaces) if namespaces else None
@@ -175,7 +179,7 @@ class _Accumulator:
         )
         for name in ("protocol", "direction"):
             table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.string()))
-        grouped = table.group_by(list(_GROUP_KEYS), use_threads=False).aggregate(
+        grouped = table.group_by(list(GROUP_KEYS), use_threads=False).aggregate(
             [
                 ("count", "sum"),
                 ("time", "min"),
@@ -186,7 +190,7 @@ class _Accumulator:
             ]
         )
         for row in grouped.to_pylist():
-            self._merge(row)
+            self.merge_row(row)
 
     def _collect_dns(self, batch: pa.RecordBatch) -> None:
         """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names."""
@@ -206,9 +210,19 @@ class _Accumulator:
                 if not other or not value:
                     continue
                 if names_column == "dns_answers":  # value is an answer address, `other` the query
-                    self.names.setdefault(value, set()).add(other.rstrip("."))
+                    self.remember_name(value, other)
                 else:  # value is a name, `other` the destination address
-                    self.names.setdefault(other, set()).add(value.rstrip("."))
+                    self.remember_name(other, value)
+
+    def remember_name(self, address: str, name: str) -> None:
+        """A DNS name seen for an address (from an answer, or a flow's destination names)."""
+        self.names.setdefault(address, set()).add(name.rstrip("."))
+
+    def remember_endpoint(self, namespace: str | None, group: str, labels_key: str, pod: str | None) -> None:
+        """A pod seen with these labels (by key) in this owner group."""
+        self.groups.setdefault((namespace or "", group), set()).add(labels_key)
+        if pod:
+            self.pod_labels[(namespace or "", pod)] = labels_key
 
     def _add_side_columns(self, table: pa.Table, side: str) -> pa.Table:
         kind = table.column(f"{side}_kind").cast(pa.string())
@@ -251,12 +265,11 @@ class _Accumulator:
         for ns, group, key, pod in zip(
             *(distinct.column(c).to_pylist() for c in ("ns", "group", "key", "pod")), strict=True
         ):
-            self.groups.setdefault((ns or "", group), set()).add(key)
-            if pod:
-                self.pod_labels[(ns or "", pod)] = key
+            self.remember_endpoint(ns, group, key, pod)
 
-    def _merge(self, row: dict[str, Any]) -> None:
-        key = tuple(row[k] for k in _GROUP_KEYS if k not in _PER_ROW_KEYS)
+    def merge_row(self, row: dict[str, Any]) -> None:
+        """Fold one grouped row (GROUP_KEYS plus count_sum, time_min/max and the distinct lists) in."""
+        key = tuple(row[k] for k in GROUP_KEYS if k not in _PER_ROW_KEYS)
         partial = self.partials.get(key)
         if partial is None:
             partial = self.partials[key] = _Partial(row["time_min"], row["time_max"], set(), set(), set(), {})
@@ -301,20 +314,21 @@ def aggregate(
     until_ns: int | None = None,
 ) -> EdgeSet:
     """Stream the store's flows in the window into edges (all namespaces when none are given)."""
-    return aggregate_batches(store.read(_COLUMNS, since_ns, until_ns), settings, namespaces=namespaces)
+    return aggregate_batches(store.read(FLOW_COLUMNS, since_ns, until_ns), settings, namespaces=namespaces)
 
 
 def aggregate_batches(
     batches: Iterable[pa.RecordBatch], settings: Settings, *, namespaces: Sequence[str] | None = None
 ) -> EdgeSet:
     """Edges from any stream of FLOW_SCHEMA batches (the store, or flows still in memory)."""
-    accumulator = _Accumulator(namespaces)
+    accumulator = Accumulator(namespaces)
     for batch in batches:
-        accumulator.add(batch.select(list(_COLUMNS)) if batch.schema.names != list(_COLUMNS) else batch)
-    return _finish(accumulator, settings)
+        accumulator.add(batch.select(list(FLOW_COLUMNS)) if batch.schema.names != list(FLOW_COLUMNS) else batch)
+    return finish(accumulator, settings)
 
 
-def _finish(acc: _Accumulator, settings: Settings) -> EdgeSet:
+def finish(acc: Accumulator, settings: Settings) -> EdgeSet:
+    """Choose identities for every workload seen and collapse the partials into edges."""
     group_labels = {group: [acc.labels[k] for k in sorted(keys)] for group, keys in acc.groups.items()}
     identities = resolve_identities(group_labels, settings)
     edges: dict[tuple[Any, ...], dict[str, Any]] = {}

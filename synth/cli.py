@@ -21,6 +21,7 @@ from synth.config import DnsTarget, Settings
 from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
 from synth.ingest import FileReport
 from synth.output import write_tree
+from synth.spark_engine import aggregate_spark
 from synth.store import Store
 from synth.timeutil import format_ns, parse_time
 
@@ -158,15 +159,19 @@ def _print_import(reports: list[FileReport]) -> None:
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Only edges touching this namespace (repeatable).")
 @window_options
 @click.option("-o", "--output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded", show_default=True,
+              help="Aggregate in this process (pyarrow) or on Apache Spark (pip install 'synth[spark]').")
+@click.option("--spark-master", metavar="URL", help="Spark master (default: local mode on every core).")
 @store_option
-def edges_command(
-    namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, store_path: str
-) -> int:
+def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, engine: str,
+                  spark_master: str | None, store_path: str) -> int:
     """Show the dependency map: who talks to whom, on which port, how often."""
     since_ns, until_ns = _window(since, until)
-    edges = pipeline.load_edges(
-        Store(store_path), Settings(), namespaces=namespaces or None, since_ns=since_ns, until_ns=until_ns
-    )
+    window = {"namespaces": namespaces or None, "since_ns": since_ns, "until_ns": until_ns}
+    if engine == "spark":
+        edges = aggregate_spark(Store(store_path), Settings(), master=spark_master, **window)  # type: ignore[arg-type]
+    else:
+        edges = pipeline.load_edges(Store(store_path), Settings(), **window)  # type: ignore[arg-type]
     render = {"table": formats.edges_table, "csv": formats.edges_csv, "json": formats.edges_json}[output]
     click.echo(render(edges), nl=False)
     return 0
@@ -201,6 +206,12 @@ def _say_skipped(skipped_by_kind: tuple[tuple[str, int], ...]) -> None:
 )
 @deployed_options
 @click.option("--diff-out", metavar="FILE", help="With --deployed/--cluster: write the full diff (markdown) to FILE.")
+@click.option("--pr", "pull_request", is_flag=True,
+              help="With --out: also write DIR/PR.md, a pull-request description a reviewer can approve from.")
+@click.option("--pr-format", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="Format of the --pr description: DIR/PR.md, or DIR/PR.json for CI bots.")
+@click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
+              help="With --pr: flag rules seen in fewer than N flows as backed by little evidence.")
 @window_options
 @settings_options
 @store_option
@@ -213,6 +224,9 @@ def generate_command(
     kubeconfig: str | None,
     context: str | None,
     diff_out: str | None,
+    pull_request: bool,
+    pr_format: str,
+    rare_flows: int,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -221,8 +235,11 @@ def generate_command(
     """Generate least-privilege NetworkPolicies from the stored flows, checked against those flows.
 
     With --deployed or --cluster, proposed policies keep the names of deployed ones that select
-    the same pods, and a summary of the diff against the deployed policies is printed.
+    the same pods, and a summary of the diff against the deployed policies is printed. With --pr,
+    DIR/PR.md describes the change for reviewers (as `synth report` prints it).
     """
+    if pull_request and out_dir is None:
+        raise UsageError("--pr needs --out DIR: the description is written beside the policies")
     since_ns, until_ns = _window(since, until)
     deployed = None
     if deployed_paths or cluster:
@@ -246,8 +263,17 @@ def generate_command(
     if out_dir is None:
         click.echo(pipeline.policy_stream(synthesis), nl=False)
     else:
-        written = write_tree(out_dir, generated.files)
+        files = dict(generated.files)
+        pr_name = "PR.json" if pr_format == "json" else "PR.md"
+        if pull_request:
+            files[pr_name] = pipeline.pull_request_text(
+                Store(store_path), generated, pr_format, out_dir=out_dir, rare_flows=rare_flows,
+                since_ns=since_ns, until_ns=until_ns,
+            )
+        written = write_tree(out_dir, files)
         click.echo(f"wrote {len(written)} files to {out_dir}")
+        if pull_request:
+            click.echo(f"wrote the pull-request description to {out_dir.rstrip('/')}/{pr_name}")
     for namespace in synthesis.namespaces:
         count = len(synthesis.policies.in_namespace(namespace))
         kinds: dict[str, int] = {}
@@ -415,6 +441,59 @@ def compact_command(older_than: str, store_path: str) -> int:
     click.echo(f"compacted {report.hours} hours: {report.files_before} files -> {report.files_after}, "
                f"{report.rows_before:,} rows -> {report.rows_after:,}, "
                f"{report.bytes_before:,} bytes -> {report.bytes_after:,}")
+    return 0
+
+
+@cli.command("report")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to describe (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@deployed_options
+@click.option("-o", "--output", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--policies-dir", default="policies", show_default=True, metavar="DIR",
+              help="Where `synth generate --out DIR` writes the policies: used in the roll-out commands.")
+@click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
+              help="Flag rules seen in fewer than N flows as backed by little evidence.")
+@window_options
+@settings_options
+@store_option
+def report_command(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    deployed_paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    output: str,
+    policies_dir: str,
+    rare_flows: int,
+    since: str | None,
+    until: str | None,
+    settings: Settings,
+    store_path: str,
+) -> int:
+    """Print the pull-request description of the policies `synth generate` would write; write nothing.
+
+    Summary, what changes for traffic (against --deployed/--cluster when given), every rule with
+    its evidence, risks for the reviewer, a dependency graph (mermaid) and how to roll out.
+    -o json gives the same content for CI bots (gate on summary.ok).
+    """
+    since_ns, until_ns = _window(since, until)
+    deployed = None
+    if deployed_paths or cluster:
+        loaded = pipeline.load_deployed(
+            deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
+        )
+        _say_skipped(loaded.skipped_by_kind())
+        deployed = loaded.policies
+    store = Store(store_path)
+    generated = pipeline.generate(
+        store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
+        deployed=deployed,
+    )
+    text = pipeline.pull_request_text(
+        store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
+    )
+    click.echo(text, nl=False)
     return 0
 
 

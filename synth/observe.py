@@ -19,11 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # The seam with aggregation: the same reduction, so pairs and counts are the ones the edges (and so
-# the generated policies) were made from. TODO(lead): aggregate.py could expose these publicly.
-from synth.aggregate import _COLUMNS as AGGREGATE_COLUMNS
-from synth.aggregate import AggregateStats, EdgeSet, address_selector
-from synth.aggregate import _Accumulator as Accumulator
-from synth.aggregate import _finish as finish_edges
+# the generated policies) were made from.
+from synth.aggregate import FLOW_COLUMNS as AGGREGATE_COLUMNS
+from synth.aggregate import Accumulator, AggregateStats, EdgeSet, address_selector
+from synth.aggregate import finish as finish_edges
 from synth.config import NAMESPACE_NAME_LABEL, Settings
 from synth.engine import Endpoint, Traffic
 from synth.identity import Identity
