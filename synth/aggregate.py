@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,9 +312,24 @@ def aggregate(
     namespaces: Sequence[str] | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
+    on_file: Callable[[int, int, int], None] | None = None,
 ) -> EdgeSet:
-    """Stream the store's flows in the window into edges (all namespaces when none are given)."""
-    return aggregate_batches(store.read(FLOW_COLUMNS, since_ns, until_ns), settings, namespaces=namespaces)
+    """Stream the store's flows in the window into edges (all namespaces when none are given).
+
+    `on_file(done, total, flows)` is called after each file, for a progress display.
+    """
+    files = store.files(since_ns, until_ns)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        flows = 0
+        for position, stored in enumerate(files, 1):
+            for batch in store.read_file(stored, FLOW_COLUMNS, since_ns, until_ns):
+                flows += batch.num_rows
+                yield batch
+            if on_file is not None:
+                on_file(position, len(files), flows)
+
+    return aggregate_batches(batches(), settings, namespaces=namespaces)
 
 
 def aggregate_batches(

@@ -21,6 +21,8 @@ from synth.config import DnsTarget, Settings
 from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
 from synth.ingest import FileReport
 from synth.output import write_tree
+from synth.progress import Progress
+from synth.sources.interface import SourceStats
 from synth.spark_engine import aggregate_spark
 from synth.store import Store
 from synth.timeutil import format_ns, parse_time
@@ -122,9 +124,23 @@ def import_group() -> None:
 @store_option
 def import_hubble(files: tuple[str, ...], strict: bool, force: bool, store_path: str) -> int:
     """Import `hubble observe -o json` / jsonpb output or exporter files (.gz read transparently; - is stdin)."""
-    reports = ingest.import_files(Store(store_path), "hubble", files, strict=strict, force=force)
-    _print_import(reports)
+    _print_import(_import(store_path, "hubble", files, strict=strict, force=force))
     return 0
+
+
+def _import(store_path: str, source: str, files: tuple[str, ...], **options: Any) -> list[FileReport]:
+    progress = Progress()
+    count = len(files)
+
+    def show(display: str, stats: SourceStats, done: int, total: int) -> None:
+        position = files.index(display) + 1 if display in files else count
+        progress.update(flows=stats.flows, files=(position, count), done_bytes=done, total_bytes=total,
+                        last_ns=stats.last_time_ns)
+
+    try:
+        return ingest.import_files(Store(store_path), source, files, on_batch=show, **options)
+    finally:
+        progress.done()
 
 
 def _print_import(reports: list[FileReport]) -> None:
@@ -171,7 +187,15 @@ def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | N
     if engine == "spark":
         edges = aggregate_spark(Store(store_path), Settings(), master=spark_master, **window)  # type: ignore[arg-type]
     else:
-        edges = pipeline.load_edges(Store(store_path), Settings(), **window)  # type: ignore[arg-type]
+        progress = Progress()
+
+        def show(done: int, total: int, flows: int) -> None:
+            progress.update(files=(done, total), flows=flows, label="aggregating")
+
+        try:
+            edges = pipeline.load_edges(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
+        finally:
+            progress.done()
     render = {"table": formats.edges_table, "csv": formats.edges_csv, "json": formats.edges_json}[output]
     click.echo(render(edges), nl=False)
     return 0
@@ -310,7 +334,7 @@ def generate_command(
 @store_option
 def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, force: bool, store_path: str) -> int:
     """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""
-    reports = ingest.import_files(Store(store_path), "calico", files, strict=strict, force=force, format=calico_format)
+    reports = _import(store_path, "calico", files, strict=strict, force=force, format=calico_format)
     _print_import(reports)
     return 0
 
@@ -434,7 +458,14 @@ def collect_hubble_command(server: str, since: str | None, until: str | None, du
 @store_option
 def compact_command(older_than: str, store_path: str) -> int:
     """Rewrite each stored hour as one compacted file (identical flows per minute become one row)."""
-    report = compact_store(Store(store_path), before_ns=parse_time(older_than))
+    progress = Progress()
+    try:
+        report = compact_store(
+            Store(store_path), before_ns=parse_time(older_than),
+            progress=lambda done, total: progress.update(files=(done + 1, total), label="compacting"),
+        )
+    finally:
+        progress.done()
     if not report.hours:
         click.echo("nothing to compact")
         return 0

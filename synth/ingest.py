@@ -43,7 +43,7 @@ def import_files(
     *,
     strict: bool = False,
     force: bool = False,
-    on_batch: Callable[[str, SourceStats], None] | None = None,
+    on_batch: Callable[[str, SourceStats, int, int], None] | None = None,
     **options: object,
 ) -> list[FileReport]:
     """Import each path (`-` is stdin) with the named source; stops at the first hard error."""
@@ -66,7 +66,7 @@ def _import_one(
     *,
     strict: bool,
     force: bool,
-    on_batch: Callable[[str, SourceStats], None] | None,
+    on_batch: Callable[[str, SourceStats, int, int], None] | None,
     options: dict[str, object],
 ) -> FileReport:
     name, size, mtime_ns = "-", 0, 0
@@ -84,7 +84,7 @@ def _import_one(
             for batch in source.batches():
                 writer.write(batch)
                 if on_batch is not None:
-                    on_batch(input_file.display, source.stats)
+                    on_batch(input_file.display, source.stats, input_file.bytes_read, size)
             stats = source.stats
             if stats.flows == 0 and stats.skipped:
                 first = stats.skips[0] if stats.skips else None

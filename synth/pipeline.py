@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from synth.model import PolicySet
 from synth.observe import Observed, observe
 from synth.policies import LoadResult, load_cluster, load_policies
 from synth.render import render_kustomization, render_policy
+from synth.report import describe
 from synth.store import Store
 from synth.synthesize import Synthesis, synthesize
 from synth.verify import VerifyResult, generation_gaps, selector_mismatches, verify
@@ -41,10 +42,11 @@ def load_edges(
     namespaces: Sequence[str] | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
+    on_file: Callable[[int, int, int], None] | None = None,
 ) -> EdgeSet:
     """Aggregate the store, refusing an empty store with a hint."""
     _require_flows(store, since_ns, until_ns)
-    return aggregate(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
+    return aggregate(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns, on_file=on_file)
 
 
 def _require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> None:
@@ -196,3 +198,19 @@ def policy_stream(synthesis: Synthesis) -> str:
         ordered = [p for p in policies if p.name != "default-deny"] + [p for p in policies if p.name == "default-deny"]
         documents.extend(render_policy(p) for p in ordered)
     return "---\n".join(documents)
+
+
+def pull_request_text(
+    store: Store,
+    generated: Generated,
+    output: str = "markdown",
+    *,
+    out_dir: str = "policies",
+    rare_flows: int = 5,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> str:
+    """The pull-request description of a generation (`generate --pr`, `synth report`): markdown or JSON."""
+    return describe(
+        store, generated, output, out_dir=out_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
+    )

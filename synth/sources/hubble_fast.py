@@ -15,6 +15,7 @@ from typing import Annotated
 import msgspec
 import pyarrow as pa
 
+from synth.schema import FLOW_SCHEMA, KINDS, SOURCES
 from synth.sources.columns import (
     DIRECTION_INDEX,
     KIND_INDEX,
@@ -32,7 +33,6 @@ from synth.sources.hubble_common import (
     endpoint_kind,
     label_info,
 )
-from synth.schema import FLOW_SCHEMA, KINDS, SOURCES
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Enum = str | int | None

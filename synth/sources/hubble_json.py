@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Iterator
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
