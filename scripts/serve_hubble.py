@@ -1,0 +1,50 @@
+"""Serve Hubble captures as a fake hubble-relay, for trying `synth collect hubble` without a cluster.
+
+    python scripts/serve_hubble.py --port 4245 sample_flows/*.json.gz
+    synth collect hubble --server localhost:4245 --duration 10s
+
+Every GetFlows call gets the captured flows in time order (a `--follow`/`--duration` call too, as if
+they were happening now), then waits for more until the client leaves. Ctrl-C stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hubble_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the files, serve until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", help="Hubble JSON captures (.json, .json.gz)")
+    parser.add_argument("--port", type=int, default=4245, help="port to listen on (default 4245)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    args = parser.parse_args(argv)
+    responses = hubble_server.load_responses(args.files)
+    nodes = sorted(_nodes(responses))
+    observer = hubble_server.FakeObserver(responses, nodes=nodes, live_backlog=True)
+    server, port = hubble_server.start(observer, args.port, host=args.host)
+    print(f"serving {len(responses):,} records from {len(args.files)} files on {args.host}:{port} (Ctrl-C stops)")
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: stopped.set())
+    stopped.wait()
+    hubble_server.stop(server, observer)
+    return 0
+
+
+def _nodes(responses: list[hubble_server.Response]) -> set[str]:
+    from synth._proto.observer import observer_pb2
+
+    return {observer_pb2.GetFlowsResponse.FromString(data).node_name for _, data in responses[:5000]} - {""}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
