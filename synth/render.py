@@ -3,21 +3,26 @@
 Templates are dumb: every decision is made in Python before rendering. Values from flows are
 untrusted, so every scalar goes through `q` (plain when YAML reads it back as the same string,
 double-quoted and escaped otherwise) and every comment line through `comment` (no line breaks,
-no control characters), whatever the labels or names contain.
+no control characters), whatever the labels or names contain. The PR description (`render_report`)
+has its own two: `md` for markdown text and table cells, `mermaid` for graph labels.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
 
 from synth.model import NetworkPolicy, Rule
+
+if TYPE_CHECKING:
+    from synth.report import Report
 
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
@@ -85,6 +90,42 @@ def evidence_lines(rule: Rule, limit: int = 5) -> list[str]:
     return lines
 
 
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]|~<>&#!]")
+_MARKDOWN_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_MERMAID_PLAIN = re.compile(r"[A-Za-z0-9 ./:=,+()-]")
+
+
+def markdown_text(value: object) -> str:
+    """Inline markdown that shows `value` literally, as one line, safe in a table cell.
+
+    Markdown punctuation is backslash-escaped, `<`, `>` and `&` become entities (no HTML, no
+    autolinks), control characters and line breaks become visible `\\uXXXX`. Never put the result
+    inside backticks: code spans do not honour escapes.
+    """
+    text = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+    return _MARKDOWN_SPECIAL.sub(lambda m: _MARKDOWN_ENTITIES.get(m.group(), "\\" + m.group()), text)
+
+
+def mermaid_label(value: object, limit: int = 60) -> str:
+    """A mermaid label body for `["..."]`: anything but plain characters as `#code;` entities, so
+    no quote, bracket, backtick or line break can end the label, the statement or the code fence."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return "".join(c if _MERMAID_PLAIN.fullmatch(c) else f"#{ord(c)};" for c in text)
+
+
+def utc_stamp(value: datetime | None) -> str:
+    """`2026-11-19 00:14` (UTC, to the minute), or `-`."""
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def thousands(value: int | None) -> str:
+    """`12,345`, or `-` for no number."""
+    return "-" if value is None else f"{value:,}"
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     loader = jinja2.FunctionLoader(lambda name: resources.files("synth.templates").joinpath(name).read_text("utf-8"))
@@ -97,6 +138,10 @@ def _environment() -> jinja2.Environment:
     env.filters["q"] = yaml_scalar
     env.filters["comment"] = comment_text
     env.filters["evidence"] = evidence_lines
+    env.filters["md"] = markdown_text
+    env.filters["mermaid"] = mermaid_label
+    env.filters["stamp"] = utc_stamp
+    env.filters["n"] = thousands
     return env
 
 
@@ -114,3 +159,8 @@ def render_policy(policy: NetworkPolicy) -> str:
 def render_kustomization(resources_in_order: list[str]) -> str:
     """A kustomization.yaml listing the files in apply order."""
     return render("kustomization.yaml.j2", resources=resources_in_order)
+
+
+def render_report(report: Report) -> str:
+    """The pull-request description (GitHub markdown) of a generation."""
+    return render("pr.md.j2", report=report)
