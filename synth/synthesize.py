@@ -317,6 +317,11 @@ class _NamespaceBuilder:
 
     # ----- policies out
     def policies(self) -> list[NetworkPolicy]:
+        for identity in sorted(self.identities.values(), key=lambda i: i.key):
+            if identity.rejected_labels:
+                self._find("rejected-labels", ", ".join(identity.workloads),
+                           f"labels that are not valid Kubernetes labels were left out of the selector: "
+                           f"{', '.join(identity.rejected_labels)}")
         self._public_ingress()
         result = [self._default_deny(), self._allow_dns()]
         for selector in sorted(set(self.ingress) | set(self.egress)):
