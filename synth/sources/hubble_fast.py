@@ -350,9 +350,10 @@ def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: st
     if flow.aggregate:
         count = sum(flow.aggregate.values()) or 1
     policies: list[str] = []
-    for attribute, label in _POLICY_LISTS:
-        for policy in getattr(flow, attribute):
-            policies.append(f"{label}:{policy.kind or 'Policy'}:{policy.namespace}/{policy.name}")
+    if flow.egress_allowed_by or flow.ingress_allowed_by or flow.egress_denied_by or flow.ingress_denied_by:
+        for attribute, label in _POLICY_LISTS:
+            for policy in getattr(flow, attribute):
+                policies.append(f"{label}:{policy.kind or 'Policy'}:{policy.namespace}/{policy.name}")
     addresses = flow.IP
     service = flow.destination_service
     dns = l7.dns if l7 is not None else None
@@ -371,10 +372,19 @@ def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: st
     cols.dst_ip.append(addresses.destination or None if addresses is not None else None)
     cols.src.append(endpoints.of(flow.source))
     cols.dst.append(endpoints.of(flow.destination))
-    cols.dst_names.append(flow.destination_names)
+    names = cols.dst_names
+    if flow.destination_names:
+        names.values.extend(flow.destination_names)
+    names.offsets.append(len(names.values))
     cols.dns_query.append(dns.query or None if dns is not None else None)
-    cols.dns_answers.append(dns.ips if dns is not None else ())
+    answers = cols.dns_answers
+    if dns is not None and dns.ips:
+        answers.values.extend(dns.ips)
+    answers.offsets.append(len(answers.values))
     cols.dst_service.append(f"{service.namespace}/{service.name}" if service is not None and service.name else None)
     cols.node.append(flow.node_name or envelope_node or None)
-    cols.policies.append(policies)
+    listed = cols.policies
+    if policies:
+        listed.values.extend(policies)
+    listed.offsets.append(len(listed.values))
     return True
