@@ -30,7 +30,7 @@ _NS_PER_HOUR = 3_600_000_000_000
 VERSION_KEY = b"synth.schema_version"
 FACTS_KEY = b"synth.facts"
 # Rows kept in memory across all open partitions before the largest is written out.
-_BUFFER_ROWS = 262_144
+_BUFFER_ROWS = 65_536
 _ROW_GROUP_ROWS = 131_072
 
 
@@ -367,10 +367,13 @@ class PartitionWriter:
         if self.compact_interval_ns:
             table = compact_table(table, self.compact_interval_ns)
         table = table.replace_schema_metadata(self.schema.metadata)
+        written_rows = table.num_rows
         with self.fs.open_output_stream(temporary) as sink:
             pq.write_table(table, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")
         self.fs.move(temporary, final)
-        self.rows_written += table.num_rows
+        del table, batches
+        pa.default_memory_pool().release_unused()  # keep the resident size flat across a long import
+        self.rows_written += written_rows
         self.flows_written += rows
         self.files_written.append(final)
 
