@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,9 @@ def _floor(path: str) -> None:
     from synth.sources.hubble_fast import decode
 
     rates = {}
-    with open(path, "rb") as handle:  # noqa: PTH123
-        lines = handle.readlines()
     start = time.perf_counter()
     n = 0
-    for line in lines:
+    for line in _lines(path):
         record = orjson.loads(line)
         flow = record.get("flow")
         if flow is None:
@@ -76,7 +75,7 @@ def _floor(path: str) -> None:
     rates["orjson"] = n / (time.perf_counter() - start)
     start = time.perf_counter()
     n = 0
-    for line in lines:
+    for line in _lines(path):
         decoded = decode(line)
         if decoded is None:
             continue
@@ -87,6 +86,11 @@ def _floor(path: str) -> None:
         n += 1
     rates["msgspec"] = n / (time.perf_counter() - start)
     print(json.dumps(rates))
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    with open(path, "rb", buffering=1 << 20) as handle:  # noqa: PTH123
+        yield from handle
 
 
 def du(path: Path) -> int:
