@@ -140,7 +140,8 @@ def bench_size(label: str, flows: int, work: Path, synth: list[str]) -> dict[str
         "store_bytes_per_flow": round(store_bytes / lines, 1),
         "raw_to_store_ratio": round(raw_bytes / max(store_bytes, 1), 1),
     }
-    peer = shutil.which("hubble-audit2policy")
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    peer = shutil.which("hubble-audit2policy", path=search)
     if peer:
         peer_out = work / f"peer-{label}"
         shutil.rmtree(peer_out, ignore_errors=True)
