@@ -287,7 +287,7 @@ def generate_command(
     if out_dir is None:
         click.echo(pipeline.policy_stream(synthesis), nl=False)
     else:
-        files = dict(generated.files)
+        files = pipeline.with_existing_namespaces(out_dir, generated.files)
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
         if pull_request:
             files[pr_name] = pipeline.pull_request_text(
@@ -525,6 +525,46 @@ def report_command(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
     )
     click.echo(text, nl=False)
+    return 0
+
+
+@collect_group.command("calico")
+@click.option("--server", required=True, metavar="HOST:PORT",
+              help="Goldmane address (goldmane.calico-system.svc:7443, or a port-forward).")
+@window_options
+@click.option("--duration", metavar="DURATION", help="Collect live for this long (48h, 90m), then stop.")
+@click.option("--follow", "-f", is_flag=True, help="Collect live until interrupted (SIGINT/SIGTERM flush and exit 0).")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only flows from or to this namespace.")
+@click.option("--tls-ca-cert-files", multiple=True, metavar="FILE",
+              help="CA certificates to verify Goldmane with (Secret calico-system/goldmane-key-pair, tls.crt).")
+@click.option("--tls-client-cert-file", metavar="FILE", help="Client certificate (Secret calico-system/node-certs).")
+@click.option("--tls-client-key-file", metavar="FILE", help="Client key (Secret calico-system/node-certs, tls.key).")
+@click.option("--tls-server-name", metavar="NAME", help="Name to verify the server certificate against.")
+@click.option("--tls-allow-insecure", is_flag=True, help="Trust whatever certificate the server presents.")
+@click.option("--insecure-plaintext", is_flag=True, help="No TLS at all (test servers only; Goldmane requires mTLS).")
+@click.option("--request-timeout", default="12s", show_default=True, metavar="DURATION", help="For List calls.")
+@click.option("--page-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Flows per List page.")
+@click.option("--flush-interval", default="60s", show_default=True, metavar="DURATION", help="Store flows this often.")
+@click.option("--flush-flows", type=click.IntRange(min=1), default=250_000, show_default=True, help="Or every N flows.")
+@store_option
+def collect_calico_command(server: str, since: str | None, until: str | None, duration: str | None, follow: bool,
+                           namespaces: tuple[str, ...], insecure_plaintext: bool, request_timeout: str, page_size: int,
+                           flush_interval: str, flush_flows: int, store_path: str, **tls_files: Any) -> int:
+    """Collect flows from Calico OSS Goldmane (List the backlog, then Stream) into the store, over mutual TLS."""
+    from synth import collect_calico, collect_common  # noqa: PLC0415 - grpc is loaded for this command only
+    from synth.timeutil import parse_duration  # noqa: PLC0415
+
+    since_ns, until_ns = _window(since, until)
+    options = collect_calico.CalicoOptions(
+        server, since_ns, until_ns, parse_duration(duration) if duration else None, follow, namespaces,
+        collect_calico.tls_options(insecure_plaintext, **{k.removeprefix("tls_"): v for k, v in tls_files.items()}),
+        parse_duration(request_timeout), page_size, parse_duration(flush_interval), flush_flows,
+    )
+    report = collect_calico.collect_calico(
+        Store(store_path), options, progress=collect_common.tty_progress(), notify=_say
+    )
+    for line in collect_common.summary_lines(report):
+        click.echo(line)
     return 0
 
 

@@ -12,6 +12,7 @@ from synth.diff import DiffResult, adopt_deployed_names, diff
 from synth.errors import GenerationError, InputError, StoreError, UsageError
 from synth.model import PolicySet
 from synth.observe import Observed, observe
+from synth.output import GENERATED_MARK
 from synth.policies import LoadResult, load_cluster, load_policies
 from synth.render import render_kustomization, render_policy
 from synth.report import describe
@@ -147,6 +148,23 @@ def generate(
     verification = self_check(observed, synthesis, settings)
     difference = None if deployed is None else diff(observed, deployed, synthesis.policies, chosen, renamed)
     return Generated(synthesis, edges, render_files(synthesis), verification, difference)
+
+
+def with_existing_namespaces(out_dir: str, files: dict[str, str]) -> dict[str, str]:
+    """The files to write, the top kustomization also listing namespaces generated into `out_dir` before.
+
+    Generating `payments` and then `shop` into one folder leaves both applicable with `kubectl apply -k`.
+    """
+    out = Path(out_dir)
+    namespaces = {name.split("/", 1)[0] for name in files if "/" in name}
+    if out.is_dir():
+        for child in out.iterdir():
+            marker = child / "kustomization.yaml"
+            if child.is_dir() and marker.is_file() and marker.read_text(encoding="utf-8").startswith(GENERATED_MARK):
+                namespaces.add(child.name)
+    merged = dict(files)
+    merged["kustomization.yaml"] = render_kustomization(sorted(namespaces))
+    return merged
 
 
 def write_text(path: str, text: str) -> None:

@@ -232,3 +232,13 @@ def test_window_selects_flows(sample_store: Path) -> None:
 
 def test_selector_helpers() -> None:
     assert LabelSelector.of({"b": "2", "a": "1"}).canonical() == "a=1,b=2"
+
+
+def test_namespaces_generated_one_after_another_share_the_top_kustomization(
+    sample_store: Path, tmp_path: Path, synth: Callable[..., Run]
+) -> None:
+    out = tmp_path / "out"
+    assert synth("generate", "-n", "payments", "--store", sample_store, "--out", out).code == 0
+    assert synth("generate", "-n", "shop", "--store", sample_store, "--out", out).code == 0
+    top = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert top["resources"] == ["payments", "shop"] and top["sortOptions"] == {"order": "fifo"}

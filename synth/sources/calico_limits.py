@@ -29,11 +29,15 @@ def unenforceable_reason(edge: Mapping[str, object]) -> str | None:
     setting = _setting(edge)
     for side, role in (("dst", "destination"), ("src", "source")):
         if edge.get(f"{side}_kind") == "world" and not edge.get(f"{side}_selector"):
+            node = (
+                " (if the source is the pod's own node, e.g. kubelet probes from a `pvt` address, NetworkPolicy "
+                "allows it anyway)" if side == "src" else ""
+            )
             return (
                 f"the {role} is outside the cluster but its address is not in the flow records (Calico reports "
                 "pub/pvt or a NetworkSet name instead of the IP when flows are aggregated at level 2 or 3; "
                 "Goldmane and Whisker never carry IPs), so no ipBlock can be written and default-deny will "
-                f"block this traffic; set {setting} to 1 (or 0) in the default FelixConfiguration, then "
+                f"block this traffic{node}; set {setting} to 1 (or 0) in the default FelixConfiguration, then "
                 "import Calico Enterprise flows.log or Elasticsearch records"
             )
     if edge.get("protocol") in _PORT_PROTOCOLS and edge.get("port") is None:
