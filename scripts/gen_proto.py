@@ -1,4 +1,4 @@
-"""Generate synth/_proto/{flow,relay,observer} from proto/ with grpcio-tools.
+"""Generate synth/_proto/{flow,relay,observer,goldmane} from proto/ with grpcio-tools.
 
     python scripts/gen_proto.py              # regenerate the checked-in code
     python scripts/gen_proto.py --out DIR    # generate elsewhere (the staleness test does this)
@@ -21,8 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 DEFAULT_OUT = ROOT / "synth" / "_proto"
-PACKAGES = ("flow", "relay", "observer")
-PROTO_FILES = tuple(f"{package}/{package}.proto" for package in PACKAGES)
+# Package → its .proto file (Cilium's are named after the package, Goldmane's is `api.proto` upstream).
+PROTO_NAMES = {"flow": "flow", "relay": "relay", "observer": "observer", "goldmane": "api"}
+PACKAGES = tuple(PROTO_NAMES)
+PROTO_FILES = tuple(f"{package}/{name}.proto" for package, name in PROTO_NAMES.items())
 
 _IMPORT = re.compile(rf"^from ({'|'.join(PACKAGES)})(\.| import )", re.MULTILINE)
 # Lines that name the grpcio-tools / protobuf version that generated the file.

@@ -1,15 +1,10 @@
-"""Live collection into the store (`synth collect hubble`): stream, convert, flush, survive faults.
+"""Live collection from Hubble into the store (`synth collect hubble`).
 
-A reader thread pulls GetFlows responses into a queue; the calling thread converts them into
-`FlowColumns` and writes through `Store.writer()`. Every `flush_interval_s` seconds or `flush_flows`
-flows the buffered rows are written and renamed into place, so `synth edges` sees them while the
-collection runs and `kill -9` loses at most the rows since the last flush (a file is only visible
-once complete). A dropped stream or a restarted server is reopened with exponential backoff from
-the newest flow received (minus `resume_window_s`), and flows received twice are dropped.
-SIGINT/SIGTERM flush what is buffered and end the collection normally.
-
-One collector per store: an exclusive `flock` on `<store>/collect.lock` refuses a second one. The
-lock works for local stores only; for `s3://...` stores nothing prevents two collectors.
+The loop itself (reader thread, rolling flushes, the store lock, signals, reconnects) is shared with
+the other live sources in `collect_common`; this module says how to talk to Hubble: the GetFlows
+request built from hubble's flag shapes, a resumed stream starting at the newest flow received
+(minus `resume_window_s`) with flows received twice dropped, lost events and relay node status
+kept as facts.
 
 Each written file carries the collection facts in its metadata: the server and its status at the
 start, the request, and counts *so far* (flows, lost events per node, relay node status events).
@@ -18,39 +13,32 @@ The file of a collection (same `collection` id) with the largest `flows` holds t
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import math
-import os
-import queue
-import signal
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
-from typing import IO
 
-import pyarrow.fs as pafs
+import pyarrow as pa
 
-from synth.errors import CollectError, StoreError, UsageError
+from synth.collect_common import (
+    CollectReport,
+    LiveCollector,
+    LiveStream,
+    Progress,
+    collect_lock,
+    summary_lines,
+    tty_progress,
+)
+from synth.errors import UsageError
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble_grpc import (
     FlowDecoder,
     FlowRequest,
-    FlowStream,
     HubbleClient,
     ServerInfo,
-    StreamBroken,
     TlsOptions,
     build_filters,
 )
-from synth.store import PartitionWriter, Store
-from synth.timeutil import format_ns
+from synth.sources.interface import SourceStats
+from synth.store import Store
 
 __all__ = [
     "CollectOptions",
@@ -61,10 +49,6 @@ __all__ = [
     "summary_lines",
     "tty_progress",
 ]
-
-_BATCH_ROWS = 16_384  # rows converted to Arrow at a time (Python lists cost about 1 KB per row)
-_QUEUE_LIMIT = 16_384  # serialized responses waiting for the collector thread (about 1 KB each)
-_TICK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,39 +75,6 @@ class CollectOptions:
     compact: bool = True  # False: one row per flow (the store's compaction off), for debugging and tests
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """One progress update (about once a second)."""
-
-    flows: int
-    flows_per_s: float
-    lost_events: int
-    last_flow_ns: int | None
-    remaining_s: float | None
-    final: bool = False  # the last update: the line can be ended
-
-
-@dataclass(frozen=True, slots=True)
-class CollectReport:
-    """What a collection did, for the summary."""
-
-    server: str
-    server_info: ServerInfo
-    stopped: str
-    flows: int
-    records: int
-    duplicates: int
-    skipped: int
-    lost_events: int
-    lost_by_node: tuple[tuple[str, int], ...]
-    node_states: tuple[tuple[str, int], ...]
-    unavailable_nodes: tuple[str, ...]
-    reconnects: int
-    files: int
-    first_ns: int | None
-    last_ns: int | None
-
-
 def collect_hubble(
     store: Store,
     options: CollectOptions,
@@ -133,13 +84,13 @@ def collect_hubble(
 ) -> CollectReport:
     """Collect flows from a Hubble server into the store until the window ends, the duration is up, or a signal."""
     request = _request(options)
-    with _collect_lock(store):
+    with collect_lock(store):
         client = HubbleClient(options.server, options.tls, options.request_timeout_s)
         try:
             info = client.status()
             say = notify or (lambda _text: None)
             say(_describe(options.server, info))
-            collector = _Collector(store, client, request, options, info, progress, say)
+            collector = _HubbleCollector(store, client, request, options, info, progress, say)
             return collector.run()
         finally:
             client.close()
@@ -157,63 +108,10 @@ def _request(options: CollectOptions) -> FlowRequest:
     return FlowRequest(options.since_ns, options.until_ns, follow, allow, deny)
 
 
-@contextlib.contextmanager
-def _collect_lock(store: Store) -> Iterator[None]:
-    """Hold `<store>/collect.lock` exclusively (local stores; remote filesystems have no flock)."""
-    if "://" in store.root_text:
-        yield
-        return
-    root = Path(store.root)
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "collect.lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise StoreError(
-                f"{store.root_text}: another `synth collect` is writing to this store ({holder}); stop it first "
-                "or collect into another --store"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
+class _HubbleCollector(LiveCollector):
+    """The loop over GetFlows streams."""
 
-
-class _End:
-    """Queued by the reader thread when its stream ends; `error` is None for a normal end."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
-_WAKE = _End(None)  # queued by the signal handler so the main loop notices at once
-
-
-def _pump(stream: FlowStream, items: queue.SimpleQueue[object]) -> None:
-    """Reader thread: move responses into the queue, then an _End (holding back when the queue is full)."""
-    try:
-        for response in stream:
-            items.put(response)
-            if items.qsize() > _QUEUE_LIMIT:
-                while items.qsize() > _QUEUE_LIMIT // 2 and not stream.cancelled:
-                    time.sleep(0.002)
-        items.put(_End(None))
-    except Exception as e:  # noqa: BLE001 - handed to the main thread, which decides
-        items.put(_End(e))
-
-
-class _Collector:
-    """The collection loop and its state (one instance per `collect_hubble` call)."""
+    thread_name = "hubble-reader"
 
     def __init__(
         self,
@@ -225,158 +123,33 @@ class _Collector:
         progress: Callable[[Progress], None] | None,
         notify: Callable[[str], None],
     ) -> None:
-        self.store, self.client, self.request, self.options, self.info = store, client, request, options, info
-        self.progress, self.notify = progress, notify
+        self.client, self.request, self.options, self.info = client, request, options, info
         self.decoder = FlowDecoder(int(options.resume_window_s * 1e9))
-        self.cols = FlowColumns()
-        self.items: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.stream: FlowStream | None = None
-        self.reader: threading.Thread | None = None
-        self.stopping = False
-        self.reconnects = 0
-        self.broken_since: float | None = None
-        self.retry_delay = options.retry_initial_s
-        self.collection = uuid.uuid4().hex[:16]
-        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.writer: PartitionWriter = store.writer(self._facts())
-        if not options.compact:
-            self.writer.compact_interval_ns = 0
-        self.flushed_flows = 0
+        super().__init__(store, options, progress, notify)
 
-    # ----- the loop
-    def run(self) -> CollectReport:
-        _remove_stale_temporaries(self.store)
-        start = time.monotonic()
-        deadline = start + self.options.duration_s if self.options.duration_s is not None else math.inf
-        previous = self._install_signals()
-        try:
-            self._open(None)
-            stopped = self._loop(deadline)
-        finally:
-            self._close_stream()
-            self._drain()
-            self._flush()
-            _restore_signals(previous)
-            if self.progress is not None:
-                self._tick(_TICK_S, deadline - time.monotonic(), 0, final=True)
-        return self._report(stopped)
+    @property
+    def follow(self) -> bool:
+        """Follow mode: a stream that ends is reopened."""
+        return self.request.follow
 
-    def _loop(self, deadline: float) -> str:
-        options, items = self.options, self.items
-        next_flush = time.monotonic() + options.flush_interval_s
-        next_tick = time.monotonic() + _TICK_S
-        last_tick_flows = 0
-        while True:
-            now = time.monotonic()
-            if self.stopping:
-                return "interrupted"
-            if now >= deadline:
-                return "duration reached"
-            if now >= next_flush or self._pending() >= options.flush_flows:
-                self._flush()
-                next_flush = now + options.flush_interval_s
-            if now >= next_tick:
-                last_tick_flows = self._tick(now - next_tick + _TICK_S, deadline - now, last_tick_flows)
-                next_tick = now + _TICK_S
-            try:
-                item = items.get(timeout=max(0.0, min(next_flush, next_tick, deadline) - now))
-            except queue.Empty:
-                continue
-            if isinstance(item, _End):
-                if item is not _WAKE and self._ended(item):
-                    return "stream ended"
-                continue
-            self._take(self._with_queued(item, options.flush_flows))
+    @property
+    def stats(self) -> SourceStats:
+        """The decoder's counts."""
+        return self.decoder.stats
 
-    def _with_queued(self, first: object, limit: int) -> list[object]:
-        """`first` and what else is already queued (up to a bound), to convert in one go."""
-        batch, items = [first], self.items
-        for _ in range(min(limit, 4096)):
-            try:
-                item = items.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _End):
-                items.put(item)  # the loop handles it after this batch
-                break
-            batch.append(item)
-        return batch
+    @property
+    def duplicates(self) -> int:
+        """Flows a resumed stream sent again."""
+        return self.decoder.duplicates
 
-    def _take(self, responses: list[object]) -> None:
-        if self.broken_since is not None:
-            self.notify(f"{self.options.server}: stream resumed")
-            self.broken_since = None
-            self.retry_delay = self.options.retry_initial_s
-        cols = self.cols
-        self.decoder.take(cols, responses)  # type: ignore[arg-type]
-        if len(cols) >= _BATCH_ROWS:
-            self.writer.write(self.decoder.finish(cols))
-            self.cols = FlowColumns()
+    def _open_stream(self, resuming: bool) -> LiveStream:
+        return self.client.open(self.request, self.decoder.recent.resume_since() if resuming else None)
 
-    def _pending(self) -> int:
-        return self.decoder.stats.flows + len(self.cols) - self.flushed_flows
+    def _decode(self, cols: FlowColumns, items: list[object]) -> None:
+        self.decoder.take(cols, items)  # type: ignore[arg-type]
 
-    # ----- streams and faults
-    def _open(self, since_ns: int | None) -> None:
-        self.stream = self.client.open(self.request, since_ns)
-        self.reader = threading.Thread(target=_pump, args=(self.stream, self.items), name="hubble-reader", daemon=True)
-        self.reader.start()
-
-    def _ended(self, end: _End) -> bool:
-        """Handle the end of a stream: True when the collection is complete, else reopen it."""
-        if self.reader is not None:
-            self.reader.join()
-        if end.error is None and not self.request.follow:
-            return True
-        if end.error is not None and not isinstance(end.error, StreamBroken):
-            raise end.error
-        reason = str(end.error) if end.error is not None else "the server ended the stream"
-        now = time.monotonic()
-        if self.broken_since is None:
-            self.broken_since = now
-        elif now - self.broken_since > self.options.retry_give_up_s:
-            raise CollectError(
-                f"{self.options.server}: no flows for {now - self.broken_since:.0f}s after the stream broke off "
-                f"({reason}); stopped (flows received so far are stored)"
-            )
-        self.reconnects += 1
-        self.notify(f"{self.options.server}: stream lost ({reason}); reconnecting in {self.retry_delay:.1f}s")
-        with contextlib.suppress(queue.Empty):
-            woken = self.items.get(timeout=self.retry_delay)  # the signal handler's _WAKE ends the wait
-            if woken is not _WAKE:
-                self.items.put(woken)
-        self.retry_delay = min(self.retry_delay * 2, self.options.retry_max_s)
-        if not self.stopping:
-            self._open(self.decoder.recent.resume_since())
-        return False
-
-    def _close_stream(self) -> None:
-        if self.stream is not None:
-            self.stream.cancel()
-        if self.reader is not None:
-            self.reader.join(timeout=5)
-
-    def _drain(self) -> None:
-        """Convert what the reader queued before the stream was cancelled."""
-        queued = []
-        while True:
-            try:
-                item = self.items.get_nowait()
-            except queue.Empty:
-                break
-            if not isinstance(item, _End):
-                queued.append(item)
-        if queued:
-            self._take(queued)
-
-    # ----- writing
-    def _flush(self) -> None:
-        if len(self.cols):
-            self.writer.write(self.decoder.finish(self.cols))
-            self.cols = FlowColumns()
-        self.writer.set_facts(self._facts())
-        self.writer.flush()
-        self.flushed_flows = self.decoder.stats.flows
+    def _finish(self, cols: FlowColumns) -> pa.RecordBatch:
+        return self.decoder.finish(cols)
 
     def _facts(self) -> dict[str, object]:
         stats, nodes, options = self.decoder.stats, self.decoder.nodes, self.options
@@ -410,34 +183,6 @@ class _Collector:
             "last_ns": stats.last_time_ns,
         }
 
-    # ----- signals, progress, report
-    def _install_signals(self) -> dict[int, object]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def stop(_signum: int, _frame: FrameType | None) -> None:
-            self.stopping = True
-            self.items.put(_WAKE)  # SimpleQueue.put is safe in a signal handler
-
-        return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _tick(self, elapsed: float, remaining: float, last_flows: int, *, final: bool = False) -> int:
-        flows = self.decoder.stats.flows + len(self.cols)
-        if self.progress is not None:
-            stats = self.decoder.stats
-            last = self.cols.time[-1] if len(self.cols) else stats.last_time_ns
-            self.progress(
-                Progress(
-                    flows=flows,
-                    flows_per_s=(flows - last_flows) / max(elapsed, 1e-3),
-                    lost_events=stats.lost_events,
-                    last_flow_ns=last,
-                    remaining_s=None if math.isinf(remaining) else max(remaining, 0.0),
-                    final=final,
-                )
-            )
-        return flows
-
     def _report(self, stopped: str) -> CollectReport:
         stats, nodes = self.decoder.stats, self.decoder.nodes
         return CollectReport(
@@ -459,20 +204,6 @@ class _Collector:
         )
 
 
-def _restore_signals(previous: dict[int, object]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)  # type: ignore[arg-type]
-
-
-def _remove_stale_temporaries(store: Store) -> None:
-    """Drop half-written files a killed collector left behind (never visible to readers; the lock is ours)."""
-    if not store.exists():
-        return
-    for info in store.fs.get_file_info(pafs.FileSelector(store.flows_dir, recursive=True)):
-        if info.type == pafs.FileType.File and info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
-            store.fs.delete_file(info.path)
-
-
 def _describe(server: str, info: ServerInfo) -> str:
     nodes = ""
     if info.connected_nodes is not None:
@@ -484,42 +215,3 @@ def _describe(server: str, info: ServerInfo) -> str:
         f"{server}: Hubble {info.version or '(version not reported)'}, {info.num_flows:,} of {info.max_flows:,} "
         f"flows buffered, {info.flows_rate:.1f} flows/s{nodes}"
     )
-
-
-def summary_lines(report: CollectReport) -> list[str]:
-    """The human summary of a collection: what was stored, and the gaps a reviewer must know about."""
-    lines = [
-        f"{report.server}: {report.flows:,} flows stored in {report.files} files, {format_ns(report.first_ns)} .. "
-        f"{format_ns(report.last_ns)} ({report.stopped}"
-        + (f"; {report.reconnects} reconnects, {report.duplicates:,} resent flows dropped" if report.reconnects else "")
-        + (f"; {report.skipped:,} records skipped" if report.skipped else "")
-        + ")"
-    ]
-    for node, lost in report.lost_by_node:
-        lines.append(
-            f"warning: {lost:,} events lost on node {node or '(unnamed)'}: policies built from this recording "
-            "may miss edges"
-        )
-    if report.unavailable_nodes:
-        lines.append(
-            f"warning: nodes unavailable during the collection: {', '.join(report.unavailable_nodes)}; their "
-            "flows are missing"
-        )
-    return lines
-
-
-def tty_progress(stream: IO[str] | None = None) -> Callable[[Progress], None] | None:
-    """A progress printer that rewrites one line, or None when `stream` (stderr) is not a terminal."""
-    out = stream if stream is not None else sys.stderr
-    if not out.isatty():
-        return None
-
-    def show(p: Progress) -> None:
-        remaining = f", {p.remaining_s:.0f}s left" if p.remaining_s is not None else ""
-        out.write(
-            f"\r{p.flows:,} flows ({p.flows_per_s:,.0f}/s), {p.lost_events:,} lost, last flow "
-            f"{format_ns(p.last_flow_ns)}{remaining}\x1b[K" + ("\n" if p.final else "")
-        )
-        out.flush()
-
-    return show

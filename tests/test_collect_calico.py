@@ -1,0 +1,522 @@
+"""Live collection from Calico OSS Goldmane (an in-process fake `goldmane.Flows` on 127.0.0.1).
+
+The fake keeps flows per key and 15-second bucket and answers as Goldmane does: `List` aggregates
+each key over the whole requested window (newest first, pages from 0), `Stream` backfills completed
+buckets from `start_time_gte`, then sends fed flows live. The flows are the Goldmane emitter lines
+of tests/fixtures/calico/goldmane.ndjson, repeated over many buckets; the stored rows must be the
+ones `synth import calico` stores for the same lines, whatever faults happen.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pyarrow as pa
+import pytest
+from conftest import FIXTURES, ROOT, Run
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from google.protobuf import json_format
+
+from synth._proto.goldmane import api_pb2
+from synth.collect_calico import CalicoOptions, collect_calico
+from synth.collect_common import summary_lines
+from synth.errors import CollectError
+from synth.sources.calico_grpc import GoldmaneDecoder, flow_dict, tls_options
+from synth.sources.columns import FlowColumns
+from synth.store import Store
+
+PLAIN = tls_options(insecure_plaintext=True)
+FIRST_BUCKET = 1795168800  # the fixture's first start_time (2026-11-20T10:00:00Z)
+
+
+def _lines(buckets: int, offset: int = 0) -> list[dict[str, Any]]:
+    """The fixture's emitter lines shifted over `buckets` 15-second buckets (from bucket `offset` on)."""
+    base = [json.loads(line) for line in (FIXTURES / "calico" / "goldmane.ndjson").read_text().splitlines()]
+    lines = []
+    for k in range(offset, offset + buckets):
+        for line in base:
+            moved = json.loads(json.dumps(line))
+            moved["start_time"] += 15 * k
+            moved["end_time"] += 15 * k
+            lines.append(moved)
+    return lines
+
+
+def _flow(line: dict[str, Any]) -> api_pb2.Flow:
+    return json_format.ParseDict(line, api_pb2.Flow())
+
+
+class FakeGoldmane:
+    """`goldmane.Flows` List and Stream over per-bucket flows, with faults steered by attributes."""
+
+    def __init__(self, flows: Sequence[api_pb2.Flow] = ()) -> None:
+        self.windows: dict[bytes, dict[int, api_pb2.Flow]] = {}
+        self.ids: dict[bytes, int] = {}
+        self.list_requests: list[api_pb2.FlowListRequest] = []
+        self.stream_requests: list[api_pb2.FlowStreamRequest] = []
+        self.refuse_lists: set[int] = set()  # these List calls (counted from 1) fail with UNAVAILABLE
+        self.break_after: list[int] = []  # the next Streams abort after N results
+        self.streaming = threading.Event()
+        self._live: list[api_pb2.Flow] = []
+        self._changed = threading.Condition()
+        self._closing = False
+        self.add(flows)
+
+    def add(self, flows: Sequence[api_pb2.Flow]) -> None:
+        """Store flows (the backlog)."""
+        for flow in flows:
+            key = flow.Key.SerializeToString(deterministic=True)
+            self.ids.setdefault(key, len(self.ids) + 1)
+            self.windows.setdefault(key, {})[flow.start_time] = flow
+
+    def feed(self, flows: Sequence[api_pb2.Flow]) -> None:
+        """New completed buckets: stored, and sent to open Streams."""
+        with self._changed:
+            self.add(flows)
+            self._live.extend(flows)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """End the Stream loops."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+
+    def list(self, request: api_pb2.FlowListRequest, context: grpc.ServicerContext) -> api_pb2.FlowListResult:
+        """Goldmane's List: one flow per key over [gte, lt), newest first, one page."""
+        self.list_requests.append(request)
+        if len(self.list_requests) in self.refuse_lists:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: not ready")
+        starts = [start for windows in self.windows.values() for start in windows]
+        gte = request.start_time_gte or min(starts, default=0)
+        lt = request.start_time_lt or int(time.time())
+        if gte >= lt:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"startTimeGt ({gte}) must be less than startTimeLt ({lt})")
+        matched = []
+        for key, windows in self.windows.items():
+            if not any(gte <= start < lt for start in windows):
+                continue
+            inside = [w for start, w in sorted(windows.items()) if start >= gte and w.end_time <= lt]
+            matched.append(api_pb2.FlowResult(id=self.ids[key], flow=_aggregate(inside)))
+        matched.sort(key=lambda r: (r.flow.start_time, r.id), reverse=True)
+        total, size = len(matched), request.page_size
+        if size:
+            matched = matched[request.page * size : (request.page + 1) * size]
+        pages = -(-total // size) if size else 1
+        return api_pb2.FlowListResult(meta=api_pb2.ListMetadata(totalPages=pages, totalResults=total), flows=matched)
+
+    def stream(self, request: api_pb2.FlowStreamRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Goldmane's Stream: stored buckets from start_time_gte (0: none), then fed ones as they come."""
+        self.stream_requests.append(request)
+        limit = self.break_after.pop(0) if self.break_after else None
+        sent = 0
+        with self._changed:
+            position = len(self._live)
+            backfill = sorted(
+                (flow.start_time, self.ids[key], flow)
+                for key, windows in self.windows.items()
+                for flow in windows.values()
+                if request.start_time_gte and flow.start_time >= request.start_time_gte
+            )
+        self.streaming.set()
+        for _, flow_id, flow in backfill:
+            if limit is not None and sent >= limit:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: connection lost")
+            yield api_pb2.FlowResult(id=flow_id, flow=flow).SerializeToString()
+            sent += 1
+        while context.is_active():
+            with self._changed:
+                if position >= len(self._live) and not self._closing:
+                    self._changed.wait(0.1)
+                if self._closing:
+                    return
+                fresh = self._live[position:]
+            for flow in fresh:
+                position += 1
+                if limit is not None and sent >= limit:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: connection lost")
+                key = flow.Key.SerializeToString(deterministic=True)
+                yield api_pb2.FlowResult(id=self.ids[key], flow=flow).SerializeToString()
+                sent += 1
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The generic handler serving this fake as `goldmane.Flows`."""
+        return grpc.method_handlers_generic_handler(
+            "goldmane.Flows",
+            {
+                "List": grpc.unary_unary_rpc_method_handler(
+                    self.list,
+                    request_deserializer=api_pb2.FlowListRequest.FromString,
+                    response_serializer=api_pb2.FlowListResult.SerializeToString,
+                ),
+                "Stream": grpc.unary_stream_rpc_method_handler(
+                    self.stream, request_deserializer=api_pb2.FlowStreamRequest.FromString, response_serializer=bytes
+                ),
+            },
+        )
+
+
+def _aggregate(windows: list[api_pb2.Flow]) -> api_pb2.Flow:
+    """Goldmane's DiachronicFlow.Aggregate: counters summed, labels intersected, the span of the windows."""
+    flow = api_pb2.Flow()
+    if not windows:
+        return flow  # Goldmane answers a key without windows in range with an empty flow (start_time 0)
+    flow.Key.CopyFrom(windows[0].Key)
+    flow.start_time, flow.end_time = windows[0].start_time, windows[-1].end_time
+    source, dest = set(windows[0].source_labels), set(windows[0].dest_labels)
+    for w in windows:
+        source &= set(w.source_labels)
+        dest &= set(w.dest_labels)
+        for name in ("packets_in", "packets_out", "bytes_in", "bytes_out", "num_connections_started",
+                     "num_connections_completed", "num_connections_live"):  # fmt: skip
+            setattr(flow, name, getattr(flow, name) + getattr(w, name))
+    flow.source_labels.extend(sorted(source))
+    flow.dest_labels.extend(sorted(dest))
+    return flow
+
+
+@pytest.fixture
+def goldmane() -> Iterator[Callable[..., tuple[FakeGoldmane, str]]]:
+    started: list[tuple[FakeGoldmane, grpc.Server]] = []
+
+    def make(
+        flows: Sequence[api_pb2.Flow] = (), tls: tuple[bytes, bytes, bytes] | None = None
+    ) -> tuple[FakeGoldmane, str]:
+        fake = FakeGoldmane(flows)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[fake.handler()])
+        if tls is None:
+            port = server.add_insecure_port("127.0.0.1:0")
+        else:
+            key, chain, client_ca = tls
+            credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                                      require_client_auth=True)  # fmt: skip
+            port = server.add_secure_port("127.0.0.1:0", credentials)
+        server.start()
+        started.append((fake, server))
+        return fake, f"127.0.0.1:{port}"
+
+    yield make
+    for fake, server in started:
+        fake.close()
+        server.stop(grace=None).wait()
+
+
+def _rows(store: Path) -> list[tuple[tuple[str, str], ...]]:
+    rows = [row for batch in Store(str(store)).read() for row in batch.to_pylist()]
+    return sorted(tuple(sorted((k, repr(v)) for k, v in row.items())) for row in rows)
+
+
+Key = tuple[int, str, str, str]
+
+
+def _batch_keys(batch: pa.RecordBatch) -> Counter[Key]:
+    """(time, source pod, destination pod or workload, direction) of each row, with multiplicity."""
+    columns = [batch.column(name).to_pylist() for name in ("src_pod", "dst_pod", "dst_workload", "direction")]
+    times = batch.column("time").cast(pa.int64()).to_pylist()
+    return Counter((t, str(s), str(dp or dw), d) for t, s, dp, dw, d in zip(times, *columns, strict=True))
+
+
+def _keys(store: Path) -> Counter[Key]:
+    """The keys of every stored row (one row per flow when collected with compaction off)."""
+    keys: Counter[Key] = Counter()
+    for batch in Store(str(store)).read(columns=["time", "src_pod", "dst_pod", "dst_workload", "direction"]):
+        keys.update(_batch_keys(batch))
+    return keys
+
+
+def _expected_keys(lines: list[dict[str, Any]]) -> Counter[Key]:
+    cols, decoder = FlowColumns(), GoldmaneDecoder()
+    decoder.take(cols, [api_pb2.FlowResult(id=i, flow=_flow(line)) for i, line in enumerate(lines)])
+    return _batch_keys(decoder.finish(cols))
+
+
+def _window(buckets: int) -> dict[str, int]:
+    return {"since_ns": FIRST_BUCKET * 10**9, "until_ns": (FIRST_BUCKET + 15 * buckets) * 10**9}
+
+
+# ----- the backlog, compared with the file importer
+
+
+def test_list_backlog_pages_bucket_by_bucket_and_equals_the_importer(
+    goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path, synth: Callable[..., Run]
+) -> None:
+    lines = _lines(12)
+    fake, address = goldmane([_flow(line) for line in lines])
+    ndjson = tmp_path / "goldmane.ndjson"
+    ndjson.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert synth("import", "calico", ndjson, "--store", tmp_path / "imported").code == 0
+
+    said: list[str] = []
+    options = CalicoOptions(server=address, tls=PLAIN, page_size=2, **_window(12 + 3))
+    report = collect_calico(Store(str(tmp_path / "live")), options, notify=said.append)
+    assert report.stopped == "stream ended" and report.flows == len(lines) and report.duplicates == 0
+    assert summary_lines(report) == [f"{address}: 60 flows stored in 1 files, 2026-11-20T10:00:00Z .. "
+                                     "2026-11-20T10:03:15Z (stream ended)"]  # fmt: skip
+    assert said == [f"{address}: Goldmane holds 5 flow keys from 2026-11-20T10:00:00Z on, listing them in 15-second "
+                    "buckets"]  # fmt: skip
+    assert _rows(tmp_path / "live") == _rows(tmp_path / "imported")
+    # The window once (its first and last page), then every bucket page by page (5 flows, 2 a page).
+    first, last, *buckets = fake.list_requests
+    assert (first.page, last.page, first.page_size) == (0, 2, 2)
+    assert first.start_time_gte == FIRST_BUCKET and first.start_time_lt == FIRST_BUCKET + 15 * 15
+    assert [(r.start_time_lt - r.start_time_gte) for r in buckets] == [15] * len(buckets)
+    assert {r.start_time_gte for r in buckets} == {FIRST_BUCKET + 15 * k for k in range(15)}
+    assert max(r.page for r in buckets) == 2 and all(list(r.sort_by) == [api_pb2.SortOption()] for r in buckets)
+    facts = max(Store(str(tmp_path / "live")).facts(), key=lambda f: f["flows"])  # type: ignore[arg-type,return-value]
+    assert facts["source"] == "calico" and facts["server_status"] == {"keys": 5, "oldest_s": FIRST_BUCKET}
+
+
+def test_namespace_filter_and_an_empty_window(
+    goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path
+) -> None:
+    _, address = goldmane([_flow(line) for line in _lines(4)])
+    options = CalicoOptions(server=address, tls=PLAIN, namespaces=("payments",), **_window(6))
+    report = collect_calico(Store(str(tmp_path / "a")), options)
+    assert report.flows == 4  # one payments flow per bucket
+    said: list[str] = []
+    empty = CalicoOptions(server=address, tls=PLAIN, since_ns=10**18, until_ns=10**18 + 10**12)
+    assert collect_calico(Store(str(tmp_path / "b")), empty, notify=said.append).flows == 0
+    assert "no flows in the window" in said[0]
+
+
+def test_bad_flows_are_skips_with_the_importers_message() -> None:
+    line = _lines(1)[3]  # an end-of-tier deny into a NetworkSet
+    assert flow_dict(_flow(line))["Key"]["action"] == 2  # type: ignore[index]  # enums as numbers, as the emitter
+    decoder, cols = GoldmaneDecoder(), FlowColumns()
+    bad = _flow(line)
+    bad.Key.proto = "icmp7"
+    decoder.take(cols, [api_pb2.FlowResult(id=9, flow=bad), api_pb2.FlowResult(id=10), b"\xff\xff"])
+    assert decoder.stats.skipped == 3
+    assert [s.where for s in decoder.stats.skips] == ["flow id 9", "flow id 10", "stream"]
+    assert decoder.stats.skips[0].reason == 'field Key.proto: unknown protocol "icmp7"'
+
+
+# ----- following, faults
+
+
+def test_stream_drop_resumes_from_the_newest_start_without_duplicates(
+    goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path
+) -> None:
+    backlog = _lines(10)
+    live = sorted(_lines(10, offset=10), key=lambda line: line["start_time"])  # Goldmane streams bucket by bucket
+    fake, address = goldmane([_flow(line) for line in backlog])
+    fake.break_after = [7]  # the first Stream breaks after 7 results (the resent last bucket and 2 fed flows)
+    options = CalicoOptions(server=address, tls=PLAIN, since_ns=FIRST_BUCKET * 10**9, duration_s=4,
+                            retry_initial_s=0.05, compact=False)  # fmt: skip
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(collect_calico(Store(str(tmp_path)), options)))
+    worker.start()
+    assert fake.streaming.wait(10)
+    fake.feed([_flow(line) for line in live[:25]])
+    time.sleep(0.8)
+    fake.feed([_flow(line) for line in live[25:]])
+    worker.join(20)
+    assert not worker.is_alive()
+    (report,) = result
+    assert report.reconnects == 1  # type: ignore[attr-defined]
+    assert report.duplicates >= 5  # type: ignore[attr-defined]  # the newest bucket, resent by each Stream
+    assert _keys(tmp_path) == _expected_keys(backlog + live)
+    newest_listed = max(line["start_time"] for line in backlog)
+    assert fake.stream_requests[0].start_time_gte == newest_listed
+    assert fake.stream_requests[1].start_time_gte >= newest_listed  # the newest start received
+    assert all(r.aggregation_interval == 15 for r in fake.stream_requests)
+
+
+def test_a_refused_list_mid_backlog_is_retried(
+    goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path
+) -> None:
+    lines = _lines(6)
+    fake, address = goldmane([_flow(line) for line in lines])
+    said: list[str] = []
+    options = CalicoOptions(server=address, tls=PLAIN, retry_initial_s=0.05, compact=False, **_window(6))
+
+    fake.refuse_lists = {5}  # the window, three buckets, then the fourth bucket's List is refused
+    report = collect_calico(Store(str(tmp_path)), options, notify=said.append)
+    until = FIRST_BUCKET + 15 * 6
+    assert _keys(tmp_path) == _expected_keys([line for line in lines if line["start_time"] < until])
+    assert report.reconnects == 1 and report.stopped == "stream ended"
+    assert said == [said[0], f"{address}: stream lost (UNAVAILABLE: fake goldmane: not ready); reconnecting in 0.1s",
+                    f"{address}: stream resumed"]  # fmt: skip
+    resumed = fake.list_requests[5]  # the window again, from the newest bucket received
+    assert (resumed.start_time_gte, resumed.start_time_lt) == (FIRST_BUCKET + 30, until)
+
+
+def _collector(address: str, store: Path, *extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "synth", "collect", "calico", "--server", address, "--insecure-plaintext",
+               "--store", str(store), *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_follow_then_sigterm_flushes_and_exits_0(
+    goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path
+) -> None:
+    backlog, live = _lines(4), _lines(4, offset=4)
+    fake, address = goldmane([_flow(line) for line in backlog])
+    collector = _collector(address, tmp_path, "--follow", "--flush-interval", "10m")
+    try:
+        assert fake.streaming.wait(30)
+        fake.feed([_flow(line) for line in live])
+        time.sleep(1.0)
+        assert not Store(str(tmp_path)).files()  # nothing flushed yet: the interval is 10 minutes
+        collector.send_signal(signal.SIGTERM)
+        out, err = collector.communicate(timeout=30)
+    finally:
+        collector.kill()
+        collector.communicate()
+    assert collector.returncode == 0, err
+    assert "(interrupted)" in out
+    # Compacted per minute: the same edges, and the counts add up.
+    assert {key[1:] for key in _keys(tmp_path)} == {key[1:] for key in _expected_keys(backlog + live)}
+    stored = sum(sum(b.column("count").to_pylist()) for b in Store(str(tmp_path)).read(columns=["count"]))
+    assert stored == sum(line.get("num_connections_live") or line.get("num_connections_started") or 1
+                         for line in backlog + live)  # fmt: skip
+
+
+# ----- TLS and unreachable servers
+
+
+def _certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
+                 ca: bool) -> bytes:  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC)
+    issuer_name, issuer_key = issuer or (name, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA as in goldmane-key-pair, Goldmane's server certificate, a node-certs client pair, another CA."""
+    out = tmp_path_factory.mktemp("pki")
+    ca_key, other_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
+    encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    pems = {
+        "ca.crt": _certificate("tigera-ca", ca_key, None, True),
+        "other-ca.crt": _certificate("other-ca", other_key, None, True),
+        "goldmane.crt": _certificate("goldmane.calico-system.svc", server_key, ("tigera-ca", ca_key), False),
+        "goldmane.key": server_key.private_bytes(encoding, private_format, serialization.NoEncryption()),
+        "node.crt": _certificate("calico-node", client_key, ("tigera-ca", ca_key), False),
+        "node.key": client_key.private_bytes(encoding, private_format, serialization.NoEncryption()),
+    }
+    files = {}
+    for name, pem in pems.items():
+        files[name] = out / name
+        files[name].write_bytes(pem)
+    return files
+
+
+def test_mutual_tls_and_a_wrong_ca_refused_in_one_line(
+    goldmane: Callable[..., tuple[FakeGoldmane, str]], pki: dict[str, Path], tmp_path: Path,
+    synth: Callable[..., Run],
+) -> None:  # fmt: skip
+    tls = (pki["goldmane.key"].read_bytes(), pki["goldmane.crt"].read_bytes(), pki["ca.crt"].read_bytes())
+    _, address = goldmane([_flow(line) for line in _lines(2)], tls=tls)
+    common = ["collect", "calico", "--server", address, "--tls-server-name", "goldmane.calico-system.svc",
+              "--since", "2026-11-20T10:00:00Z", "--until", "2026-11-20T10:01:00Z"]  # fmt: skip
+    client = ["--tls-client-cert-file", pki["node.crt"], "--tls-client-key-file", pki["node.key"]]
+    done = synth(*common, "--tls-ca-cert-files", pki["ca.crt"], *client, "--store", tmp_path / "ok")
+    assert done.code == 0, done.err
+    assert done.out.startswith(f"{address}: 10 flows stored in 1 files, 2026-11-20T10:00:00Z .. ")
+
+    refused = synth(*common, "--tls-ca-cert-files", pki["other-ca.crt"], *client, "--store", tmp_path / "no")
+    assert refused.code == 3
+    assert refused.err.count("\n") == 1
+    assert refused.err.startswith(f"synth: error: {address}: TLS handshake failed (")
+
+    no_client_cert = synth(*common, "--tls-ca-cert-files", pki["ca.crt"], "--store", tmp_path / "no")
+    assert no_client_cert.code == 3
+    assert no_client_cert.err.count("\n") == 1
+
+    plain = synth(*common, "--insecure-plaintext", "--tls-ca-cert-files", pki["ca.crt"], "--store", tmp_path / "no")
+    assert plain.code == 2
+
+
+def test_unreachable_server_and_bad_window_are_one_line(synth: Callable[..., Run], tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once the probe is closed
+    done = synth("collect", "calico", "--server", f"127.0.0.1:{port}", "--insecure-plaintext", "--request-timeout",
+                 "2s", "--store", tmp_path)  # fmt: skip
+    assert done.code == 3
+    assert done.err.count("\n") == 1
+    assert done.err.startswith(f"synth: error: 127.0.0.1:{port}: cannot reach Goldmane (UNAVAILABLE")
+    with pytest.raises(CollectError, match="cannot reach Goldmane"):
+        collect_calico(Store(str(tmp_path)), CalicoOptions(server=f"127.0.0.1:{port}", request_timeout_s=1))
+
+    window = synth("collect", "calico", "--server", "127.0.0.1:1", "--follow", "--until", "1h", "--store", tmp_path)
+    assert window.code == 2
+
+
+# ----- the proto subset: Goldmane's numbers (docs: reference/calico.md section 5.1)
+
+GOLDMANE_FIELDS = {
+    "goldmane.FlowListRequest": {"start_time_gte": 1, "start_time_lt": 2, "page": 3, "page_size": 4, "sort_by": 5,
+                                 "filter": 6, "aggregation_interval": 7},
+    "goldmane.FlowListResult": {"meta": 1, "flows": 2},
+    "goldmane.ListMetadata": {"totalPages": 1, "totalResults": 2},
+    "goldmane.FlowStreamRequest": {"start_time_gte": 1, "filter": 2, "aggregation_interval": 3},
+    "goldmane.FlowResult": {"id": 1, "flow": 2},
+    "goldmane.Flow": {"Key": 1, "start_time": 2, "end_time": 3, "source_labels": 4, "dest_labels": 5, "packets_in": 6,
+                      "packets_out": 7, "bytes_in": 8, "bytes_out": 9, "num_connections_started": 10,
+                      "num_connections_completed": 11, "num_connections_live": 12},
+    "goldmane.FlowKey": {"source_name": 1, "source_namespace": 2, "source_type": 3, "dest_name": 4,
+                         "dest_namespace": 5, "dest_type": 6, "dest_port": 7, "dest_service_name": 8,
+                         "dest_service_namespace": 9, "dest_service_port_name": 10, "dest_service_port": 11,
+                         "proto": 12, "reporter": 13, "action": 14, "policies": 15},
+    "goldmane.PolicyTrace": {"enforced_policies": 1, "pending_policies": 2},
+    "goldmane.PolicyHit": {"kind": 1, "namespace": 2, "name": 3, "tier": 4, "action": 5, "policy_index": 6,
+                           "rule_index": 7, "trigger": 8},
+    "goldmane.Filter": {"source_names": 1, "source_namespaces": 2, "dest_names": 3, "dest_namespaces": 4,
+                        "protocols": 5, "dest_ports": 6, "actions": 7, "policies": 8, "reporter": 9,
+                        "pending_actions": 10},
+    "goldmane.StringMatch": {"value": 1, "type": 2},
+    "goldmane.PortMatch": {"port": 1},
+    "goldmane.PolicyMatch": {"kind": 1, "tier": 2, "namespace": 3, "name": 4, "action": 5},
+    "goldmane.SortOption": {"sort_by": 1},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("message", sorted(GOLDMANE_FIELDS))
+def test_field_numbers_are_goldmane_ones(message: str) -> None:
+    descriptor = api_pb2.DESCRIPTOR.pool.FindMessageTypeByName(message)
+    assert {f.name: f.number for f in descriptor.fields} == GOLDMANE_FIELDS[message]
+
+
+def test_enums_and_the_service() -> None:
+    assert [(v.name, v.number) for v in api_pb2.PolicyKind.DESCRIPTOR.values][-3:] == [
+        ("Profile", 9), ("EndOfTier", 10), ("ClusterNetworkPolicy", 11)
+    ]  # fmt: skip
+    assert api_pb2.EndpointType.Value("Network") == 4 and api_pb2.Reporter.Value("Dst") == 2
+    assert api_pb2.SortBy.Value("SourceType") == 6 and api_pb2.MatchType.Value("Fuzzy") == 1
+    assert api_pb2.Action.Value("Pass") == 3
+    service = api_pb2.DESCRIPTOR.services_by_name["Flows"]
+    assert service.full_name == "goldmane.Flows"
+    assert {m.name: m.server_streaming for m in service.methods} == {"List": False, "Stream": True}
