@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -126,9 +127,17 @@ def thousands(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def _templates() -> Traversable:
+    """The templates: `synth.templates` when installed, the checkout's `templates/` when run from source."""
+    try:
+        return resources.files("synth.templates")
+    except ModuleNotFoundError:
+        return resources.files("synth").joinpath("..", "templates")
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    loader = jinja2.FunctionLoader(lambda name: resources.files("synth.templates").joinpath(name).read_text("utf-8"))
+    loader = jinja2.FunctionLoader(lambda name: _templates().joinpath(name).read_text("utf-8"))
     env = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
