@@ -46,7 +46,8 @@ _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 class EdgeOutcome:
     """One label-level edge and what a policy set makes of it: flows, window, pods, reasons.
 
-    `category` says why an edge is unjudged: protocol, node, unknown-peer, labels, named-port, other.
+    `category` says why an edge is unjudged: protocol, node, unknown-peer, hidden-address, labels, named-port,
+    other.
     """
 
     src: EndpointRef
@@ -177,7 +178,16 @@ def judge(pair: ObservedPair, decision: Decision) -> tuple[Verdict, str]:
     reason = decisive_reason(decision)
     if decision.verdict == Verdict.DENIED and {pair.src.kind, pair.dst.kind} & (NODE_KINDS | {"unknown"}):
         return Verdict.UNKNOWN, f"{reason} (not judged: whether policy applies to this end depends on the CNI)"
+    if decision.verdict == Verdict.DENIED and _hidden_address(pair):
+        return Verdict.UNKNOWN, (f"{reason} (not judged: the flow records hold no address for the source, "
+                                 "e.g. Calico's pvt aggregation; it may be the pod's own node, which is always allowed)")
     return decision.verdict, reason
+
+
+def _hidden_address(pair: ObservedPair) -> bool:
+    """A source without an address (aggregated away) may be the destination pod's node; a destination
+    without one is still a connection the policies block, so only the source side counts."""
+    return pair.traffic.src.kind == "world" and not pair.traffic.src.ip
 
 
 def decisive_reason(decision: Decision) -> str:
@@ -199,6 +209,8 @@ def unjudged_category(pair: ObservedPair, decision: Decision) -> str:
         return "node"
     if "unknown" in kinds:
         return "unknown-peer"
+    if _hidden_address(pair):
+        return "hidden-address"
     if any(end.is_pod and end.labels is None for end in (pair.traffic.src, pair.traffic.dst)):
         return "labels"
     return "named-port" if "named port" in decision.reason else "other"
