@@ -1,6 +1,6 @@
 """Serve Hubble captures as a fake hubble-relay, for trying `synth collect hubble` without a cluster.
 
-    python scripts/serve_hubble.py --port 4245 sample_flows/*.json.gz
+    python scripts/serve_hubble.py --port 4245 sample_flows/hubble-*.json.gz
     synth collect hubble --server localhost:4245 --duration 10s
 
 Every GetFlows call gets the captured flows in time order (a `--follow`/`--duration` call too, as if
