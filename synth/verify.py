@@ -179,8 +179,10 @@ def judge(pair: ObservedPair, decision: Decision) -> tuple[Verdict, str]:
     if decision.verdict == Verdict.DENIED and {pair.src.kind, pair.dst.kind} & (NODE_KINDS | {"unknown"}):
         return Verdict.UNKNOWN, f"{reason} (not judged: whether policy applies to this end depends on the CNI)"
     if decision.verdict == Verdict.DENIED and _hidden_address(pair):
-        return Verdict.UNKNOWN, (f"{reason} (not judged: the flow records hold no address for the source, "
-                                 "e.g. Calico's pvt aggregation; it may be the pod's own node, which is always allowed)")
+        return Verdict.UNKNOWN, (
+            f"{reason} (not judged: the flow records hold no address for the source, e.g. Calico's pvt "
+            "aggregation; it may be the pod's own node, which is always allowed)"
+        )
     return decision.verdict, reason
 
 

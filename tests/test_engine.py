@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from synth.engine import Decision, Endpoint, Engine, Traffic, Verdict, explain
-from synth.model import PolicySet
 from synth.manifest import policy_from_object
+from synth.model import PolicySet
 
 A, D, U = Verdict.ALLOWED, Verdict.DENIED, Verdict.UNKNOWN
 NS_INDEX = {"x": 1, "y": 2, "z": 3}

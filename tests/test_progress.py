@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import SAMPLE_FLOWS, Run
+
 from synth.progress import Progress
 
 

@@ -1,0 +1,144 @@
+"""Shared options, the `synth` group and `main`: the one place that maps errors to exit codes.
+
+0 success, 1 differences or denied flows, 2 usage, 3 a reported error (bad input, unreachable
+server), 4 an unexpected crash (printed with its trace)."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from synth import __version__
+from synth.config import DnsTarget, Settings
+from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
+from synth.timeutil import parse_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_option(function: F) -> F:
+    """`--store PATH`, default ./synth-data or $SYNTH_STORE."""
+    return click.option(
+        "--store",
+        "store_path",
+        envvar="SYNTH_STORE",
+        default="./synth-data",
+        show_default=True,
+        metavar="PATH",
+        help="Flow store: a folder, or a pyarrow filesystem URI (s3://...).",
+    )(function)
+
+
+def window_options(function: F) -> F:
+    """`--since` and `--until`."""
+    function = click.option("--until", metavar="TIME", help="Only flows before this time.")(function)
+    return click.option(
+        "--since", metavar="TIME", help="Only flows from this time on (RFC 3339, a date, or 48h for 48 hours ago)."
+    )(function)
+
+
+def settings_options(function: F) -> F:
+    """The generation knobs shared by generate, report and diff, handed over as one `settings` value."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, public_threshold: int, allow_host_traffic: bool, allow_dropped: bool,
+                dns_namespace: str, dns_selector: str, dns_ports: tuple[int, ...], **kwargs: Any) -> Any:
+        settings = _settings(
+            public_threshold, allow_host_traffic, allow_dropped, dns_namespace, dns_selector, dns_ports
+        )
+        return function(*args, settings=settings, **kwargs)
+
+    for decorator in (
+        click.option("--dns-port", "dns_ports", type=click.IntRange(1, 65535), multiple=True,
+                     help="Cluster DNS port (repeatable; default 53, e.g. 5353 on OpenShift)."),
+        click.option("--dns-selector", default="k8s-app=kube-dns", show_default=True, metavar="K=V[,K=V]",
+                     help="Labels of the cluster DNS pods (NodeLocal DNS, OpenShift dns-default, ...)."),
+        click.option("--dns-namespace", default="kube-system", show_default=True,
+                     help="Namespace of the cluster DNS pods."),
+        click.option("--public-threshold", type=click.IntRange(min=1), default=Settings().public_ingress_threshold,
+                     show_default=True, help="Distinct external sources on one port that make it a public endpoint."),
+        click.option("--allow-host-traffic", is_flag=True, help="Turn node and host traffic into ipBlock rules."),
+        click.option("--allow-dropped", is_flag=True, help="Turn dropped (denied) attempts into allow rules too."),
+    ):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bool, dns_namespace: str = "kube-system",
+              dns_selector: str = "k8s-app=kube-dns", dns_ports: tuple[int, ...] = ()) -> Settings:
+    pairs = []
+    for item in filter(None, (part.strip() for part in dns_selector.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--dns-selector: {item!r} is not key=value")
+        pairs.append((key, value))
+    if not pairs:
+        raise UsageError("--dns-selector: give at least one key=value")
+    ports = tuple(sorted(set(dns_ports))) or (53,)
+    dns = DnsTarget(namespace=dns_namespace, pod_labels=tuple(sorted(pairs)), ports=ports)
+    return Settings(public_ingress_threshold=public_threshold, allow_host_traffic=allow_host_traffic,
+                    allow_dropped=allow_dropped, dns=dns)
+
+
+def parse_window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
+    return (parse_time(since) if since else None, parse_time(until) if until else None)
+
+
+def say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="synth")
+def cli() -> None:
+    """Turn observed Kubernetes traffic into least-privilege NetworkPolicies.
+
+    Record flows (import or collect), look at the dependency map (edges), then generate
+    default-deny policies with one allow rule per observed dependency.
+    """
+
+
+def deployed_options(function: F) -> F:
+    """`--deployed PATH` (repeatable) or `--cluster` with `--kubeconfig`/`--context`: the deployed policies."""
+    for decorator in (
+        click.option("--context", metavar="NAME", help="Kubeconfig context for --cluster."),
+        click.option("--kubeconfig", metavar="PATH", help="Kubeconfig for --cluster (default: $KUBECONFIG)."),
+        click.option("--cluster", is_flag=True, help="Read the deployed NetworkPolicies from the cluster."),
+        click.option("--deployed", "deployed_paths", multiple=True, metavar="PATH",
+                     help="Deployed NetworkPolicies: YAML/JSON files or folders, - for stdin (repeatable)."),
+    ):
+        function = decorator(function)
+    return function
+
+
+def say_skipped(skipped_by_kind: tuple[tuple[str, int], ...]) -> None:
+    for kind, count in skipped_by_kind:
+        say(f"skipped {count} {kind} object(s): not networking.k8s.io/v1 NetworkPolicies")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="synth", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        say("synth: interrupted")
+        return 130
+    except SynthError as e:
+        say(f"synth: error: {e}")
+        return e.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception:  # noqa: BLE001 - the one place that turns a crash into exit 4
+        say("synth: internal error (a bug in synth; please report it with this trace):")
+        say(traceback.format_exc().rstrip())
+        return EXIT_CRASH
+    return int(result or 0)

@@ -1,0 +1,156 @@
+"""`synth import`, `synth edges` and `synth compact`: flows into the store, the store into edges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from synth import formats, ingest, pipeline
+from synth.cli.common import (
+    cli,
+    parse_window,
+    say,
+    store_option,
+    window_options,
+)
+from synth.compact import compact_store
+from synth.config import Settings
+from synth.ingest import FileReport
+from synth.progress import Progress
+from synth.sources.interface import SourceStats
+from synth.spark_engine import aggregate_spark
+from synth.store import Store
+from synth.timeutil import format_ns, parse_time
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Import flow files into the store."""
+
+
+@import_group.command("hubble")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
+@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@store_option
+def import_hubble(files: tuple[str, ...], strict: bool, force: bool, store_path: str) -> int:
+    """Import `hubble observe -o json` / jsonpb output or exporter files (.gz read transparently; - is stdin)."""
+    _print_import(_import(store_path, "hubble", files, strict=strict, force=force))
+    return 0
+
+
+def _import(store_path: str, source: str, files: tuple[str, ...], **options: Any) -> list[FileReport]:
+    progress = Progress()
+    count = len(files)
+
+    def show(display: str, stats: SourceStats, done: int, total: int) -> None:
+        position = files.index(display) + 1 if display in files else count
+        progress.update(flows=stats.flows, files=(position, count), done_bytes=done, total_bytes=total,
+                        last_ns=stats.last_time_ns)
+
+    try:
+        return ingest.import_files(Store(store_path), source, files, on_batch=show, **options)
+    finally:
+        progress.done()
+
+
+def _print_import(reports: list[FileReport]) -> None:
+    for report in reports:
+        if report.status == "duplicate":
+            previous = report.duplicate_of
+            assert previous is not None
+            click.echo(
+                f"{report.input}: already imported on {previous.imported_at} ({previous.flows:,} flows); "
+                "skipped (use --force to import it again)"
+            )
+            continue
+        events = ", ".join(f"{n:,} {kind}" for kind, n in report.other_events)
+        click.echo(
+            f"{report.input}: {report.flows:,} flows imported, {format_ns(report.first_ns)} .. "
+            f"{format_ns(report.last_ns)}"
+            + (f"; {report.skipped:,} records skipped" if report.skipped else "")
+            + (f"; {events} not stored as flows" if events else "")
+        )
+        if report.lost_events:
+            click.echo(
+                f"{report.input}: warning: {report.lost_events:,} events were lost by Hubble; edges may be "
+                "missing from this recording"
+            )
+        for skip in report.skips:
+            say(f"  skipped {skip}")
+        if report.skipped > len(report.skips):
+            say(f"  ... and {report.skipped - len(report.skips):,} more skipped records")
+
+
+@import_group.command("calico")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "--format",
+    "calico_format",
+    type=click.Choice(["auto", "flowlog", "elasticsearch", "goldmane", "whisker"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto detects it from the first record.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
+@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@store_option
+def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, force: bool, store_path: str) -> int:
+    """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""
+    reports = _import(store_path, "calico", files, strict=strict, force=force, format=calico_format)
+    _print_import(reports)
+    return 0
+
+
+@cli.command("edges")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only edges touching this namespace (repeatable).")
+@window_options
+@click.option("-o", "--output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded", show_default=True,
+              help="Aggregate in this process (pyarrow) or on Apache Spark (pip install 'synth[spark]').")
+@click.option("--spark-master", metavar="URL", help="Spark master (default: local mode on every core).")
+@store_option
+def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, engine: str,
+                  spark_master: str | None, store_path: str) -> int:
+    """Show the dependency map: who talks to whom, on which port, how often."""
+    since_ns, until_ns = parse_window(since, until)
+    window = {"namespaces": namespaces or None, "since_ns": since_ns, "until_ns": until_ns}
+    if engine == "spark":
+        edges = aggregate_spark(Store(store_path), Settings(), master=spark_master, **window)  # type: ignore[arg-type]
+    else:
+        progress = Progress()
+
+        def show(done: int, total: int, flows: int) -> None:
+            progress.update(files=(done, total), flows=flows, label="aggregating")
+
+        try:
+            edges = pipeline.load_edges(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
+        finally:
+            progress.done()
+    render = {"table": formats.edges_table, "csv": formats.edges_csv, "json": formats.edges_json}[output]
+    click.echo(render(edges), nl=False)
+    return 0
+
+
+@cli.command("compact")
+@click.option("--older-than", default="1h", show_default=True, metavar="DURATION",
+              help="Only hours that ended at least this long ago (leave the hour being written alone).")
+@store_option
+def compact_command(older_than: str, store_path: str) -> int:
+    """Rewrite each stored hour as one compacted file (identical flows per minute become one row)."""
+    progress = Progress()
+    try:
+        report = compact_store(
+            Store(store_path), before_ns=parse_time(older_than),
+            progress=lambda done, total: progress.update(files=(done + 1, total), label="compacting"),
+        )
+    finally:
+        progress.done()
+    if not report.hours:
+        click.echo("nothing to compact")
+        return 0
+    click.echo(f"compacted {report.hours} hours: {report.files_before} files -> {report.files_after}, "
+               f"{report.rows_before:,} rows -> {report.rows_after:,}, "
+               f"{report.bytes_before:,} bytes -> {report.bytes_after:,}")
+    return 0

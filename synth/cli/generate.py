@@ -1,0 +1,174 @@
+"""`synth generate` and `synth report`: policies, and the description a reviewer approves from."""
+
+from __future__ import annotations
+
+import click
+
+from synth import pipeline
+from synth.cli.common import (
+    cli,
+    deployed_options,
+    parse_window,
+    say,
+    say_skipped,
+    settings_options,
+    store_option,
+    window_options,
+)
+from synth.config import Settings
+from synth.errors import UsageError
+from synth.output import write_tree
+from synth.store import Store
+
+
+@cli.command("generate")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to generate policies for (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@click.option(
+    "--out",
+    "out_dir",
+    metavar="DIR",
+    help="Write one file per policy under DIR/<namespace>/ (default: print one YAML stream).",
+)
+@deployed_options
+@click.option("--diff-out", metavar="FILE", help="With --deployed/--cluster: write the full diff (markdown) to FILE.")
+@click.option("--pr", "pull_request", is_flag=True,
+              help="With --out: also write DIR/PR.md, a pull-request description a reviewer can approve from.")
+@click.option("--pr-format", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="Format of the --pr description: DIR/PR.md, or DIR/PR.json for CI bots.")
+@click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
+              help="With --pr: flag rules seen in fewer than N flows as backed by little evidence.")
+@window_options
+@settings_options
+@store_option
+def generate_command(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    out_dir: str | None,
+    deployed_paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    diff_out: str | None,
+    pull_request: bool,
+    pr_format: str,
+    rare_flows: int,
+    since: str | None,
+    until: str | None,
+    settings: Settings,
+    store_path: str,
+) -> int:
+    """Generate least-privilege NetworkPolicies from the stored flows, checked against those flows.
+
+    With --deployed or --cluster, proposed policies keep the names of deployed ones that select
+    the same pods, and a summary of the diff against the deployed policies is printed. With --pr,
+    DIR/PR.md describes the change for reviewers (as `synth report` prints it).
+    """
+    if pull_request and out_dir is None:
+        raise UsageError("--pr needs --out DIR: the description is written beside the policies")
+    since_ns, until_ns = parse_window(since, until)
+    deployed = None
+    if deployed_paths or cluster:
+        loaded = pipeline.load_deployed(
+            deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
+        )
+        say_skipped(loaded.skipped_by_kind())
+        deployed = loaded.policies
+    elif diff_out:
+        raise UsageError("--diff-out needs the deployed policies (--deployed PATH or --cluster)")
+    generated = pipeline.generate(
+        Store(store_path),
+        settings,
+        namespaces=namespaces,
+        all_namespaces=all_namespaces,
+        since_ns=since_ns,
+        until_ns=until_ns,
+        deployed=deployed,
+    )
+    synthesis = generated.synthesis
+    if out_dir is None:
+        click.echo(pipeline.policy_stream(synthesis), nl=False)
+    else:
+        files = pipeline.with_existing_namespaces(out_dir, generated.files)
+        pr_name = "PR.json" if pr_format == "json" else "PR.md"
+        if pull_request:
+            files[pr_name] = pipeline.pull_request_text(
+                Store(store_path), generated, pr_format, out_dir=out_dir, rare_flows=rare_flows,
+                since_ns=since_ns, until_ns=until_ns,
+            )
+        written = write_tree(out_dir, files)
+        click.echo(f"wrote {len(written)} files to {out_dir}")
+        if pull_request:
+            click.echo(f"wrote the pull-request description to {out_dir.rstrip('/')}/{pr_name}")
+    for namespace in synthesis.namespaces:
+        count = len(synthesis.policies.in_namespace(namespace))
+        kinds: dict[str, int] = {}
+        for finding in synthesis.findings:
+            if finding.namespace == namespace:
+                kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+        notes = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        say(f"{namespace}: {count} policies" + (f"; findings: {notes}" if notes else ""))
+    say(generated.verification.summary())
+    if generated.diff is not None:
+        for namespace, proposed, kept in generated.diff.renamed:
+            say(f"{namespace}: {proposed} keeps the deployed name {kept}")
+        say(generated.diff.summary())
+        if diff_out:
+            pipeline.write_text(diff_out, generated.diff.render("markdown"))
+            say(f"wrote the diff to {diff_out}")
+        else:
+            say("the full diff: synth diff with the same options, or --diff-out FILE")
+    return 0
+
+
+@cli.command("report")
+@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to describe (repeatable).")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@deployed_options
+@click.option("-o", "--output", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--policies-dir", default="policies", show_default=True, metavar="DIR",
+              help="Where `synth generate --out DIR` writes the policies: used in the roll-out commands.")
+@click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
+              help="Flag rules seen in fewer than N flows as backed by little evidence.")
+@window_options
+@settings_options
+@store_option
+def report_command(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    deployed_paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    output: str,
+    policies_dir: str,
+    rare_flows: int,
+    since: str | None,
+    until: str | None,
+    settings: Settings,
+    store_path: str,
+) -> int:
+    """Print the pull-request description of the policies `synth generate` would write; write nothing.
+
+    Summary, what changes for traffic (against --deployed/--cluster when given), every rule with
+    its evidence, risks for the reviewer, a dependency graph (mermaid) and how to roll out.
+    -o json gives the same content for CI bots (gate on summary.ok).
+    """
+    since_ns, until_ns = parse_window(since, until)
+    deployed = None
+    if deployed_paths or cluster:
+        loaded = pipeline.load_deployed(
+            deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
+        )
+        say_skipped(loaded.skipped_by_kind())
+        deployed = loaded.policies
+    store = Store(store_path)
+    generated = pipeline.generate(
+        store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
+        deployed=deployed,
+    )
+    text = pipeline.pull_request_text(
+        store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
+    )
+    click.echo(text, nl=False)
+    return 0
