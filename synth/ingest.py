@@ -99,7 +99,6 @@ def _import_one(
                 if previous is not None:
                     writer.discard()
                     return _duplicate(input_file.display, previous)
-            writer.set_facts({**source.facts(), "sha256": digest})
             writer.commit(
                 input_name=name,
                 sha256=digest,

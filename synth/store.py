@@ -228,7 +228,9 @@ class Store:
         """A writer whose files stay invisible until `commit()`."""
         self.recover()
         import_id = uuid.uuid4().hex[:16]
-        return StagedWriter(self, import_id, facts)
+        # Files name their import: the ledger entry `imports/<id>.json` holds what is only known at the
+        # end (the input's digest, lost events per node, the window, skips).
+        return StagedWriter(self, import_id, {**facts, "import": import_id})
 
     def recover(self) -> None:
         """Finish imports that were committed but not fully moved; drop ones never committed.
