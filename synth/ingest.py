@@ -104,7 +104,7 @@ def _import_one(
                 sha256=digest,
                 size=size or input_file.bytes_read,
                 mtime_ns=mtime_ns,
-                facts=_facts(stats),
+                facts={"source": source.name, **_facts(stats)},
             )
         except BaseException:
             writer.discard()

@@ -123,12 +123,12 @@ def observation_window(store: Store, since_ns: int | None = None, until_ns: int 
 
 def recorded_sources(store: Store, since_ns: int | None = None, until_ns: int | None = None) -> tuple[Source, ...]:
     """Imported files (from the ledger) and live collections (from file facts) that overlap the window."""
-    source_of_digest: dict[str, str] = {}
+    source_of_import: dict[str, str] = {}
     collections: dict[str, tuple[dict[str, Any], int, int]] = {}
     for stored in store.files():
         facts = json.loads((store.open_file(stored).schema_arrow.metadata or {}).get(FACTS_KEY, b"{}"))
-        if "sha256" in facts:
-            source_of_digest[str(facts["sha256"])] = str(facts.get("source", "?"))
+        if "import" in facts:
+            source_of_import[str(facts["import"])] = str(facts.get("source", "?"))
         collection = facts.get("collection")
         if collection:
             hour_end = stored.hour_start_ns + NS_PER_HOUR - 1
@@ -137,7 +137,7 @@ def recorded_sources(store: Store, since_ns: int | None = None, until_ns: int | 
                 best = facts
             collections[str(collection)] = (best, min(low, stored.hour_start_ns), max(high, hour_end))
     result = [
-        _file_source(entry, source_of_digest.get(entry.sha256, "?"))
+        _file_source(entry, str(entry.facts.get("source") or source_of_import.get(entry.id, "?")))
         for entry in store.imports()
         if _overlaps(entry.facts.get("first_ns"), entry.facts.get("last_ns"), since_ns, until_ns)
     ]
