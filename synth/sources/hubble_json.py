@@ -329,7 +329,9 @@ class ReplyTracker:
 
     Older agents leave `is_reply` out on many trace points. A connection is known from its other
     packets: a flow is a request when its own 4-tuple was seen as a request, a reply when the
-    reverse 4-tuple was. Known tuples are remembered across batches, up to a bounded number.
+    reverse 4-tuple was. Known tuples are remembered across the batches of one tracker (one block
+    of lines when a file is parsed in blocks, so the answer never depends on the number of worker
+    processes), up to a bounded number.
     """
 
     def __init__(self, limit: int = 1 << 20) -> None:
