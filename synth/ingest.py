@@ -7,8 +7,6 @@ file, an interrupted import or a duplicate leaves the store exactly as it was.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,23 +36,6 @@ class FileReport:
     duplicate_of: ImportEntry | None = None
 
 
-_M_MMAP_THRESHOLD = -3
-
-
-def _release_large_buffers() -> None:
-    """Keep multi-megabyte input blocks out of the heap so freeing them returns memory to the OS.
-
-    glibc raises its mmap threshold after the first large free, after which the 4 MiB blocks of an
-    import land in the heap and fragment it: the resident size then grows with the file. Pinning the
-    threshold keeps it flat. Other C libraries are left alone.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
 def import_files(
     store: Store,
     source_name: str,
@@ -67,7 +48,6 @@ def import_files(
 ) -> list[FileReport]:
     """Import each path (`-` is stdin) with the named source; stops at the first hard error."""
     source_class = registry.file_source(source_name)
-    _release_large_buffers()
     for path in paths:
         if path != "-" and not Path(path).exists():
             raise InputError(f"{path}: no such file")
