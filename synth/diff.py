@@ -127,6 +127,7 @@ def adopt_deployed_names(
     directions (same namespace, podSelector and policyTypes), so regeneration causes no rename churn.
 
     Returns the renamed set and (namespace, proposed name, deployed name) for every rename.
+    `default-deny` keeps its name: the output's apply order and roll-back steps name it.
     """
     shapes: dict[tuple[str, LabelSelector, tuple[PolicyType, ...]], list[str]] = {}
     for policy in deployed.policies:
@@ -136,7 +137,7 @@ def adopt_deployed_names(
     result: list[NetworkPolicy] = []
     for policy in proposed.policies:
         candidates = sorted(shapes.get(_shape(policy), ()))
-        if candidates and policy.name not in candidates:
+        if candidates and policy.name not in candidates and policy.name != DEFAULT_DENY:
             free = [name for name in candidates if (policy.namespace, name) not in taken]
             if free:
                 taken.discard(policy.key)
@@ -145,6 +146,9 @@ def adopt_deployed_names(
                 policy = replace(policy, name=free[0])
         result.append(policy)
     return PolicySet.of(result), tuple(renamed)
+
+
+DEFAULT_DENY = "default-deny"
 
 
 def _shape(policy: NetworkPolicy) -> tuple[str, LabelSelector, tuple[PolicyType, ...]]:

@@ -151,13 +151,14 @@ def test_proposed_policies_keep_deployed_names_for_the_same_pods_and_direction()
     deny_all = netpol("deny-all", "x", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
     other_ns = netpol("api-allow", "y", {"podSelector": {"matchLabels": {"app": "api"}}})
     renamed_set, renamed = adopt_deployed_names(proposed_small(), policies(deny_all, API_FROM_WEB, other_ns))
-    assert renamed == (("x", "api-ingress", "api-from-web"), ("x", "default-deny", "deny-all"))
+    # default-deny keeps its name (apply order and roll-back name it), even beside a deployed deny-all
+    assert renamed == (("x", "api-ingress", "api-from-web"),)
     assert [p.name for p in renamed_set.policies] == [
         "allow-dns",
         "api-egress",
         "api-from-web",
         "db-ingress",
-        "deny-all",
+        "default-deny",
         "web-egress",
     ]
     # a deployed name another proposed policy already uses is never taken
@@ -268,3 +269,13 @@ def test_real_captures_diff_against_a_broken_cluster(
     assert document["renamed"] == [
         {"namespace": "bookinfo", "proposed": "reviews-ingress", "deployed": "reviews-from-productpage"}
     ]
+
+
+def test_default_deny_keeps_its_name_when_the_cluster_has_a_deny_all(small_store: Path) -> None:
+    from test_verify import netpol
+
+    deny_all = netpol("deny-all", "x", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+    generated = pipeline.generate(Store(str(small_store)), Settings(), namespaces=["x"], deployed=policies(deny_all))
+    assert "x/default-deny.yaml" in generated.files
+    kustomization = generated.files["x/kustomization.yaml"]
+    assert kustomization.rstrip().endswith("- default-deny.yaml")
