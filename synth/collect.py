@@ -23,11 +23,11 @@ from synth.collect_common import (
     LiveCollector,
     LiveStream,
     Progress,
+    check_window,
     collect_lock,
     summary_lines,
     tty_progress,
 )
-from synth.errors import UsageError
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble_grpc import (
     FlowDecoder,
@@ -97,14 +97,8 @@ def collect_hubble(
 
 
 def _request(options: CollectOptions) -> FlowRequest:
-    if options.until_ns is not None and (options.follow or options.duration_s is not None):
-        raise UsageError("--until ends a recorded window; bound a live collection (--follow) with --duration instead")
-    if options.flush_interval_s <= 0 or options.flush_flows <= 0:
-        raise UsageError("--flush-interval and --flush-flows must be positive")
-    if options.since_ns is not None and options.until_ns is not None and options.until_ns <= options.since_ns:
-        raise UsageError("--until must be later than --since")
+    follow = check_window(options, options.since_ns, options.until_ns, options.follow)
     allow, deny = build_filters(options.namespaces, options.verdicts, options.allowlist, options.denylist)
-    follow = options.follow or options.duration_s is not None
     return FlowRequest(options.since_ns, options.until_ns, follow, allow, deny)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from synth.collect_common import CollectReport, LiveCollector, LiveStream, Progress, collect_lock
+from synth.collect_common import CollectReport, LiveCollector, LiveStream, Progress, check_window, collect_lock
 from synth.errors import UsageError
 from synth.sources.calico_grpc import (
     INTERVAL_S,
@@ -83,16 +83,12 @@ def collect_calico(
 
 
 def _request(options: CalicoOptions) -> CalicoRequest:
-    if options.until_ns is not None and (options.follow or options.duration_s is not None):
-        raise UsageError("--until ends a recorded window; bound a live collection (--follow) with --duration instead")
-    if options.flush_interval_s <= 0 or options.flush_flows <= 0 or options.page_size <= 0:
-        raise UsageError("--flush-interval, --flush-flows and --page-size must be positive")
-    if options.since_ns is not None and options.until_ns is not None and options.until_ns <= options.since_ns:
-        raise UsageError("--until must be later than --since")
+    follow = check_window(options, options.since_ns, options.until_ns, options.follow)
+    if options.page_size <= 0:
+        raise UsageError("--page-size must be positive")
     # Goldmane counts in whole seconds: --since rounds down, --until up (flows start on whole seconds).
     since_s = None if options.since_ns is None else max(options.since_ns // _NS_PER_S, 1)
     until_s = None if options.until_ns is None else -(-options.until_ns // _NS_PER_S)
-    follow = options.follow or options.duration_s is not None
     return CalicoRequest(since_s, until_s, follow, options.namespaces, options.page_size)
 
 

@@ -37,7 +37,7 @@ from typing import IO, Protocol
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from synth.errors import CollectError, StoreError
+from synth.errors import CollectError, StoreError, UsageError
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble_grpc import ServerInfo, StreamBroken
 from synth.sources.interface import SourceStats
@@ -68,6 +68,18 @@ class LoopSettings(Protocol):
     def retry_give_up_s(self) -> float: ...
     @property
     def compact(self) -> bool: ...
+
+
+def check_window(settings: LoopSettings, since_ns: int | None, until_ns: int | None, follow: bool) -> bool:
+    """Refuse windows that cannot be collected; True when the collection follows live flows."""
+    live = follow or settings.duration_s is not None
+    if until_ns is not None and live:
+        raise UsageError("--until ends a recorded window; bound a live collection (--follow) with --duration instead")
+    if settings.flush_interval_s <= 0 or settings.flush_flows <= 0:
+        raise UsageError("--flush-interval and --flush-flows must be positive")
+    if since_ns is not None and until_ns is not None and until_ns <= since_ns:
+        raise UsageError("--until must be later than --since")
+    return live
 
 
 class LiveStream(Protocol):

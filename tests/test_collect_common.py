@@ -1,0 +1,23 @@
+"""The window checks both collectors share."""
+
+from __future__ import annotations
+
+import pytest
+
+from synth.collect import CollectOptions
+from synth.collect_calico import CalicoOptions
+from synth.collect_common import check_window
+from synth.errors import UsageError
+
+
+@pytest.mark.parametrize("options_type", [CollectOptions, CalicoOptions])
+def test_windows_that_cannot_be_collected_are_usage_errors(options_type: type) -> None:
+    live = options_type(server="x", duration_s=10.0)
+    assert check_window(live, None, None, follow=False) is True
+    assert check_window(options_type(server="x"), 1, 2, follow=False) is False
+    with pytest.raises(UsageError, match="--until ends a recorded window"):
+        check_window(live, None, 5, follow=False)
+    with pytest.raises(UsageError, match="--until must be later than --since"):
+        check_window(options_type(server="x"), 5, 5, follow=False)
+    with pytest.raises(UsageError, match="must be positive"):
+        check_window(options_type(server="x", flush_flows=0), None, None, follow=False)
