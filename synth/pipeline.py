@@ -15,7 +15,6 @@ from synth.observe import Observed, observe
 from synth.output import GENERATED_MARK
 from synth.policies import LoadResult, load_cluster, load_policies
 from synth.render import render_kustomization, render_policy
-from synth.report import describe
 from synth.store import Store
 from synth.synthesize import Synthesis, synthesize
 from synth.verify import VerifyResult, generation_gaps, selector_mismatches, verify
@@ -216,19 +215,3 @@ def policy_stream(synthesis: Synthesis) -> str:
         ordered = [p for p in policies if p.name != "default-deny"] + [p for p in policies if p.name == "default-deny"]
         documents.extend(render_policy(p) for p in ordered)
     return "---\n".join(documents)
-
-
-def pull_request_text(
-    store: Store,
-    generated: Generated,
-    output: str = "markdown",
-    *,
-    out_dir: str = "policies",
-    rare_flows: int = 5,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-) -> str:
-    """The pull-request description of a generation (`generate --pr`, `synth report`): markdown or JSON."""
-    return describe(
-        store, generated, output, out_dir=out_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
-    )

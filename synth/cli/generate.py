@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from synth import pipeline
+from synth import pipeline, report
 from synth.cli.common import (
     cli,
     deployed_options,
@@ -92,7 +92,7 @@ def generate_command(
         files = pipeline.with_existing_namespaces(out_dir, generated.files)
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
         if pull_request:
-            files[pr_name] = pipeline.pull_request_text(
+            files[pr_name] = report.describe(
                 Store(store_path), generated, pr_format, out_dir=out_dir, rare_flows=rare_flows,
                 since_ns=since_ns, until_ns=until_ns,
             )
@@ -167,7 +167,7 @@ def report_command(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
         deployed=deployed,
     )
-    text = pipeline.pull_request_text(
+    text = report.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
     )
     click.echo(text, nl=False)
