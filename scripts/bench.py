@@ -57,7 +57,7 @@ def floor(path: Path) -> dict[str, float]:
 def _floor(path: str) -> None:
     import orjson
 
-    from synth.sources.hubble_fast import decode
+    from synth.sources.hubble.fast import decode
 
     rates = {}
     start = time.perf_counter()

@@ -26,14 +26,12 @@ from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
+import grpc
+
+from synth._proto.observer import observer_pb2
+from synth.testing import hubble_relay
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import grpc  # noqa: E402
-import hubble_server  # noqa: E402
-
-from synth._proto.observer import observer_pb2  # noqa: E402
-
 DEFAULT_FLOWS = ROOT / "sample_flows" / "hubble-flows.json.gz"
 
 
@@ -55,9 +53,9 @@ def _endless(templates: list[bytes]) -> Iterator[bytes]:
 
 def serve(port_queue: multiprocessing.Queue[int], flows: str) -> None:
     """Server process: GetFlows streams the sample flows forever, as fast as the client reads."""
-    templates = [data for _, data in hubble_server.load_responses([flows])]
+    templates = [data for _, data in hubble_relay.load_responses([flows])]
     templates = [t for t in templates if observer_pb2.GetFlowsResponse.FromString(t).HasField("flow")]
-    observer = hubble_server.FakeObserver([], nodes=["bench-node"])
+    observer = hubble_relay.FakeObserver([], nodes=["bench-node"])
 
     def get_flows(_request: observer_pb2.GetFlowsRequest, _context: grpc.ServicerContext) -> Iterator[bytes]:
         yield from _endless(templates)

@@ -13,11 +13,8 @@ import argparse
 import signal
 import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import hubble_server
+from synth.testing import hubble_relay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,20 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=4245, help="port to listen on (default 4245)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     args = parser.parse_args(argv)
-    responses = hubble_server.load_responses(args.files)
+    responses = hubble_relay.load_responses(args.files)
     nodes = sorted(_nodes(responses))
-    observer = hubble_server.FakeObserver(responses, nodes=nodes, live_backlog=True)
-    server, port = hubble_server.start(observer, args.port, host=args.host)
+    observer = hubble_relay.FakeObserver(responses, nodes=nodes, live_backlog=True)
+    server, port = hubble_relay.start(observer, args.port, host=args.host)
     print(f"serving {len(responses):,} records from {len(args.files)} files on {args.host}:{port} (Ctrl-C stops)")
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stopped.set())
     stopped.wait()
-    hubble_server.stop(server, observer)
+    hubble_relay.stop(server, observer)
     return 0
 
 
-def _nodes(responses: list[hubble_server.Response]) -> set[str]:
+def _nodes(responses: list[hubble_relay.Response]) -> set[str]:
     from synth._proto.observer import observer_pb2
 
     return {observer_pb2.GetFlowsResponse.FromString(data).node_name for _, data in responses[:5000]} - {""}

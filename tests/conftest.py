@@ -51,8 +51,8 @@ def synth(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
 @pytest.fixture(scope="session")
 def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding the bundled sample flows (imported once per session)."""
-    from synth.ingest import import_files
-    from synth.store import Store
+    from synth.app.ingest import import_files
+    from synth.store.dataset import Store
 
     path = tmp_path_factory.mktemp("sample-store")
     import_files(Store(str(path)), "hubble", [str(p) for p in SAMPLE_FLOWS])

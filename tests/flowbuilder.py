@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from synth.sources.hubble_json import HubbleFileSource
+from synth.sources.hubble.files import HubbleFileSource
 from synth.sources.reader import InputFile
 
 

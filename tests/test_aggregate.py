@@ -7,9 +7,9 @@ from typing import Any
 
 from flowbuilder import Peer, Pod, batches, flow, write
 
-from synth.aggregate import EdgeSet, aggregate, aggregate_batches
-from synth.config import Settings
-from synth.store import Store
+from synth.base.config import Settings
+from synth.core.aggregate import EdgeSet, aggregate, aggregate_batches
+from synth.store.dataset import Store
 
 API = Pod(
     "payments", "api-7d9f8b6c5d-x2x4z", {"app": "api", "pod-template-hash": "7d9f8b6c5d"}, "10.0.1.5", "Deployment/api"

@@ -17,13 +17,13 @@ import pyarrow as pa
 import pytest
 from conftest import FIXTURES, ROOT, Run
 
-from synth.errors import BadRecord, UsageError
-from synth.schema import FLOW_SCHEMA
-from synth.sources.calico_common import PLACEHOLDERS
-from synth.sources.calico_file import CalicoFileSource, detect_format
-from synth.sources.calico_limits import unenforceable_reason
+from synth.base.errors import BadRecord, UsageError
+from synth.core.enforceability import unenforceable_reason
+from synth.sources.calico.files import CalicoFileSource, detect_format
+from synth.sources.calico.records import PLACEHOLDERS
 from synth.sources.reader import InputFile
-from synth.store import Store
+from synth.store.dataset import Store
+from synth.store.schema import FLOW_SCHEMA
 
 CALICO = FIXTURES / "calico"
 BAD = CALICO / "bad"

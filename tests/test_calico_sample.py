@@ -31,9 +31,9 @@ import yaml
 from conftest import ROOT, Run
 
 from synth.cli import main
-from synth.schema import FLOW_SCHEMA
-from synth.sources.calico_file import CalicoFileSource
+from synth.sources.calico.files import CalicoFileSource
 from synth.sources.reader import InputFile
+from synth.store.schema import FLOW_SCHEMA
 
 SAMPLE = ROOT / "sample_flows"
 HUBBLE = sorted(SAMPLE.glob("hubble-*.json.gz"))

@@ -35,12 +35,12 @@ from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
 from synth._proto.goldmane import api_pb2
-from synth.collect_calico import CalicoOptions, collect_calico
-from synth.collect_common import summary_lines
-from synth.errors import CollectError
-from synth.sources.calico_grpc import GoldmaneDecoder, flow_dict, tls_options
+from synth.base.errors import CollectError
+from synth.collect.calico import CalicoOptions, collect_calico
+from synth.collect.loop import summary_lines
+from synth.sources.calico.stream import GoldmaneDecoder, flow_dict, tls_options
 from synth.sources.columns import FlowColumns
-from synth.store import Store
+from synth.store.dataset import Store
 
 PLAIN = tls_options(insecure_plaintext=True)
 FIRST_BUCKET = 1795168800  # the fixture's first start_time (2026-11-20T10:00:00Z)

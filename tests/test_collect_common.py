@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from synth.collect import CollectOptions
-from synth.collect_calico import CalicoOptions
-from synth.collect_common import check_window
-from synth.errors import UsageError
+from synth.base.errors import UsageError
+from synth.collect.calico import CalicoOptions
+from synth.collect.hubble import CollectOptions
+from synth.collect.loop import check_window
 
 
 @pytest.mark.parametrize("options_type", [CollectOptions, CalicoOptions])

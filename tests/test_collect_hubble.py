@@ -26,14 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from synth.collect import CollectOptions, TlsOptions, collect_hubble, summary_lines
-from synth.errors import CollectError
-from synth.store import Store
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import hubble_server
-
 from synth._proto.observer import observer_pb2
+from synth.base.errors import CollectError
+from synth.collect.hubble import CollectOptions, TlsOptions, collect_hubble, summary_lines
+from synth.store.dataset import Store
+from synth.testing import hubble_relay
 
 
 def _input_files() -> list[Path]:
@@ -49,39 +46,39 @@ def files() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def responses(files: list[Path]) -> list[hubble_server.Response]:
-    return hubble_server.load_responses(files)
+def responses(files: list[Path]) -> list[hubble_relay.Response]:
+    return hubble_relay.load_responses(files)
 
 
-def _flows(responses: list[hubble_server.Response]) -> list[hubble_server.Response]:
+def _flows(responses: list[hubble_relay.Response]) -> list[hubble_relay.Response]:
     return [r for r in responses if observer_pb2.GetFlowsResponse.FromString(r[1]).HasField("flow")]
 
 
 @dataclass
 class Relay:
-    observer: hubble_server.FakeObserver
+    observer: hubble_relay.FakeObserver
     address: str
     port: int
     server: object
 
     def restart(self) -> None:
-        self.server = hubble_server.start(self.observer, self.port)[0]
+        self.server = hubble_relay.start(self.observer, self.port)[0]
 
 
 @pytest.fixture
 def relay_factory() -> Iterator[Callable[..., Relay]]:
     started: list[Relay] = []
 
-    def make(responses: list[hubble_server.Response], *, tls: object = None, live_backlog: bool = False) -> Relay:
-        observer = hubble_server.FakeObserver(responses, nodes=["node-a", "node-b"], live_backlog=live_backlog)
-        server, port = hubble_server.start(observer, tls=tls)  # type: ignore[arg-type]
+    def make(responses: list[hubble_relay.Response], *, tls: object = None, live_backlog: bool = False) -> Relay:
+        observer = hubble_relay.FakeObserver(responses, nodes=["node-a", "node-b"], live_backlog=live_backlog)
+        server, port = hubble_relay.start(observer, tls=tls)  # type: ignore[arg-type]
         relay = Relay(observer, f"127.0.0.1:{port}", port, server)
         started.append(relay)
         return relay
 
     yield make
     for relay in started:
-        hubble_server.stop(relay.server, relay.observer)  # type: ignore[arg-type]
+        hubble_relay.stop(relay.server, relay.observer)  # type: ignore[arg-type]
 
 
 def _rows(store: Path) -> list[tuple[tuple[str, str], ...]]:
@@ -100,7 +97,7 @@ def _flow_keys(store: Path) -> Counter[tuple[int, str]]:
     return keys
 
 
-def _served_keys(responses: list[hubble_server.Response]) -> Counter[tuple[int, str]]:
+def _served_keys(responses: list[hubble_relay.Response]) -> Counter[tuple[int, str]]:
     keys: Counter[tuple[int, str]] = Counter()
     for moment, data in responses:
         response = observer_pb2.GetFlowsResponse.FromString(data)
@@ -122,7 +119,7 @@ def imported(files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_full_window_stores_the_rows_the_importer_stores(
-    responses: list[hubble_server.Response], imported: Path, relay_factory: Callable[..., Relay], tmp_path: Path
+    responses: list[hubble_relay.Response], imported: Path, relay_factory: Callable[..., Relay], tmp_path: Path
 ) -> None:
     relay = relay_factory(responses)
     said: list[str] = []
@@ -142,7 +139,7 @@ def test_full_window_stores_the_rows_the_importer_stores(
 
 
 def test_duration_against_the_demo_server_generates_the_imported_policies(
-    responses: list[hubble_server.Response], imported: Path, relay_factory: Callable[..., Relay],
+    responses: list[hubble_relay.Response], imported: Path, relay_factory: Callable[..., Relay],
     tmp_path: Path, synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     relay = relay_factory(responses, live_backlog=True)
@@ -160,7 +157,7 @@ def test_duration_against_the_demo_server_generates_the_imported_policies(
 
 
 def test_dropped_stream_and_refused_reconnects_lose_and_duplicate_nothing(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], tmp_path: Path
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path
 ) -> None:
     relay = relay_factory(responses)
     relay.observer.break_after = [len(responses) // 3, len(responses) // 4]
@@ -177,7 +174,7 @@ def test_dropped_stream_and_refused_reconnects_lose_and_duplicate_nothing(
 
 
 def test_server_restart_during_follow_resumes_without_gaps(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], tmp_path: Path
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path
 ) -> None:
     flows = _flows(responses)
     backlog, live = flows[: len(flows) // 2], flows[len(flows) // 2 :]
@@ -190,7 +187,7 @@ def test_server_restart_during_follow_resumes_without_gaps(
     worker.start()
     assert relay.observer.backlog_sent.wait(10)
     time.sleep(0.3)
-    hubble_server.stop(relay.server, relay.observer)  # type: ignore[arg-type]
+    hubble_relay.stop(relay.server, relay.observer)  # type: ignore[arg-type]
     relay.observer.responses.extend(live[:100])  # flows that happened while the relay was down
     time.sleep(0.5)
     relay.restart()
@@ -249,7 +246,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_mutual_tls_with_a_ca_and_a_wrong_ca_refused(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], pki: dict[str, Path],
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], pki: dict[str, Path],
     tmp_path: Path, synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     tls = (pki["server.key"].read_bytes(), pki["server.pem"].read_bytes(), pki["ca.pem"].read_bytes())
@@ -271,7 +268,7 @@ def test_mutual_tls_with_a_ca_and_a_wrong_ca_refused(
 
 
 def test_allow_insecure_trusts_the_presented_certificate(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], pki: dict[str, Path], tmp_path: Path
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], pki: dict[str, Path], tmp_path: Path
 ) -> None:
     relay = relay_factory(responses[:50], tls=(pki["server.key"].read_bytes(), pki["server.pem"].read_bytes(), None))
     options = CollectOptions(server=relay.address, tls=TlsOptions(allow_insecure=True))
@@ -301,7 +298,7 @@ def test_unreachable_server_bad_filter_and_bad_window_are_one_line(synth: Callab
 
 
 def test_filters_are_sent_as_hubble_builds_them(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], tmp_path: Path
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path
 ) -> None:
     relay = relay_factory(responses[:10])
     options = CollectOptions(
@@ -336,7 +333,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
 
 
 def test_sigterm_flushes_and_a_second_collector_is_refused(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], tmp_path: Path,
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path,
     synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     relay = relay_factory(responses[:2000], live_backlog=True)
@@ -362,7 +359,7 @@ def test_sigterm_flushes_and_a_second_collector_is_refused(
 
 
 def test_kill_9_leaves_a_readable_store(
-    responses: list[hubble_server.Response], relay_factory: Callable[..., Relay], tmp_path: Path
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path
 ) -> None:
     flows = _flows(responses)
     relay = relay_factory([])

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from conftest import SAMPLE_FLOWS, Run
 
-from synth.compact import compact_table
-from synth.schema import FLOW_SCHEMA
-from synth.store import PartitionWriter, Store
+from synth.store.compact import compact_table
+from synth.store.dataset import PartitionWriter, Store
+from synth.store.schema import FLOW_SCHEMA
 
 
 def _table(store: Path) -> pa.Table:
@@ -20,7 +20,7 @@ def _table(store: Path) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def raw_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synth.ingest import import_files
+    from synth.app.ingest import import_files
 
     path = tmp_path_factory.mktemp("raw")
     original = PartitionWriter.COMPACT_INTERVAL_NS

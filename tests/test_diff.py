@@ -24,12 +24,12 @@ from test_verify import (
     write_policies,
 )
 
-from synth import pipeline
-from synth.config import Settings
-from synth.diff import DiffResult, adopt_deployed_names, diff, text_diff
-from synth.model import PolicySet
-from synth.store import Store
-from synth.synthesize import synthesize
+from synth.app import generation as pipeline
+from synth.base.config import Settings
+from synth.core.model import PolicySet
+from synth.core.synthesize import synthesize
+from synth.policy.diff import DiffResult, adopt_deployed_names, diff, text_diff
+from synth.store.dataset import Store
 
 
 def proposed_small() -> PolicySet:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from synth.engine import Decision, Endpoint, Engine, Traffic, Verdict, explain
-from synth.manifest import policy_from_object
-from synth.model import PolicySet
+from synth.core.model import PolicySet
+from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict, explain
+from synth.policy.manifest import policy_from_object
 
 A, D, U = Verdict.ALLOWED, Verdict.DENIED, Verdict.UNKNOWN
 NS_INDEX = {"x": 1, "y": 2, "z": 3}

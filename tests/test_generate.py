@@ -14,11 +14,11 @@ import yaml
 from conftest import GOLDEN, SAMPLE_FLOWS, Run
 from flowbuilder import Pod, flow, write
 
-from synth.aggregate import aggregate
-from synth.config import Settings
-from synth.model import LabelSelector
-from synth.pipeline import generate
-from synth.store import Store
+from synth.app.generation import generate
+from synth.base.config import Settings
+from synth.core.aggregate import aggregate
+from synth.core.model import LabelSelector
+from synth.store.dataset import Store
 
 
 def generated_files(out: Path) -> dict[str, str]:

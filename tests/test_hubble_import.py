@@ -15,11 +15,11 @@ import pyarrow as pa
 import pytest
 from conftest import FIXTURES, SAMPLE_FLOWS, Run, shared_captures
 
-from synth.errors import BadRecord
-from synth.schema import FLOW_SCHEMA
-from synth.sources.hubble_json import HubbleFileSource, parse_time_ns
+from synth.base.errors import BadRecord
+from synth.sources.hubble.files import HubbleFileSource, parse_time_ns
 from synth.sources.reader import InputFile
-from synth.store import Store
+from synth.store.dataset import Store
+from synth.store.schema import FLOW_SCHEMA
 
 HUBBLE = FIXTURES / "hubble"
 
@@ -285,7 +285,7 @@ def test_worker_processes_give_the_same_rows_in_the_same_order(tmp_path: Path) -
 def test_fast_and_general_paths_give_identical_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     files = [HUBBLE / "envelope.json", HUBBLE / "legacy.json", *SAMPLE_FLOWS]
     fast = [read_all(path)[0] for path in files]
-    monkeypatch.setattr("synth.sources.hubble_json.fast_decode", lambda line: None)
+    monkeypatch.setattr("synth.sources.hubble.files.fast_decode", lambda line: None)
     general = [read_all(path)[0] for path in files]
     for path, a, b in zip(files, fast, general, strict=True):
         assert sorted(a.to_pylist(), key=repr) == sorted(b.to_pylist(), key=repr), path.name

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from synth.config import Settings
-from synth.identity import (
+from synth.base.config import Settings
+from synth.core.identity import (
     Labels,
     choose_identity,
     owner_of_pod,

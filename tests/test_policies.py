@@ -15,10 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from synth.errors import InputError, PolicyError
-from synth.manifest import normalised_yaml, policy_from_object, policy_to_manifest
-from synth.model import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Requirement, Rule
-from synth.policies import LoadResult, SkippedObject, load_cluster, load_policies
+from synth.app.deployed import LoadResult, SkippedObject, load_cluster, load_policies
+from synth.base.errors import InputError, PolicyError
+from synth.core.model import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Requirement, Rule
+from synth.policy.manifest import normalised_yaml, policy_from_object, policy_to_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "policies"
 GOOD = FIXTURES / "good"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import SAMPLE_FLOWS, Run
 
-from synth.progress import Progress
+from synth.cli.progress import Progress
 
 
 def test_progress_line_on_a_terminal() -> None:

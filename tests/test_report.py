@@ -18,14 +18,14 @@ from flowbuilder import Peer, Pod, flow, write
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from synth.config import Settings
-from synth.ingest import import_files
-from synth.pipeline import Generated, generate
-from synth.policies import load_policies
-from synth.render import markdown_text, mermaid_label, render_report
-from synth.report import Report, ReportSettings, build_report, report_json
-from synth.risks import RiskThresholds
-from synth.store import Store
+from synth.app.deployed import load_policies
+from synth.app.generation import Generated, generate
+from synth.app.ingest import import_files
+from synth.base.config import Settings
+from synth.render.jinja import markdown_text, mermaid_label, render_report
+from synth.render.report import Report, ReportSettings, build_report, report_json
+from synth.render.risks import RiskThresholds
+from synth.store.dataset import Store
 
 REPORT_GOLDEN = GOLDEN / "report"
 SECTIONS = [

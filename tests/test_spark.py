@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import Run
 
-from synth.aggregate import aggregate
-from synth.config import Settings
-from synth.store import Store
+from synth.base.config import Settings
+from synth.core.aggregate import aggregate
+from synth.store.dataset import Store
 
 pytest.importorskip("pyspark")
 pytestmark = pytest.mark.spark
@@ -21,12 +21,12 @@ if shutil.which("java") is None:
 
 
 def test_spark_edges_equal_embedded_edges_row_by_row(sample_store: Path, synth: Callable[..., Run]) -> None:
-    from synth.spark_engine import spark_session
+    from synth.app.spark import spark_session
 
     store = Store(str(sample_store))
     embedded = aggregate(store, Settings())
     with spark_session("local[2]") as spark:
-        from synth.spark_engine import _aggregate
+        from synth.app.spark import _aggregate
 
         files = [f"file://{f.path}" for f in store.files()]
         on_spark = _aggregate(spark, files, Settings(), None, None, None)

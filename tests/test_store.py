@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, Run
 
-from synth.errors import StoreError
-from synth.ingest import import_files
-from synth.schema import FLOW_SCHEMA
-from synth.store import FACTS_KEY, VERSION_KEY, Store
+from synth.app.ingest import import_files
+from synth.base.errors import StoreError
+from synth.store.dataset import FACTS_KEY, VERSION_KEY, Store
+from synth.store.schema import FLOW_SCHEMA
 
 ENVELOPE = FIXTURES / "hubble" / "envelope.json"
 
@@ -83,7 +83,7 @@ def test_a_committed_but_unmoved_import_is_finished_and_an_uncommitted_one_dropp
 
 
 def _batches() -> list[pa.RecordBatch]:
-    from synth.sources.hubble_json import HubbleFileSource
+    from synth.sources.hubble.files import HubbleFileSource
     from synth.sources.reader import InputFile
 
     with InputFile(str(ENVELOPE)) as input_file:
@@ -91,7 +91,7 @@ def _batches() -> list[pa.RecordBatch]:
 
 
 def _entry(import_id: str):  # type: ignore[no-untyped-def]
-    from synth.store import ImportEntry
+    from synth.store.dataset import ImportEntry
 
     return ImportEntry(
         id=import_id,

@@ -12,17 +12,17 @@ import pyarrow as pa
 import pytest
 from conftest import Run, shared_captures
 
-from synth import pipeline
-from synth.config import Settings
-from synth.errors import GenerationError
-from synth.ingest import import_files
-from synth.manifest import policy_from_object
-from synth.model import LabelSelector, PolicySet
-from synth.observe import Observed, observe_batches
+from synth.app import generation as pipeline
+from synth.app.ingest import import_files
+from synth.base.config import Settings
+from synth.base.errors import GenerationError
+from synth.core.model import LabelSelector, PolicySet
+from synth.core.synthesize import synthesize
+from synth.policy.manifest import policy_from_object
+from synth.policy.observed import Observed, observe_batches
+from synth.policy.verify import VerifyResult, verify
 from synth.sources.columns import DIRECTION_INDEX, KIND_INDEX, PROTOCOL_INDEX, SOURCE_INDEX, VERDICT_INDEX, FlowColumns
-from synth.store import Store
-from synth.synthesize import synthesize
-from synth.verify import VerifyResult, verify
+from synth.store.dataset import Store
 
 T0 = 1_763_600_000 * 10**9  # 2025-11-20T00:53:20Z
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from synth import pipeline
+from synth.app import generation as pipeline
+from synth.base.config import Settings
 from synth.cli.common import (
     cli,
     deployed_options,
@@ -14,8 +15,7 @@ from synth.cli.common import (
     store_option,
     window_options,
 )
-from synth.config import Settings
-from synth.store import Store
+from synth.store.dataset import Store
 
 
 @cli.command("verify")

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import click
 
 from synth import __version__
-from synth.config import DnsTarget, Settings
-from synth.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
-from synth.timeutil import parse_time
+from synth.base.config import DnsTarget, Settings
+from synth.base.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
+from synth.base.timeutil import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -6,7 +6,12 @@ from typing import Any
 
 import click
 
-from synth import formats, ingest, pipeline
+from synth.app import generation as pipeline
+from synth.app import ingest
+from synth.app.ingest import FileReport
+from synth.app.spark import aggregate_spark
+from synth.base.config import Settings
+from synth.base.timeutil import format_ns, parse_time
 from synth.cli.common import (
     cli,
     parse_window,
@@ -14,14 +19,11 @@ from synth.cli.common import (
     store_option,
     window_options,
 )
-from synth.compact import compact_store
-from synth.config import Settings
-from synth.ingest import FileReport
-from synth.progress import Progress
+from synth.cli.progress import Progress
+from synth.render import tables as formats
 from synth.sources.interface import SourceStats
-from synth.spark_engine import aggregate_spark
-from synth.store import Store
-from synth.timeutil import format_ns, parse_time
+from synth.store.compact import compact_store
+from synth.store.dataset import Store
 
 
 @cli.group("import")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from synth import pipeline, report
+from synth.app import generation as pipeline
+from synth.base.config import Settings
+from synth.base.errors import UsageError
 from synth.cli.common import (
     cli,
     deployed_options,
@@ -15,10 +17,9 @@ from synth.cli.common import (
     store_option,
     window_options,
 )
-from synth.config import Settings
-from synth.errors import UsageError
-from synth.output import write_tree
-from synth.store import Store
+from synth.render import report
+from synth.render.folder import write_tree
+from synth.store.dataset import Store
 
 
 @cli.command("generate")

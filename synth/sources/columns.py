@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-from synth.schema import DIRECTIONS, FLOW_SCHEMA, KINDS, PROTOCOLS, SOURCES, VERDICTS
+from synth.store.schema import DIRECTIONS, FLOW_SCHEMA, KINDS, PROTOCOLS, SOURCES, VERDICTS
 
 VERDICT_INDEX = {v: i for i, v in enumerate(VERDICTS)}
 DIRECTION_INDEX = {v: i for i, v in enumerate(DIRECTIONS)}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from synth.errors import BadRecord
+from synth.base.errors import BadRecord
 
 # How many skips are kept verbatim for the summary; the rest are only counted.
 KEPT_SKIPS = 20

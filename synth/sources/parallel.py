@@ -18,8 +18,8 @@ from functools import partial
 
 import pyarrow as pa
 
-from synth.schema import FLOW_SCHEMA
 from synth.sources.interface import KEPT_SKIPS, SourceStats
+from synth.store.schema import FLOW_SCHEMA
 
 
 @dataclass(slots=True)

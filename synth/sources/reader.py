@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import orjson
 
-from synth.errors import InputError
+from synth.base.errors import InputError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_SIZE = 1 << 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from synth.errors import UsageError
+from synth.base.errors import UsageError
 from synth.sources.interface import FlowSource
 from synth.sources.reader import InputFile
 
@@ -16,13 +16,13 @@ class FileSourceClass(Protocol):
 
 
 def _hubble() -> FileSourceClass:
-    from synth.sources.hubble_json import HubbleFileSource
+    from synth.sources.hubble.files import HubbleFileSource
 
     return HubbleFileSource  # type: ignore[return-value]
 
 
 def _calico() -> FileSourceClass:
-    from synth.sources.calico_file import CalicoFileSource
+    from synth.sources.calico.files import CalicoFileSource
 
     return CalicoFileSource  # type: ignore[return-value]
 

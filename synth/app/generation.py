@@ -1,0 +1,217 @@
+"""The stages `synth generate` and `synth edges` run, end to end, as library calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from synth.app.deployed import LoadResult, load_cluster, load_policies
+from synth.base.config import Settings
+from synth.base.errors import GenerationError, InputError, StoreError, UsageError
+from synth.core.aggregate import EdgeSet, aggregate
+from synth.core.model import PolicySet
+from synth.core.synthesize import Synthesis, synthesize
+from synth.policy.diff import DiffResult, adopt_deployed_names, diff
+from synth.policy.observed import Observed, observe
+from synth.policy.verify import VerifyResult, generation_gaps, selector_mismatches, verify
+from synth.render.folder import GENERATED_MARK
+from synth.render.jinja import render_kustomization, render_policy
+from synth.store.dataset import Store
+
+_GAPS_SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """Policies, the edges they came from, the rendered files (relative path → text), the
+    self-check of the policies against the flows they came from, and the diff against the
+    deployed policies when those were given."""
+
+    synthesis: Synthesis
+    edges: EdgeSet
+    files: dict[str, str]
+    verification: VerifyResult
+    diff: DiffResult | None = None
+
+
+def load_edges(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    on_file: Callable[[int, int, int], None] | None = None,
+) -> EdgeSet:
+    """Aggregate the store, refusing an empty store with a hint."""
+    _require_flows(store, since_ns, until_ns)
+    return aggregate(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns, on_file=on_file)
+
+
+def _require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> None:
+    if not store.files(since_ns, until_ns):
+        if not store.files():
+            raise StoreError(f"{store.root_text}: no flows stored yet; run `synth import hubble FILE...` first")
+        raise StoreError(f"{store.root_text}: no flows stored in the requested time window")
+
+
+def load_observed(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> Observed:
+    """Edges and the distinct endpoint pairs behind them, in one pass; an empty store is refused."""
+    _require_flows(store, since_ns, until_ns)
+    return observe(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
+
+
+def load_deployed(
+    paths: Sequence[str] = (),
+    *,
+    cluster: bool = False,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespaces: Sequence[str] = (),
+) -> LoadResult:
+    """Deployed policies from files (`-` is stdin) or the cluster. A file's objects without a
+    namespace belong to the one namespace asked for, as with `kubectl apply -n`."""
+    if bool(paths) == cluster:
+        raise UsageError("give the deployed policies either as files (--deployed PATH) or with --cluster")
+    if cluster:
+        return load_cluster(kubeconfig, context, namespaces or None)
+    default = namespaces[0] if len(set(namespaces)) == 1 else "default"
+    return load_policies(paths, default_namespace=default)
+
+
+def verify_policies(
+    store: Store,
+    settings: Settings,
+    policies: PolicySet,
+    *,
+    namespaces: Sequence[str] = (),
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> VerifyResult:
+    """Replay the stored request flows (touching `namespaces`, or all) through `policies`."""
+    observed = load_observed(store, settings, namespaces=namespaces or None, since_ns=since_ns, until_ns=until_ns)
+    return verify(observed, policies, namespaces)
+
+
+def observed_namespaces(edges: EdgeSet) -> list[str]:
+    """Namespaces that have pods with traffic in the edges."""
+    found = set()
+    for row in edges.table.select(["src_kind", "src_namespace", "dst_kind", "dst_namespace"]).to_pylist():
+        for side in ("src", "dst"):
+            if row[f"{side}_kind"] == "pod" and row[f"{side}_namespace"]:
+                found.add(row[f"{side}_namespace"])
+    return sorted(found)
+
+
+def generate(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] = (),
+    all_namespaces: bool = False,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    deployed: PolicySet | None = None,
+) -> Generated:
+    """Aggregate, synthesize, self-check and render the policies of the chosen namespaces.
+
+    With `deployed`, proposed policies take the names of deployed ones that select the same pods
+    in the same directions, and the result carries the diff against the deployed ones. Raises
+    `GenerationError` when the policies would deny traffic they were generated from, or a
+    selector misses a pod whose flows made its rule: a bug in synth, never to be applied.
+    """
+    if not namespaces and not all_namespaces:
+        raise UsageError("name at least one --namespace, or --all-namespaces")
+    observed = load_observed(store, settings, since_ns=since_ns, until_ns=until_ns)
+    edges = observed.edges
+    seen = observed_namespaces(edges)
+    chosen = seen if all_namespaces else sorted(set(namespaces))
+    missing = [ns for ns in chosen if ns not in seen]
+    if missing:
+        raise UsageError(
+            f"no traffic of namespace {', '.join(missing)} in the store; namespaces seen: {', '.join(seen) or 'none'}"
+        )
+    synthesis = synthesize(edges, chosen, settings)
+    renamed: tuple[tuple[str, str, str], ...] = ()
+    if deployed is not None:
+        adopted, renamed = adopt_deployed_names(synthesis.policies, deployed)
+        synthesis = replace(synthesis, policies=adopted)
+    verification = self_check(observed, synthesis, settings)
+    difference = None if deployed is None else diff(observed, deployed, synthesis.policies, chosen, renamed)
+    return Generated(synthesis, edges, render_files(synthesis), verification, difference)
+
+
+def with_existing_namespaces(out_dir: str, files: dict[str, str]) -> dict[str, str]:
+    """The files to write, the top kustomization also listing namespaces generated into `out_dir` before.
+
+    Generating `payments` and then `shop` into one folder leaves both applicable with `kubectl apply -k`.
+    """
+    out = Path(out_dir)
+    namespaces = {name.split("/", 1)[0] for name in files if "/" in name}
+    if out.is_dir():
+        for child in out.iterdir():
+            marker = child / "kustomization.yaml"
+            if child.is_dir() and marker.is_file() and marker.read_text(encoding="utf-8").startswith(GENERATED_MARK):
+                namespaces.add(child.name)
+    merged = dict(files)
+    merged["kustomization.yaml"] = render_kustomization(sorted(namespaces))
+    return merged
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a report file (the diff of `generate --diff-out`), with a plain error when it cannot."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write: {e.strerror or e}") from e
+
+
+def self_check(observed: Observed, synthesis: Synthesis, settings: Settings) -> VerifyResult:
+    """Verify generated policies against the flows they came from; raise `GenerationError` loudly."""
+    problems = list(selector_mismatches(synthesis.policies, observed.edges.pod_labels))
+    verification = verify(observed, synthesis.policies, synthesis.namespaces)
+    gaps = generation_gaps(verification, include_attempts=settings.allow_dropped)
+    for edge in gaps[:_GAPS_SHOWN]:
+        problems.append(f"denies {edge.line()} ({edge.flows:,} flows): {edge.reasons[0] if edge.reasons else ''}")
+    if len(gaps) > _GAPS_SHOWN:
+        problems.append(f"... and {len(gaps) - _GAPS_SHOWN} more denied edges")
+    if problems:
+        raise GenerationError(
+            "the generated policies fail their self-check (a bug in synth; please report it, and do not "
+            "apply them):\n  " + "\n  ".join(problems)
+        )
+    return verification
+
+
+def render_files(synthesis: Synthesis) -> dict[str, str]:
+    """One file per policy under `<namespace>/`, a kustomization per namespace and one on top."""
+    files: dict[str, str] = {}
+    for namespace in synthesis.namespaces:
+        policies = synthesis.policies.in_namespace(namespace)
+        names = []
+        for policy in policies:
+            name = f"{policy.name}.yaml"
+            files[f"{namespace}/{name}"] = render_policy(policy)
+            names.append(name)
+        ordered = [*sorted(n for n in names if n != "default-deny.yaml"), "default-deny.yaml"]
+        files[f"{namespace}/kustomization.yaml"] = render_kustomization(ordered)
+    files["kustomization.yaml"] = render_kustomization(list(synthesis.namespaces))
+    return files
+
+
+def policy_stream(synthesis: Synthesis) -> str:
+    """Every policy as one multi-document YAML stream, in apply order per namespace."""
+    documents: list[str] = []
+    for namespace in synthesis.namespaces:
+        policies = synthesis.policies.in_namespace(namespace)
+        ordered = [p for p in policies if p.name != "default-deny"] + [p for p in policies if p.name == "default-deny"]
+        documents.extend(render_policy(p) for p in ordered)
+    return "---\n".join(documents)

@@ -1,0 +1,463 @@
+"""Flows to edges: who talks to whom, on which port, how often, first and last seen.
+
+Aggregation streams the store file by file. Each batch is reduced with Arrow group-bys to a
+partial keyed by raw endpoints (namespace, owner, labels, address); partials merge by sum, min,
+max and union, so memory follows the number of distinct endpoint pairs, never the number of flows.
+Identities (selectors) are then chosen once for every workload, and the partial rows collapse
+into label-level edges in `EDGE_SCHEMA`.
+
+Replies never make edges. The port is the destination's (backend) port. Policy drops become
+edges with `allowed` false (denied attempts); datapath drops and unknown verdicts are counted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synth.base.config import Settings
+from synth.core.identity import Identity, Labels, owner_of_pod, resolve_identities
+from synth.store.dataset import Store
+from synth.store.schema import ALLOWED_VERDICTS, EDGE_SCHEMA, POLICY_DROP_REASONS
+
+_SEPARATOR = "\x1f"
+FLOW_COLUMNS = (
+    "time",
+    "count",
+    "verdict",
+    "drop_reason",
+    "direction",
+    "is_reply",
+    "protocol",
+    "dst_port",
+    "src_ip",
+    "src_kind",
+    "src_namespace",
+    "src_pod",
+    "src_workload",
+    "src_labels",
+    "dst_ip",
+    "dst_kind",
+    "dst_namespace",
+    "dst_pod",
+    "dst_workload",
+    "dst_labels",
+    "dst_names",
+    "dst_service",
+    "dns_query",
+    "dns_answers",
+)
+_SIDE_KEYS = ("kind", "namespace", "group", "labels_key", "addr")
+GROUP_KEYS = (
+    *(f"src_{k}" for k in _SIDE_KEYS),
+    *(f"dst_{k}" for k in _SIDE_KEYS),
+    "protocol",
+    "dst_port",
+    "allowed",
+    "verdict",
+    "direction",
+)
+_PER_ROW_KEYS = ("verdict", "direction")
+
+
+@dataclass(slots=True)
+class AggregateStats:
+    """What aggregation read and what it left out, for the summary and the report."""
+
+    flows: int = 0
+    replies: int = 0
+    datapath_drops: int = 0
+    unjudged: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    hours: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Partial:
+    """One raw endpoint pair. Counts are kept per observation side (egress, ingress, unknown):
+    both ends of a connection may report it (Hubble at each node, Calico `reporter` src and dst),
+    so the pair's count is the largest side's, never their sum."""
+
+    first: int
+    last: int
+    src_pods: set[str]
+    dst_pods: set[str]
+    services: set[str]
+    verdicts: dict[str, Counter[str]]
+
+    @property
+    def count(self) -> int:
+        return max(sum(counter.values()) for counter in self.verdicts.values())
+
+    def verdict_counts(self) -> Counter[str]:
+        merged: Counter[str] = Counter()
+        for counter in self.verdicts.values():
+            for verdict, count in counter.items():
+                merged[verdict] = max(merged[verdict], count)
+        return merged
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSet:
+    """Edges in EDGE_SCHEMA plus what generation needs beside them.
+
+    `identities` maps (namespace, selector key) to the chosen Identity; `names` maps an external
+    address to the DNS names seen for it; `pod_labels` maps (namespace, pod) to its labels, so
+    a selector can be checked against the pods whose flows made it.
+    """
+
+    table: pa.Table
+    identities: dict[tuple[str, str], Identity]
+    names: dict[str, tuple[str, ...]]
+    pod_labels: dict[tuple[str, str], Labels]
+    stats: AggregateStats
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The edges as dictionaries, in table order."""
+        rows: list[dict[str, Any]] = self.table.to_pylist()
+        return rows
+
+
+class Accumulator:
+    """Merges per-batch partials; holds only distinct endpoint pairs and label sets.
+
+    Any engine that produces the same grouped rows (`merge_row`) and endpoint facts
+    (`remember_endpoint`, `remember_name`) gets the same edges from `finish` (the Spark engine does).
+    """
+
+    def __init__(self, namespaces: Sequence[str] | None) -> None:
+        self.namespaces = set(namespaces) if namespaces else None
+        self.partials: dict[tuple[Any, ...], _Partial] = {}
+        self.labels: dict[str, Labels] = {"": ()}
+        self.groups: dict[tuple[str, str], set[str]] = {}
+        self.pod_labels: dict[tuple[str, str], str] = {}
+        self.names: dict[str, set[str]] = {}
+        self.stats = AggregateStats()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        stats = self.stats
+        stats.flows += batch.num_rows
+        times = batch.column("time").cast(pa.int64())
+        low, high = pc.min_max(times).values()
+        first, last = low.as_py(), high.as_py()
+        stats.first_ns = first if stats.first_ns is None else min(stats.first_ns, first)
+        stats.last_ns = last if stats.last_ns is None else max(stats.last_ns, last)
+        stats.hours.update(pc.unique(pc.divide(times, 3_600_000_000_000)).to_pylist())
+        self._collect_dns(batch)
+        table = pa.Table.from_batches([batch])
+        for side in ("src", "dst"):
+            table = self._add_side_columns(table, side)
+        reply = pc.fill_null(table.column("is_reply"), False)
+        stats.replies += pc.sum(pc.cast(reply, pa.int64())).as_py() or 0
+        table = table.filter(pc.invert(reply))
+        verdict = table.column("verdict").cast(pa.string())
+        allowed = pc.is_in(verdict, pa.array(sorted(ALLOWED_VERDICTS)))
+        drop_reason = pc.fill_null(table.column("drop_reason").cast(pa.string()), "")
+        policy_drop = pc.and_(
+            pc.equal(verdict, "dropped"), pc.is_in(drop_reason, pa.array(sorted(POLICY_DROP_REASONS)))
+        )
+        stats.datapath_drops += _count_true(pc.and_(pc.equal(verdict, "dropped"), pc.invert(policy_drop)))
+        stats.unjudged += _count_true(pc.invert(pc.or_(allowed, pc.equal(verdict, "dropped"))))
+        table = table.append_column("allowed", allowed).filter(pc.or_(allowed, policy_drop))
+        if self.namespaces is not None:
+            wanted = pa.array(sorted(self.namespaces))
+            table = table.filter(
+                pc.or_(pc.is_in(table.column("src_namespace"), wanted), pc.is_in(table.column("dst_namespace"), wanted))
+            )
+        if table.num_rows == 0:
+            return
+        table = table.set_column(
+            table.schema.get_field_index("verdict"), "verdict", table.column("verdict").cast(pa.string())
+        )
+        for name in ("protocol", "direction"):
+            table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.string()))
+        grouped = table.group_by(list(GROUP_KEYS), use_threads=False).aggregate(
+            [
+                ("count", "sum"),
+                ("time", "min"),
+                ("time", "max"),
+                ("src_pod", "distinct"),
+                ("dst_pod", "distinct"),
+                ("dst_service", "distinct"),
+            ]
+        )
+        for row in grouped.to_pylist():
+            self.merge_row(row)
+
+    def _collect_dns(self, batch: pa.RecordBatch) -> None:
+        """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names."""
+        for names_column, address_column in (("dns_answers", "dns_query"), ("dst_names", "dst_ip")):
+            lists = batch.column(names_column)
+            has = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0)
+            if not pc.any(has).as_py():
+                continue
+            rows = pa.Table.from_batches([batch.select([names_column, address_column])]).filter(has)
+            lists = rows.column(names_column).combine_chunks()
+            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists))
+            pairs = pa.table({"owner": owners, "value": pc.list_flatten(lists)})
+            distinct = pairs.group_by(["owner", "value"], use_threads=False).aggregate([])
+            for other, value in zip(
+                distinct.column("owner").to_pylist(), distinct.column("value").to_pylist(), strict=True
+            ):
+                if not other or not value:
+                    continue
+                if names_column == "dns_answers":  # value is an answer address, `other` the query
+                    self.remember_name(value, other)
+                else:  # value is a name, `other` the destination address
+                    self.remember_name(other, value)
+
+    def remember_name(self, address: str, name: str) -> None:
+        """A DNS name seen for an address (from an answer, or a flow's destination names)."""
+        self.names.setdefault(address, set()).add(name.rstrip("."))
+
+    def remember_endpoint(self, namespace: str | None, group: str, labels_key: str, pod: str | None) -> None:
+        """A pod seen with these labels (by key) in this owner group."""
+        self.groups.setdefault((namespace or "", group), set()).add(labels_key)
+        if pod:
+            self.pod_labels[(namespace or "", pod)] = labels_key
+
+    def _add_side_columns(self, table: pa.Table, side: str) -> pa.Table:
+        kind = table.column(f"{side}_kind").cast(pa.string())
+        is_pod = _plain(pc.equal(kind, "pod"))
+        labels = table.column(f"{side}_labels").combine_chunks()
+        key = _labels_key(labels)
+        key = _plain(pc.if_else(is_pod, key, ""))
+        self._remember_labels(key, labels)
+        pods = table.column(f"{side}_pod").combine_chunks()
+        group = pc.coalesce(table.column(f"{side}_workload").combine_chunks(), _owners(pods))
+        group = _plain(pc.if_else(is_pod, pc.fill_null(group, ""), ""))
+        addr = pc.if_else(is_pod, pa.scalar(None, pa.string()), table.column(f"{side}_ip"))
+        namespace = pc.if_else(is_pod, table.column(f"{side}_namespace"), pa.scalar(None, pa.string()))
+        table = table.set_column(table.schema.get_field_index(f"{side}_kind"), f"{side}_kind", kind)
+        table = table.set_column(table.schema.get_field_index(f"{side}_namespace"), f"{side}_namespace", namespace)
+        self._remember_groups(table.column(f"{side}_namespace"), group, key, pods, is_pod)
+        return (
+            table.append_column(f"{side}_labels_key", key)
+            .append_column(f"{side}_group", group)
+            .append_column(f"{side}_addr", addr)
+        )
+
+    def _remember_labels(self, key: pa.Array, labels: pa.MapArray) -> None:
+        encoded = key.dictionary_encode()
+        dictionary = encoded.dictionary.to_pylist()
+        missing = [i for i, text in enumerate(dictionary) if text not in self.labels]
+        if not missing:
+            return
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        _, first_rows = np.unique(indices, return_index=True)
+        for position in missing:
+            row = int(first_rows[position])
+            self.labels[dictionary[position]] = tuple(labels[row].as_py() or ())
+
+    def _remember_groups(
+        self, namespaces: pa.ChunkedArray, groups: pa.Array, keys: pa.Array, pods: pa.Array, is_pod: pa.Array
+    ) -> None:
+        subset = pa.table({"ns": namespaces, "group": groups, "key": keys, "pod": pods}).filter(is_pod)
+        distinct = subset.group_by(["ns", "group", "key", "pod"], use_threads=False).aggregate([])
+        for ns, group, key, pod in zip(
+            *(distinct.column(c).to_pylist() for c in ("ns", "group", "key", "pod")), strict=True
+        ):
+            self.remember_endpoint(ns, group, key, pod)
+
+    def merge_row(self, row: dict[str, Any]) -> None:
+        """Fold one grouped row (GROUP_KEYS plus count_sum, time_min/max and the distinct lists) in."""
+        key = tuple(row[k] for k in GROUP_KEYS if k not in _PER_ROW_KEYS)
+        partial = self.partials.get(key)
+        if partial is None:
+            partial = self.partials[key] = _Partial(row["time_min"], row["time_max"], set(), set(), set(), {})
+        partial.first = min(partial.first, row["time_min"])
+        partial.last = max(partial.last, row["time_max"])
+        partial.src_pods.update(p for p in row["src_pod_distinct"] if p)
+        partial.dst_pods.update(p for p in row["dst_pod_distinct"] if p)
+        partial.services.update(s for s in row["dst_service_distinct"] if s)
+        partial.verdicts.setdefault(row["direction"], Counter())[row["verdict"]] += row["count_sum"]
+
+
+def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _count_true(mask: pa.Array) -> int:
+    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+
+
+def _labels_key(labels: pa.MapArray) -> pa.Array:
+    """`k=v<US>k=v...` per row (keys are stored sorted), computed without leaving Arrow."""
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    joined = pc.binary_join_element_wise(labels.keys, labels.items, "=")
+    lists = pa.ListArray.from_arrays(labels.offsets, joined)
+    return pc.fill_null(pc.binary_join(lists, _SEPARATOR), "")
+
+
+def _owners(pods: pa.Array) -> pa.Array:
+    """The owner guessed from each pod name, computed once per distinct name."""
+    encoded = pods.dictionary_encode()
+    owners = pa.array([owner_of_pod(p) for p in encoded.dictionary.to_pylist()], pa.string())
+    return pc.take(owners, encoded.indices)
+
+
+def aggregate(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    on_file: Callable[[int, int, int], None] | None = None,
+) -> EdgeSet:
+    """Stream the store's flows in the window into edges (all namespaces when none are given).
+
+    `on_file(done, total, flows)` is called after each file, for a progress display.
+    """
+    files = store.files(since_ns, until_ns)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        flows = 0
+        for position, stored in enumerate(files, 1):
+            for batch in store.read_file(stored, FLOW_COLUMNS, since_ns, until_ns):
+                flows += batch.num_rows
+                yield batch
+            if on_file is not None:
+                on_file(position, len(files), flows)
+
+    return aggregate_batches(batches(), settings, namespaces=namespaces)
+
+
+def aggregate_batches(
+    batches: Iterable[pa.RecordBatch], settings: Settings, *, namespaces: Sequence[str] | None = None
+) -> EdgeSet:
+    """Edges from any stream of FLOW_SCHEMA batches (the store, or flows still in memory)."""
+    accumulator = Accumulator(namespaces)
+    for batch in batches:
+        accumulator.add(batch.select(list(FLOW_COLUMNS)) if batch.schema.names != list(FLOW_COLUMNS) else batch)
+    return finish(accumulator, settings)
+
+
+def finish(acc: Accumulator, settings: Settings) -> EdgeSet:
+    """Choose identities for every workload seen and collapse the partials into edges."""
+    group_labels = {group: [acc.labels[k] for k in sorted(keys)] for group, keys in acc.groups.items()}
+    identities = resolve_identities(group_labels, settings)
+    edges: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, partial in acc.partials.items():
+        src = _endpoint(key[0:5], identities)
+        dst = _endpoint(key[5:10], identities)
+        protocol, port, allowed = key[10], key[11], key[12]
+        edge_key = (*src[:3], *dst[:3], protocol, port, allowed)
+        edge = edges.get(edge_key)
+        if edge is None:
+            edge = edges[edge_key] = {
+                "count": 0,
+                "first_seen": partial.first,
+                "last_seen": partial.last,
+                "src_workloads": set(),
+                "dst_workloads": set(),
+                "src_pods": set(),
+                "dst_pods": set(),
+                "dst_names": set(),
+                "dst_services": set(),
+                "verdicts": Counter(),
+                "directions": set(),
+            }
+        edge["directions"].update(partial.verdicts)
+        edge["count"] += partial.count
+        edge["first_seen"] = min(edge["first_seen"], partial.first)
+        edge["last_seen"] = max(edge["last_seen"], partial.last)
+        edge["src_workloads"].update(src[3])
+        edge["dst_workloads"].update(dst[3])
+        edge["src_pods"].update(partial.src_pods)
+        edge["dst_pods"].update(partial.dst_pods)
+        edge["dst_services"].update(partial.services)
+        edge["verdicts"].update(partial.verdict_counts())
+        if key[9]:
+            edge["dst_names"].update(acc.names.get(key[9], ()))
+    _fold_egress_of_denied(edges)
+    rows = []
+    for edge_key in sorted(edges, key=_sort_key):
+        edge = edges[edge_key]
+        rows.append(
+            {
+                **dict(
+                    zip(
+                        (
+                            "src_kind",
+                            "src_namespace",
+                            "src_selector",
+                            "dst_kind",
+                            "dst_namespace",
+                            "dst_selector",
+                            "protocol",
+                            "port",
+                            "allowed",
+                        ),
+                        edge_key,
+                        strict=True,
+                    )
+                ),
+                "count": edge["count"],
+                "first_seen": edge["first_seen"],
+                "last_seen": edge["last_seen"],
+                **{
+                    name: sorted(edge[name])
+                    for name in ("src_workloads", "dst_workloads", "src_pods", "dst_pods", "dst_names", "dst_services")
+                },
+                "verdicts": sorted(edge["verdicts"].items()),
+            }
+        )
+    table = pa.Table.from_pylist(rows, schema=EDGE_SCHEMA)
+    by_selector = {(i.namespace, i.key): i for i in identities.values()}
+    pod_labels = {pod: acc.labels[key] for pod, key in acc.pod_labels.items()}
+    names = {ip: tuple(sorted(found)) for ip, found in acc.names.items()}
+    return EdgeSet(table, by_selector, names, pod_labels, acc.stats)
+
+
+def _fold_egress_of_denied(edges: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+    """Forwarded packets never seen at the destination belong to connections the destination
+    dropped at ingress when the same pair has such drops: they are not evidence of success."""
+    for key in [k for k in edges if k[-1] and k[3] == "pod"]:
+        denied = edges.get((*key[:-1], False))
+        allowed = edges[key]
+        if denied is None or "ingress" in allowed["directions"] or "ingress" not in denied["directions"]:
+            continue
+        denied["count"] = max(denied["count"], allowed["count"])
+        denied["first_seen"] = min(denied["first_seen"], allowed["first_seen"])
+        denied["last_seen"] = max(denied["last_seen"], allowed["last_seen"])
+        for name in ("src_workloads", "dst_workloads", "src_pods", "dst_pods", "dst_names", "dst_services"):
+            denied[name].update(allowed[name])
+        del edges[key]
+
+
+def _endpoint(
+    side: tuple[Any, ...], identities: dict[tuple[str, str], Identity]
+) -> tuple[str, str | None, str, tuple[str, ...]]:
+    kind, namespace, group, _labels_key_text, addr = side
+    if kind == "pod":
+        identity = identities[(namespace or "", group)]
+        return kind, namespace, identity.key, identity.workloads
+    return kind, None, address_selector(addr), ()
+
+
+def address_selector(addr: str | None) -> str:
+    """`/32` or `/128` for an address; empty when the source did not say."""
+    if not addr:
+        return ""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        (value is None, value if value is not None else "") if not isinstance(value, bool) else (False, value)
+        for value in key
+    )

@@ -1,0 +1,493 @@
+"""Edges to a least-privilege PolicySet: the rules of generation, made in one place.
+
+Per namespace: `default-deny`, `allow-dns`, then one ingress and one egress policy per workload
+with traffic, one rule per peer, its ports grouped, never broader than what was seen. What cannot
+or must not become a rule (host and node traffic, ICMP, denied attempts, unselectable workloads)
+becomes a `Finding` for the report instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from synth.base.config import NAMESPACE_NAME_LABEL, Settings
+from synth.core.aggregate import EdgeSet
+from synth.core.enforceability import unenforceable_reason
+from synth.core.identity import Identity, policy_base_names
+from synth.core.model import Evidence, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Protocol, Rule
+
+MANAGED_BY = (("app.kubernetes.io/managed-by", "synth"),)
+_RULE_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+_NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something a reviewer must know: traffic not turned into a rule, or a rule with a risk.
+
+    `kind` is one of: public-exposure, external-egress, kube-apiserver, host-traffic, icmp,
+    denied-attempt, unselectable, rejected-labels, intersection-selector, private-world,
+    dns-not-covered, unknown-peer, not-enforceable (the data hides what an exact rule needs).
+    """
+
+    kind: str
+    namespace: str
+    subject: str
+    detail: str
+    flows: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesis:
+    """Generated policies and the findings that go with them."""
+
+    policies: PolicySet
+    findings: tuple[Finding, ...]
+    namespaces: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _RuleDraft:
+    ports: set[tuple[str, int]] = field(default_factory=set)
+    flows: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    pods: set[str] = field(default_factory=set)
+    peer_pods: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    notes: set[str] = field(default_factory=set)
+
+    def add(self, edge: dict[str, Any], own_pods: Iterable[str], peer_pods: Iterable[str]) -> None:
+        if edge["protocol"] in _RULE_PROTOCOLS and edge["port"] is not None:
+            self.ports.add((edge["protocol"], edge["port"]))
+        self.flows += edge["count"]
+        self.first = edge["first_seen"] if self.first is None else min(self.first, edge["first_seen"])
+        self.last = edge["last_seen"] if self.last is None else max(self.last, edge["last_seen"])
+        self.pods.update(own_pods)
+        self.peer_pods.update(peer_pods)
+        for verdict, count in edge["verdicts"]:
+            if verdict != "forwarded":
+                self.notes.add(f"{verdict}: {count}")
+        if not edge["allowed"]:
+            self.notes.add("from denied attempts (--allow-dropped)")
+
+    def rule(self, peer: Peer) -> Rule:
+        assert self.first is not None and self.last is not None
+        ports = tuple(PortSpec(protocol=p, port=n) for p, n in sorted(self.ports))  # type: ignore[arg-type]
+        evidence = Evidence(
+            self.flows,
+            self.first,
+            self.last,
+            tuple(sorted(self.pods)),
+            tuple(sorted(self.peer_pods)),
+            tuple(sorted(self.names)),
+            tuple(sorted(self.notes)),
+        )
+        return Rule(peers=(peer,), ports=ports, evidence=evidence)
+
+
+def synthesize(edges: EdgeSet, namespaces: Sequence[str], settings: Settings) -> Synthesis:
+    """The policies for each namespace from the edges that touch it."""
+    rows = edges.rows()
+    policies: list[NetworkPolicy] = []
+    findings: list[Finding] = []
+    for namespace in sorted(set(namespaces)):
+        builder = _NamespaceBuilder(namespace, edges, settings)
+        for row in rows:
+            builder.add(row)
+        policies.extend(builder.policies())
+        findings.extend(builder.findings)
+    findings.sort(key=lambda f: (f.namespace, f.kind, f.subject, f.detail))
+    return Synthesis(PolicySet.of(policies), tuple(findings), tuple(sorted(set(namespaces))))
+
+
+class _NamespaceBuilder:
+    def __init__(self, namespace: str, edges: EdgeSet, settings: Settings) -> None:
+        self.namespace = namespace
+        self.edges = edges
+        self.settings = settings
+        self.identities = {key[1]: ident for key, ident in edges.identities.items() if key[0] == namespace}
+        self.names = policy_base_names(self.identities.values())
+        self.egress: dict[str, dict[Any, _RuleDraft]] = defaultdict(dict)
+        self.ingress: dict[str, dict[Any, _RuleDraft]] = defaultdict(dict)
+        self.world_ingress: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        self.dns = _RuleDraft()
+        self.findings: list[Finding] = []
+        self._reported: set[tuple[str, str, str]] = set()
+
+    # ----- edges in
+    def add(self, edge: dict[str, Any]) -> None:
+        own_src = edge["src_kind"] == "pod" and edge["src_namespace"] == self.namespace
+        own_dst = edge["dst_kind"] == "pod" and edge["dst_namespace"] == self.namespace
+        if not own_src and not own_dst:
+            return
+        if not edge["allowed"] and not self.settings.allow_dropped:
+            self._denied(edge, own_src)
+            return
+        reason = unenforceable_reason(edge)
+        if reason is not None:
+            self._find("not-enforceable", _peer_text(edge, "src" if own_src else "dst"),
+                       f"{_peer_text(edge, 'src')} → {_peer_text(edge, 'dst')} on {_port_text(edge)}: {reason}", edge)
+            return
+        if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
+            subject = _peer_text(edge, "src" if own_src else "dst")
+            self._find(
+                "icmp",
+                subject,
+                f"{edge['protocol']} to {_peer_text(edge, 'dst')}: NetworkPolicy does not define "
+                "this protocol; whether default-deny blocks it depends on the CNI",
+                edge,
+            )
+        if own_src and self._usable(edge, "src"):
+            self._egress(edge)
+        if own_dst and self._usable(edge, "dst"):
+            self._ingress(edge)
+
+    def _usable(self, edge: dict[str, Any], side: str) -> bool:
+        identity = self.identities.get(edge[f"{side}_selector"])
+        if identity is None or identity.method == "none":
+            workloads = ", ".join(edge[f"{side}_workloads"]) or edge[f"{side}_selector"]
+            self._find(
+                "unselectable",
+                workloads,
+                "no label is shared by every pod of this workload, so no selector "
+                "can name it; its traffic is not turned into rules",
+                edge,
+            )
+            return False
+        return True
+
+    def _egress(self, edge: dict[str, Any]) -> None:
+        if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
+            return
+        if self._is_dns(edge):
+            self.dns.add(edge, edge["src_pods"], edge["dst_pods"])
+            return
+        peer = self._peer(edge, "dst", _peer_text(edge, "src"))
+        if peer is not None:
+            draft = self.egress[edge["src_selector"]].setdefault(peer, _RuleDraft())
+            draft.add(edge, edge["src_pods"], edge["dst_pods"])
+            draft.names.update(edge["dst_names"])
+
+    def _ingress(self, edge: dict[str, Any]) -> None:
+        if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
+            return
+        if edge["src_kind"] == "world":
+            self.world_ingress[(edge["dst_selector"], edge["protocol"], edge["port"])].append(edge)
+            return
+        if edge["src_kind"] == "host":
+            self._find(
+                "host-traffic",
+                _peer_text(edge, "dst"),
+                f"ingress from the local node on {_port_text(edge)} (kubelet "
+                "probes): NetworkPolicy always allows it; some CNIs need a node policy",
+                edge,
+            )
+            return
+        peer = self._peer(edge, "src", _peer_text(edge, "dst"))
+        if peer is not None:
+            self.ingress[edge["dst_selector"]].setdefault(peer, _RuleDraft()).add(
+                edge, edge["dst_pods"], edge["src_pods"]
+            )
+
+    def _peer(self, edge: dict[str, Any], side: str, subject: str) -> Peer | None:
+        kind, selector = edge[f"{side}_kind"], edge[f"{side}_selector"]
+        if kind == "pod":
+            namespace = edge[f"{side}_namespace"]
+            identity = self.edges.identities.get((namespace, selector))
+            if identity is None or identity.method == "none":
+                self._find(
+                    "unselectable",
+                    ", ".join(edge[f"{side}_workloads"]) or selector,
+                    f"peer in {namespace} has no shared label; traffic with it is not turned into rules",
+                    edge,
+                )
+                return None
+            if identity.method == "intersection":
+                self._find(
+                    "intersection-selector",
+                    f"{namespace}/{identity.name}",
+                    f"selector {identity.selector.canonical()} is the intersection of the pods' labels: no "
+                    "stable identity key (app.kubernetes.io/name, app, k8s-app, name)",
+                    edge,
+                )
+            if namespace == self.namespace:
+                return Peer(pod_selector=identity.selector)
+            return Peer(
+                namespace_selector=LabelSelector.of({NAMESPACE_NAME_LABEL: namespace}), pod_selector=identity.selector
+            )
+        if kind == "world":
+            if _is_private(selector):
+                self._find(
+                    "private-world",
+                    subject,
+                    f"{selector} is a private address reported as outside the "
+                    "cluster; it may be a pod or node whose identity was not resolved",
+                    edge,
+                )
+            if side == "dst":
+                self._find(
+                    "external-egress",
+                    subject,
+                    f"to {selector} on {_port_text(edge)}"
+                    + (f" ({', '.join(edge['dst_names'])})" if edge["dst_names"] else " (no DNS name seen)")
+                    + ": an address that may change",
+                    edge,
+                )
+            return Peer(ip_block=IPBlock(selector)) if selector else None
+        if kind == "kube-apiserver" and selector:
+            self._find(
+                "kube-apiserver",
+                subject,
+                f"{_direction(side)} kube-apiserver at {selector} on "
+                f"{_port_text(edge)}: allowed by address; with Cilium use toEntities: kube-apiserver",
+                edge,
+            )
+            return Peer(ip_block=IPBlock(selector))
+        if kind in _NODE_KINDS and selector:
+            self._find(
+                "host-traffic",
+                subject,
+                f"{_direction(side)} {kind} {selector} on {_port_text(edge)}: node "
+                "traffic is "
+                + (
+                    "allowed by address (--allow-host-traffic)"
+                    if self.settings.allow_host_traffic
+                    else "not turned into rules; use the CNI's node policy or --allow-host-traffic"
+                ),
+                edge,
+            )
+            return Peer(ip_block=IPBlock(selector)) if self.settings.allow_host_traffic else None
+        self._find(
+            "unknown-peer",
+            subject,
+            f"{_direction(side)} an endpoint of unknown identity ({selector or 'no address'}) "
+            f"on {_port_text(edge)}: not turned into a rule",
+            edge,
+        )
+        return None
+
+    def _is_dns(self, edge: dict[str, Any]) -> bool:
+        dns = self.settings.dns
+        if edge["dst_kind"] != "pod" or edge["dst_namespace"] != dns.namespace or edge["port"] not in dns.ports:
+            return False
+        if edge["protocol"] not in ("UDP", "TCP"):
+            return False
+        wanted = LabelSelector(dns.pod_labels)
+        pods = [self.edges.pod_labels.get((dns.namespace, pod)) for pod in edge["dst_pods"]]
+        if pods and all(labels is not None and wanted.matches(dict(labels)) for labels in pods):
+            return True
+        self._find(
+            "dns-not-covered",
+            _peer_text(edge, "src"),
+            f"DNS to {dns.namespace} pods {', '.join(edge['dst_pods'])} "
+            f"that {wanted.canonical()} does not select: allowed by their own rule; check the DNS settings",
+            edge,
+        )
+        return False
+
+    def _denied(self, edge: dict[str, Any], own_src: bool) -> None:
+        subject = _peer_text(edge, "src" if own_src else "dst")
+        self._find(
+            "denied-attempt",
+            subject,
+            f"{_peer_text(edge, 'src')} → {_peer_text(edge, 'dst')} on "
+            f"{_port_text(edge)} was dropped by policy; the new policies keep blocking it",
+            edge,
+        )
+
+    def _find(self, kind: str, subject: str, detail: str, edge: dict[str, Any] | None = None) -> None:
+        key = (kind, subject, detail)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        if edge is None:
+            self.findings.append(Finding(kind, self.namespace, subject, detail))
+        else:
+            self.findings.append(
+                Finding(kind, self.namespace, subject, detail, edge["count"], edge["first_seen"], edge["last_seen"])
+            )
+
+    # ----- policies out
+    def policies(self) -> list[NetworkPolicy]:
+        for identity in sorted(self.identities.values(), key=lambda i: i.key):
+            if identity.rejected_labels:
+                self._find("rejected-labels", ", ".join(identity.workloads),
+                           f"labels that are not valid Kubernetes labels were left out of the selector: "
+                           f"{', '.join(identity.rejected_labels)}")
+        self._public_ingress()
+        result = [self._default_deny(), self._allow_dns()]
+        for selector in sorted(set(self.ingress) | set(self.egress)):
+            identity = self.identities[selector]
+            base = self.names[(self.namespace, selector)]
+            if self.ingress.get(selector):
+                result.append(self._workload_policy(identity, f"{base}-ingress", "Ingress", self.ingress[selector]))
+            if self.egress.get(selector):
+                result.append(self._workload_policy(identity, f"{base}-egress", "Egress", self.egress[selector]))
+        return result
+
+    def _public_ingress(self) -> None:
+        threshold = self.settings.public_ingress_threshold
+        for (selector, protocol, port), group in sorted(self.world_ingress.items()):
+            sources = {edge["src_selector"] for edge in group if edge["src_selector"]}
+            drafts = self.ingress[selector]
+            if len(sources) >= threshold:
+                merged = _RuleDraft()
+                for edge in group:
+                    merged.add(edge, edge["dst_pods"], ())
+                merged.notes.add(f"{len(sources)} distinct external sources")
+                cidrs = ["0.0.0.0/0"] + (["::/0"] if any(":" in s for s in sources) else [])
+                for cidr in cidrs:
+                    drafts[Peer(ip_block=IPBlock(cidr))] = _merge_port(drafts.get(Peer(ip_block=IPBlock(cidr))), merged)
+                self._find(
+                    "public-exposure",
+                    _peer_text(group[0], "dst"),
+                    f"{protocol} {port} is open to any address: {len(sources)} "
+                    f"distinct external sources were seen (threshold {threshold})",
+                    _sum_edges(group),
+                )
+            else:
+                for edge in group:
+                    drafts.setdefault(Peer(ip_block=IPBlock(edge["src_selector"])), _RuleDraft()).add(
+                        edge, edge["dst_pods"], ()
+                    )
+
+    def _default_deny(self) -> NetworkPolicy:
+        return NetworkPolicy(
+            name="default-deny",
+            namespace=self.namespace,
+            pod_selector=LabelSelector(),
+            policy_types=("Ingress", "Egress"),
+            labels=MANAGED_BY,
+            comment=(
+                "Deny all ingress and egress of every pod in the namespace; the allow policies",
+                "below open exactly the traffic that was observed. Apply it last.",
+            ),
+        )
+
+    def _allow_dns(self) -> NetworkPolicy:
+        dns = self.settings.dns
+        peer = Peer(
+            namespace_selector=LabelSelector.of({NAMESPACE_NAME_LABEL: dns.namespace}),
+            pod_selector=LabelSelector(dns.pod_labels),
+        )
+        protocols: tuple[Protocol, ...] = ("UDP", "TCP")
+        ports = tuple(PortSpec(protocol=p, port=n) for n in dns.ports for p in protocols)
+        evidence = None
+        draft = self.dns
+        if draft.first is not None and draft.last is not None:
+            evidence = Evidence(
+                draft.flows,
+                draft.first,
+                draft.last,
+                tuple(sorted(draft.pods)),
+                tuple(sorted(draft.peer_pods)),
+            )
+        return NetworkPolicy(
+            name="allow-dns",
+            namespace=self.namespace,
+            pod_selector=LabelSelector(),
+            policy_types=("Egress",),
+            egress=(
+                Rule(
+                    peers=(peer,),
+                    ports=tuple(sorted(ports, key=lambda p: (p.port or 0, p.protocol))),
+                    evidence=evidence,
+                ),
+            ),
+            labels=MANAGED_BY,
+            comment=("Every pod may resolve names through the cluster DNS, over UDP and TCP.",),
+        )
+
+    def _workload_policy(
+        self, identity: Identity, name: str, direction: str, drafts: dict[Peer, _RuleDraft]
+    ) -> NetworkPolicy:
+        rules = tuple(drafts[peer].rule(peer) for peer in sorted(drafts, key=_peer_sort_key) if drafts[peer].ports)
+        comment = [f"{direction} of {', '.join(identity.workloads)}, selected by {identity.method} labels."]
+        if identity.method == "intersection":
+            comment.append("No stable identity label was found: the selector is the labels all its pods share.")
+        return NetworkPolicy(
+            name=name,
+            namespace=self.namespace,
+            pod_selector=identity.selector,
+            policy_types=(direction,),  # type: ignore[arg-type]
+            ingress=rules if direction == "Ingress" else (),
+            egress=rules if direction == "Egress" else (),
+            labels=MANAGED_BY,
+            comment=tuple(comment),
+        )
+
+
+def _merge_port(existing: _RuleDraft | None, new: _RuleDraft) -> _RuleDraft:
+    if existing is None:
+        return new
+    return _RuleDraft(
+        existing.ports | new.ports,
+        existing.flows + new.flows,
+        min(filter(None, (existing.first, new.first))),
+        max(filter(None, (existing.last, new.last))),
+        existing.pods | new.pods,
+        existing.peer_pods | new.peer_pods,
+        existing.names | new.names,
+        existing.notes | new.notes,
+    )
+
+
+def _sum_edges(group: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "count": sum(e["count"] for e in group),
+        "first_seen": min(e["first_seen"] for e in group),
+        "last_seen": max(e["last_seen"] for e in group),
+    }
+
+
+def _peer_sort_key(peer: Peer) -> tuple[Any, ...]:
+    if peer.ip_block is not None:
+        network = ipaddress.ip_network(peer.ip_block.cidr, strict=False)
+        return (2, "", "", network.version, int(network.network_address), network.prefixlen)
+    namespace = peer.namespace_selector.canonical() if peer.namespace_selector else ""
+    pods = peer.pod_selector.canonical() if peer.pod_selector else ""
+    return (0 if not namespace else 1, namespace, pods, 0, 0, 0)
+
+
+_CLUSTER_RANGES = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10",
+    )
+)
+
+
+def _is_private(selector: str) -> bool:
+    """Inside the ranges clusters use for pods, services and nodes (RFC 1918, CGNAT, link-local, ULA)."""
+    try:
+        network = ipaddress.ip_network(selector, strict=False)
+    except ValueError:
+        return False
+    return any(network.version == r.version and network.subnet_of(r) for r in _CLUSTER_RANGES)  # type: ignore[arg-type]
+
+
+def _port_text(edge: dict[str, Any]) -> str:
+    return f"{edge['protocol']} {edge['port']}" if edge["port"] is not None else edge["protocol"]
+
+
+def _peer_text(edge: dict[str, Any], side: str) -> str:
+    if edge[f"{side}_kind"] == "pod":
+        return f"{edge[f'{side}_namespace']}/{','.join(edge[f'{side}_workloads']) or edge[f'{side}_selector']}"
+    return f"{edge[f'{side}_kind']} {edge[f'{side}_selector']}".strip()
+
+
+def _direction(side: str) -> str:
+    return "to" if side == "dst" else "from"
+
+
+def as_utc(value: datetime) -> str:
+    """ISO 8601 in UTC to the second, for evidence."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

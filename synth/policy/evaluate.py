@@ -1,0 +1,230 @@
+"""Evaluate connections against a PolicySet with upstream NetworkPolicy semantics, and say why.
+
+`Engine` compiles the policies once (see `synth.policy.matchers`) and answers `evaluate(traffic)` with a
+`Decision`: egress is decided at the source if it is a pod, ingress at the destination if it is a
+pod; both must allow. Each direction says which policies isolate the pod and which rules allow the
+connection (`x/allow-a ingress[0]`). The verdict is `unknown` when the known facts do not decide
+it: a pod's labels or IP, a destination's container ports for a named port, or a protocol that
+NetworkPolicy does not define (ICMP) at an isolated pod.
+
+Model choices (reference §3.3, §5): ipBlocks match any end's IP, pods included (policy-assistant
+and the upstream e2e tests); ingress from the pod's own node (`kind == "host"`) is always allowed;
+a pod talking to itself (same namespace/name or same IP) is allowed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from synth.core.model import PolicySet
+from synth.policy.matchers import (
+    DEFINED_PROTOCOLS,
+    Endpoint,
+    Match,
+    SelectorCache,
+    Target,
+    Traffic,
+    Unknown,
+    compile_rules,
+    labels_key,
+    selector_target_text,
+)
+
+__all__ = ["Decision", "DirectionDecision", "Endpoint", "Engine", "Traffic", "Verdict", "explain"]
+
+Direction = Literal["ingress", "egress"]
+_CACHE_LIMIT = 200_000
+
+
+class Verdict(StrEnum):
+    """The outcome for one direction or a whole connection."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionDecision:
+    """The decision for one direction.
+
+    `isolated_by`: keys (`ns/name`) of the policies that select the pod for this direction.
+    `allowed_by`: every rule that allows the connection (`ns/name ingress[2]`), sorted.
+    """
+
+    verdict: Verdict
+    isolated_by: tuple[str, ...]
+    allowed_by: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The decision for a connection: allowed only if both egress and ingress allow it."""
+
+    verdict: Verdict
+    egress: DirectionDecision
+    ingress: DirectionDecision
+
+    @property
+    def reason(self) -> str:
+        """`<verdict>: egress <reason>; ingress <reason>`."""
+        return f"{self.verdict}: egress {self.egress.reason}; ingress {self.ingress.reason}"
+
+
+class Engine:
+    """A compiled PolicySet; `evaluate` is cheap and cached per distinct connection."""
+
+    def __init__(self, policies: PolicySet) -> None:
+        self.policies = policies
+        self._cache = SelectorCache()
+        by_namespace: dict[str, list[Target]] = defaultdict(list)
+        for p in policies.policies:
+            key = f"{p.namespace}/{p.name}"
+            by_namespace[p.namespace].append(
+                Target(
+                    key=key,
+                    namespace=p.namespace,
+                    pod_selector=self._cache.intern(p.pod_selector),
+                    selector_text=selector_target_text(p.pod_selector),
+                    ingress=compile_rules(p.ingress, f"{key} ingress", p.namespace, self._cache)
+                    if "Ingress" in p.policy_types
+                    else None,
+                    egress=compile_rules(p.egress, f"{key} egress", p.namespace, self._cache)
+                    if "Egress" in p.policy_types
+                    else None,
+                )
+            )
+        self.targets: dict[str, tuple[Target, ...]] = {ns: tuple(ts) for ns, ts in by_namespace.items()}
+        self._decisions: dict[object, Decision] = {}
+
+    def evaluate(self, traffic: Traffic) -> Decision:
+        """Decide one connection (a request, not a reply) and give the reasons."""
+        protocol = traffic.protocol.upper()
+        if protocol in DEFINED_PROTOCOLS and protocol != traffic.protocol:
+            traffic = Traffic(traffic.src, traffic.dst, protocol, traffic.port)
+        key = (_end_key(traffic.src), _end_key(traffic.dst), traffic.protocol, traffic.port)
+        found = self._decisions.get(key)
+        if found is None:
+            if len(self._decisions) >= _CACHE_LIMIT:
+                self._decisions.clear()
+            found = self._decisions[key] = self._decide(traffic)
+        return found
+
+    def _decide(self, traffic: Traffic) -> Decision:
+        if _is_loopback(traffic.src, traffic.dst):
+            same = DirectionDecision(Verdict.ALLOWED, (), (), "allowed: a pod cannot block traffic to itself")
+            return Decision(Verdict.ALLOWED, same, same)
+        egress = self._direction(traffic.src, traffic.dst, "egress", traffic)
+        ingress = self._direction(traffic.dst, traffic.src, "ingress", traffic)
+        verdicts = (egress.verdict, ingress.verdict)
+        if Verdict.DENIED in verdicts:
+            verdict = Verdict.DENIED
+        elif Verdict.UNKNOWN in verdicts:
+            verdict = Verdict.UNKNOWN
+        else:
+            verdict = Verdict.ALLOWED
+        return Decision(verdict, egress, ingress)
+
+    def _direction(self, pod: Endpoint, remote: Endpoint, direction: Direction, traffic: Traffic) -> DirectionDecision:
+        if not pod.is_pod:
+            reason = f"allowed: {pod.describe()} is not a pod, not isolated"
+            return DirectionDecision(Verdict.ALLOWED, (), (), reason)
+        selecting = self._selecting(pod, direction)
+        if direction == "ingress" and remote.kind == "host":
+            known = [] if isinstance(selecting, Unknown) else selecting
+            isolated = tuple(t.key for t, m in known if m is True)
+            reason = "allowed: from the pod's own node, which is always allowed"
+            return DirectionDecision(Verdict.ALLOWED, isolated, (), reason)
+        if isinstance(selecting, Unknown):
+            return DirectionDecision(Verdict.UNKNOWN, (), (), f"unknown: {selecting.reason}")
+        isolated_by = tuple(t.key for t, m in selecting if m is True)
+        if not selecting:
+            reason = f"allowed: {pod.describe()} is not selected by any {direction} policy, not isolated"
+            return DirectionDecision(Verdict.ALLOWED, (), (), reason)
+        if traffic.protocol not in DEFINED_PROTOCOLS:
+            reason = (
+                f"unknown: {traffic.protocol} is not defined by NetworkPolicy and {pod.describe()} "
+                f"is isolated for {direction}"
+            )
+            return DirectionDecision(Verdict.UNKNOWN, isolated_by, (), reason)
+        allowed_by: list[str] = []
+        unknown: Unknown | None = None
+        for target, selected in selecting:
+            rules = target.ingress if direction == "ingress" else target.egress
+            for rule in rules or ():
+                match = rule.match(remote, traffic, self._cache)
+                if match is True and selected is True:
+                    allowed_by.append(rule.ref)
+                elif match is not False and unknown is None:
+                    candidate = match if isinstance(match, Unknown) else selected
+                    unknown = candidate if isinstance(candidate, Unknown) else None
+        if allowed_by:
+            refs = tuple(sorted(allowed_by))
+            return DirectionDecision(Verdict.ALLOWED, isolated_by, refs, f"allowed by {', '.join(refs)}")
+        if not isolated_by:  # only possibly selected: isolation itself is unknown
+            first = next(m for _, m in selecting if isinstance(m, Unknown))
+            return DirectionDecision(Verdict.UNKNOWN, (), (), f"unknown: {first.reason}")
+        if unknown is not None:
+            return DirectionDecision(Verdict.UNKNOWN, isolated_by, (), f"unknown: {unknown.reason}")
+        toward = "from" if direction == "ingress" else "to"
+        port = "*" if traffic.port is None else traffic.port
+        reason = (
+            f"denied: {pod.describe()} is isolated for {direction} by {', '.join(isolated_by)} and no rule "
+            f"allows {traffic.protocol}/{port} {toward} {remote.describe()}"
+        )
+        return DirectionDecision(Verdict.DENIED, isolated_by, (), reason)
+
+    def _selecting(self, pod: Endpoint, direction: Direction) -> list[tuple[Target, Match]] | Unknown:
+        """Policies of the pod's namespace that isolate this direction and (maybe) select the pod."""
+        if pod.namespace is None:
+            return Unknown(f"namespace of {pod.describe()} unknown") if self.targets else []
+        selecting: list[tuple[Target, Match]] = []
+        for target in self.targets.get(pod.namespace, ()):
+            if (target.ingress if direction == "ingress" else target.egress) is None:
+                continue
+            match = target.selects(pod, self._cache)
+            if match is not False:
+                selecting.append((target, match))
+        return selecting
+
+
+def _is_loopback(src: Endpoint, dst: Endpoint) -> bool:
+    if not (src.is_pod and dst.is_pod):
+        return False
+    if src.name is not None and src.namespace is not None:
+        return (src.namespace, src.name) == (dst.namespace, dst.name)
+    return src.ip is not None and src.ip == dst.ip
+
+
+def _end_key(end: Endpoint) -> object:
+    return (
+        end.kind,
+        end.namespace,
+        end.name,
+        labels_key(end.labels),
+        labels_key(end.namespace_labels),
+        end.ip,
+        None if end.named_ports is None else tuple(sorted(end.named_ports.items())),
+    )
+
+
+def explain(policies: PolicySet) -> str:
+    """A sorted, byte-comparable table of targets and their rules, one block per policy."""
+    engine = Engine(policies)
+    lines: list[str] = []
+    for namespace in sorted(engine.targets):
+        for target in sorted(engine.targets[namespace], key=lambda t: t.key):
+            lines.append(f"{target.key}: pods {target.selector_text} in namespace {namespace}")
+            directions = (("ingress", target.ingress, "from"), ("egress", target.egress, "to"))
+            for direction, rules, word in directions:
+                if rules is None:
+                    continue
+                if not rules:
+                    lines.append(f"  {direction}: deny all")
+                for rule in rules:
+                    lines.append(f"  {rule.ref.split(' ', 1)[1]}  {rule.describe(word)}")
+    return "".join(line + "\n" for line in lines)

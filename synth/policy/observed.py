@@ -1,0 +1,211 @@
+"""Stored request traffic as distinct raw endpoint pairs: what verify and diff replay.
+
+Flows are reduced exactly as aggregation reduces them (the same pass: replies dropped, allowed
+verdicts and policy drops kept, both ends' reports of one connection counted once) into distinct
+raw endpoint pairs: (kind, namespace, the pod's full labels, the address of a non-pod end) on each
+side, protocol and port. Memory follows the number of distinct pairs, never the number of flows.
+Each pair carries the engine's input (`Traffic`, with the pod labels and the namespace labels the
+source recorded) and its label-level edge, as in EDGE rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synth.base.config import NAMESPACE_NAME_LABEL, Settings
+
+# The seam with aggregation: the same reduction, so pairs and counts are the ones the edges (and so
+# the generated policies) were made from.
+from synth.core.aggregate import FLOW_COLUMNS as AGGREGATE_COLUMNS
+from synth.core.aggregate import Accumulator, AggregateStats, EdgeSet, address_selector
+from synth.core.aggregate import finish as finish_edges
+from synth.core.identity import Identity
+from synth.policy.evaluate import Endpoint, Traffic
+from synth.store.dataset import Store
+
+__all__ = ["NODE_KINDS", "EndpointRef", "Observed", "ObservedPair", "observe", "observe_batches"]
+
+NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
+_NS_LABEL_COLUMNS = ("src_ns_labels", "dst_ns_labels")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRef:
+    """One end at label level, as in EDGE rows: a pod's namespace and selector, or a kind and address."""
+
+    kind: str
+    namespace: str | None
+    selector: str
+
+    @property
+    def order(self) -> tuple[str, str, str]:
+        """Sort key (a missing namespace sorts first)."""
+        return (self.kind, self.namespace or "", self.selector)
+
+    def text(self) -> str:
+        """`namespace/selector` for pods, `kind address` for everything else."""
+        if self.kind == "pod":
+            return f"{self.namespace}/{self.selector or '{}'}"
+        return f"{self.kind} {self.selector}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedPair:
+    """Distinct raw endpoint pair: the engine's input (`traffic`) and what was seen of it.
+
+    `allowed` is False for attempts the recording shows dropped by policy (including forwards
+    that only the source saw, of connections the destination dropped).
+    """
+
+    src: EndpointRef
+    dst: EndpointRef
+    traffic: Traffic
+    allowed: bool
+    flows: int
+    first_seen: datetime
+    last_seen: datetime
+    src_pods: tuple[str, ...]
+    dst_pods: tuple[str, ...]
+
+    @property
+    def edge_key(self) -> tuple[EndpointRef, EndpointRef, str, int | None]:
+        """The label-level edge this pair belongs to."""
+        return (self.src, self.dst, self.traffic.protocol, self.traffic.port)
+
+    def touches(self, namespaces: Iterable[str]) -> bool:
+        """Whether a pod end is in one of the namespaces."""
+        wanted = set(namespaces)
+        return any(end.kind == "pod" and end.namespace in wanted for end in (self.src, self.dst))
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """The stored request traffic: label-level edges and the distinct raw pairs behind them."""
+
+    edges: EdgeSet
+    pairs: tuple[ObservedPair, ...]
+    stats: AggregateStats
+
+
+def observe(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> Observed:
+    """Stream the store's flows in the window (touching `namespaces`, or all) into observed pairs."""
+    columns = (*AGGREGATE_COLUMNS, *_NS_LABEL_COLUMNS)
+    return observe_batches(store.read(columns, since_ns, until_ns), settings, namespaces=namespaces)
+
+
+def observe_batches(
+    batches: Iterable[pa.RecordBatch], settings: Settings, *, namespaces: Sequence[str] | None = None
+) -> Observed:
+    """Observed pairs from any stream of FLOW_SCHEMA batches."""
+    accumulator = Accumulator(namespaces)
+    namespace_labels: dict[str, dict[str, str]] = {}
+    for batch in batches:
+        if all(name in batch.schema.names for name in _NS_LABEL_COLUMNS):
+            _collect_namespace_labels(batch, namespace_labels)
+        accumulator.add(batch.select(list(AGGREGATE_COLUMNS)))
+    edges = finish_edges(accumulator, settings)
+    return Observed(edges, tuple(_pairs(accumulator, edges, namespace_labels)), accumulator.stats)
+
+
+def _collect_namespace_labels(batch: pa.RecordBatch, found: dict[str, dict[str, str]]) -> None:
+    """The first label set seen for each namespace (sources that carry them: Cilium, Calico)."""
+    for side in ("src", "dst"):
+        labels = batch.column(f"{side}_ns_labels")
+        namespaces = batch.column(f"{side}_namespace")
+        lengths = pc.list_value_length(pa.ListArray.from_arrays(labels.offsets, labels.keys))
+        has = pc.and_(pc.is_valid(namespaces), pc.and_(pc.is_valid(labels), pc.greater(lengths, 0)))
+        if not pc.any(has).as_py():
+            continue
+        namespaces, labels = namespaces.filter(has), labels.filter(has)
+        for namespace in pc.unique(namespaces).to_pylist():
+            if namespace not in found:
+                found[namespace] = dict(labels[pc.index(namespaces, namespace).as_py()].as_py())
+
+
+def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict[str, str]]) -> Iterator[ObservedPair]:
+    by_group = _identity_by_group(edges.identities.values())
+    key_columns = [f"{side}_{part}" for side in ("src", "dst") for part in ("kind", "namespace", "selector")]
+    key_columns += ["protocol", "port"]
+    rows = edges.table.filter(edges.table.column("allowed")).select(key_columns).to_pylist()
+    kept = {tuple(row[c] for c in key_columns) for row in rows}
+    for key, partial in sorted(acc.partials.items(), key=lambda item: repr(item[0])):
+        src_side, dst_side, (protocol, port, allowed) = key[0:5], key[5:10], key[10:13]
+        src, dst = _ref(src_side, by_group), _ref(dst_side, by_group)
+        # Forwards that aggregation folded into a destination's drops are attempts, not traffic.
+        real = bool(allowed) and (*_flat(src), *_flat(dst), protocol, port) in kept
+        loopback = len(partial.src_pods) == 1 and partial.src_pods == partial.dst_pods
+        name = next(iter(partial.src_pods)) if loopback else None
+        traffic = Traffic(
+            _endpoint(src_side, acc.labels, namespace_labels, name),
+            _endpoint(dst_side, acc.labels, namespace_labels, name),
+            protocol,
+            port,
+        )
+        yield ObservedPair(
+            src,
+            dst,
+            traffic,
+            real,
+            partial.count,
+            _moment(partial.first),
+            _moment(partial.last),
+            tuple(sorted(partial.src_pods)),
+            tuple(sorted(partial.dst_pods)),
+        )
+
+
+def _moment(value: object) -> datetime:
+    """Aggregation keeps times as the timestamps Arrow returns; accept epoch nanoseconds too."""
+    if isinstance(value, datetime):
+        return value
+    assert isinstance(value, int)
+    return datetime.fromtimestamp(value / 1e9, tz=UTC)
+
+
+def _flat(end: EndpointRef) -> tuple[str, str | None, str]:
+    return (end.kind, end.namespace, end.selector)
+
+
+def _identity_by_group(identities: Iterable[Identity]) -> dict[tuple[str, str], Identity]:
+    return {(i.namespace, workload): i for i in identities for workload in i.workloads}
+
+
+def _ref(side: tuple[Any, ...], by_group: Mapping[tuple[str, str], Identity]) -> EndpointRef:
+    kind, namespace, group, _labels, addr = side
+    if kind == "pod":
+        return EndpointRef(kind, namespace, by_group[(namespace or "", group)].key)
+    return EndpointRef(kind, None, address_selector(addr))
+
+
+def _endpoint(
+    side: tuple[Any, ...],
+    labels: Mapping[str, tuple[tuple[str, str], ...]],
+    namespace_labels: Mapping[str, dict[str, str]],
+    name: str | None,
+) -> Endpoint:
+    kind, namespace, _group, labels_key, addr = side
+    if kind != "pod":
+        return Endpoint(kind, ip=addr or None)
+    known = labels.get(labels_key) or ()
+    seen = namespace_labels.get(namespace) if namespace else None
+    return Endpoint(
+        "pod",
+        namespace=namespace,
+        # A pod reported without any label is taken as unknown: real pods nearly always carry one.
+        labels=dict(known) if known else None,
+        namespace_labels={**seen, NAMESPACE_NAME_LABEL: namespace} if seen and namespace else None,
+        name=name,
+    )

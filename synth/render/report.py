@@ -1,0 +1,406 @@
+"""The pull-request description of a generation: a reviewer can approve the policies from it.
+
+`build_report` turns a `Generated` result (policies, edges, self-check, diff against the deployed
+set) and the store (window, hourly counts, import ledger) into a typed `Report`, section by
+section: summary, what changes for traffic, rules and their evidence, risks, dependency graph,
+roll-out. Every decision is made here and in the modules it calls (`store.coverage`, `naming`,
+`risks`, `graph`); `jinja.render_report` formats it as GitHub markdown through a dumb
+template, `report_json` as JSON for CI bots (gate on `summary.ok`). Strings from flows stay raw in
+the report: the template's filters escape them, JSON needs no escaping.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from synth.core.model import PolicySet
+from synth.policy.diff import DiffResult
+from synth.render.graph import Graph, dependency_graph
+from synth.render.jinja import render_report
+from synth.render.naming import Naming, WorkloadRules, ports_text, workload_rules
+from synth.render.risks import Risk, RiskThresholds, risks
+from synth.store.coverage import Source, Window, observation_window, recorded_sources
+from synth.store.dataset import Store
+
+if TYPE_CHECKING:
+    from synth.app.generation import Generated
+
+__all__ = ["FORMATS", "REPORT_VERSION", "Report", "ReportSettings", "build_report", "describe", "report_json"]
+
+FORMATS = ("markdown", "json")
+
+REPORT_VERSION = 1
+_EDGE_KEY = (
+    "src_kind",
+    "src_namespace",
+    "src_selector",
+    "dst_kind",
+    "dst_namespace",
+    "dst_selector",
+    "protocol",
+    "port",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """Risk thresholds, graph caps, and the folder the policies are written to (for the commands)."""
+
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    graph_nodes: int = 40
+    graph_edges: int = 80
+    surface_rows: int = 50
+    out_dir: str = "policies"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCounts:
+    """Policies of one namespace by how they compare with the deployed ones (all added without them)."""
+
+    namespace: str
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Scope, window, sources, volume, policy counts and the one-line verdict.
+
+    `ok` is False when the policies deny observed flows or block an observed connection that the
+    deployed set allows for no known reason: a CI gate.
+    """
+
+    namespaces: tuple[str, ...]
+    window: Window
+    sources: tuple[Source, ...]
+    edges: int
+    flows: int
+    attempt_edges: int
+    attempt_flows: int
+    policies: tuple[PolicyCounts, ...]
+    deployed: bool
+    verify: str
+    denied_flows: int
+    newly_blocked_unexplained: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficChange:
+    """One observed connection whose fate changes; `explanation` says why a blocked one is fine."""
+
+    change: str  # newly-blocked | newly-allowed | changed-unjudged
+    source: str
+    destination: str
+    port: str
+    flows: int
+    deployed_reason: str
+    proposed_reason: str
+    explanation: str
+    explained: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SurfacePath:
+    """A connection between observed workloads, allowed today, never observed, closed by the proposal."""
+
+    source: str
+    destination: str
+    port: str
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """What default-deny does to a namespace, said when no deployed set was given."""
+
+    namespace: str
+    workloads: int
+    ingress_rules: int
+    egress_rules: int
+    dns_ports: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """The connectivity diff against the deployed policies (`deployed`), else `isolation`."""
+
+    deployed: bool
+    newly_blocked: tuple[TrafficChange, ...]
+    newly_allowed: tuple[TrafficChange, ...]
+    unjudged: tuple[TrafficChange, ...]
+    unchanged: int
+    surface: tuple[SurfacePath, ...]
+    surface_total: int
+    isolation: tuple[Isolation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """Commands to apply, watch and roll back one namespace's policies, in order."""
+
+    namespace: str
+    apply_allow: tuple[str, ...]
+    apply_deny: str
+    remove: tuple[str, ...]
+    watch: tuple[str, ...]
+    watch_notes: tuple[str, ...]
+    rollback: tuple[str, ...]
+    rollback_notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything the PR description says, in section order."""
+
+    summary: Summary
+    traffic: Traffic
+    workloads: tuple[WorkloadRules, ...]
+    risks: tuple[Risk, ...]
+    graphs: tuple[Graph, ...]
+    rollouts: tuple[Rollout, ...]
+
+
+def build_report(
+    store: Store,
+    generated: Generated,
+    report_settings: ReportSettings | None = None,
+    *,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> Report:
+    """The PR description of `generated`; `since_ns`/`until_ns` must be the ones it was generated with."""
+    options = report_settings or ReportSettings()
+    synthesis, diff = generated.synthesis, generated.diff
+    namespaces = synthesis.namespaces
+    naming = Naming(generated.edges)
+    rows = [row for row in generated.edges.rows() if _touches(row, namespaces)]
+    window = observation_window(store, since_ns, until_ns)
+    sources = recorded_sources(store, since_ns, until_ns)
+    traffic = _traffic(diff, synthesis.policies, namespaces, rows, naming, options.surface_rows)
+    workloads = tuple(workload_rules(synthesis.policies, naming))
+    unexplained = sum(1 for change in traffic.newly_blocked if not change.explained)
+    verification = generated.verification
+    summary = Summary(
+        namespaces=namespaces,
+        window=window,
+        sources=sources,
+        edges=sum(1 for row in rows if row["allowed"]),
+        flows=sum(row["count"] for row in rows if row["allowed"]),
+        attempt_edges=sum(1 for row in rows if not row["allowed"]),
+        attempt_flows=sum(row["count"] for row in rows if not row["allowed"]),
+        policies=_policy_counts(diff, synthesis.policies, namespaces),
+        deployed=diff is not None,
+        verify=verification.summary(),
+        denied_flows=verification.denied_flows,
+        newly_blocked_unexplained=unexplained,
+        ok=verification.ok and unexplained == 0,
+    )
+    found = risks(
+        synthesis.findings,
+        workloads,
+        rows,
+        generated.edges.identities,
+        naming,
+        window,
+        sources,
+        options.thresholds,
+    )
+    graphs = tuple(
+        dependency_graph(ns, synthesis.policies, naming, options.graph_nodes, options.graph_edges) for ns in namespaces
+    )
+    rollouts = tuple(_rollout(ns, generated.files, sources, options.out_dir, diff) for ns in namespaces)
+    return Report(summary, traffic, workloads, found, graphs, rollouts)
+
+
+def _touches(row: Mapping[str, Any], namespaces: Sequence[str]) -> bool:
+    return any(row[f"{side}_kind"] == "pod" and row[f"{side}_namespace"] in namespaces for side in ("src", "dst"))
+
+
+def _policy_counts(diff: DiffResult | None, policies: PolicySet, namespaces: Sequence[str]) -> tuple[PolicyCounts, ...]:
+    result = []
+    for namespace in namespaces:
+        if diff is None:
+            result.append(PolicyCounts(namespace, len(policies.in_namespace(namespace)), 0, 0, 0))
+            continue
+        status = Counter(o.status for o in diff.objects if o.namespace == namespace)
+        result.append(
+            PolicyCounts(namespace, status["added"], status["changed"], status["removed"], status["unchanged"])
+        )
+    return tuple(result)
+
+
+# --- what changes for traffic -------------------------------------------------------------------------
+
+
+def _traffic(
+    diff: DiffResult | None,
+    policies: PolicySet,
+    namespaces: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    naming: Naming,
+    surface_rows: int,
+) -> Traffic:
+    if diff is None:
+        isolation = tuple(_isolation(ns, policies, rows) for ns in namespaces)
+        return Traffic(False, (), (), (), 0, (), 0, isolation)
+    attempts = {tuple(row[k] for k in _EDGE_KEY) for row in rows if not row["allowed"]}
+    changes: dict[str, list[TrafficChange]] = {"newly-blocked": [], "newly-allowed": [], "changed-unjudged": []}
+    for change in diff.connectivity:
+        if change.change not in changes:
+            continue
+        src, dst = change.src, change.dst
+        key = (
+            src.kind,
+            src.namespace,
+            src.selector,
+            dst.kind,
+            dst.namespace,
+            dst.selector,
+            change.protocol,
+            change.port,
+        )
+        explanation, explained = "", True
+        if change.change == "newly-blocked":
+            if key in attempts:
+                explanation = "dropped by policy when it was recorded (a denied attempt): it stays blocked"
+            else:
+                explanation = "observed traffic that the proposal blocks: do not merge; please report it"
+                explained = False
+        changes[change.change].append(
+            TrafficChange(
+                change.change,
+                naming.ref(src),
+                naming.ref(dst),
+                change.protocol if change.port is None else f"{change.protocol} {change.port}",
+                change.flows,
+                change.deployed_reason,
+                change.proposed_reason,
+                explanation,
+                explained,
+            )
+        )
+    surface = tuple(
+        SurfacePath(naming.ref(c.src), naming.ref(c.dst), f"{c.protocol} {c.port}") for c in diff.surface[:surface_rows]
+    )
+    return Traffic(
+        deployed=True,
+        newly_blocked=tuple(changes["newly-blocked"]),
+        newly_allowed=tuple(changes["newly-allowed"]),
+        unjudged=tuple(changes["changed-unjudged"]),
+        unchanged=diff.change_counts()["unchanged"],
+        surface=surface,
+        surface_total=len(diff.surface),
+        isolation=(),
+    )
+
+
+def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Mapping[str, Any]]) -> Isolation:
+    own = policies.in_namespace(namespace)
+    selected = [p for p in own if not p.pod_selector.is_empty]
+    dns = next((p for p in own if p.name == "allow-dns" and p.egress), None)
+    attempts = sum(1 for r in rows if not r["allowed"] and namespace in (r["src_namespace"], r["dst_namespace"]))
+    return Isolation(
+        namespace=namespace,
+        workloads=len({p.pod_selector for p in selected}),
+        ingress_rules=sum(len(p.ingress) for p in selected),
+        egress_rules=sum(len(p.egress) for p in selected),
+        dns_ports=", ".join(ports_text(dns.egress[0])) if dns is not None else "",
+        attempts=attempts,
+    )
+
+
+# --- roll-out ------------------------------------------------------------------------------------------
+
+
+def _rollout(
+    namespace: str, files: Mapping[str, str], sources: Sequence[Source], out_dir: str, diff: DiffResult | None
+) -> Rollout:
+    """Apply allow policies one by one, default-deny last; watch; roll back default-deny first.
+
+    Per-file commands rather than `kubectl apply -k`: kustomize's default (legacy) order sorts
+    resources of one kind by name, so `-k` does not keep default-deny last.
+    """
+    folder = posixpath.join(out_dir, namespace)
+    own = sorted(name.split("/", 1)[1] for name in files if name.startswith(f"{namespace}/"))
+    allow = [name for name in own if name not in ("default-deny.yaml", "kustomization.yaml")]
+    deny = shlex.quote(posixpath.join(folder, "default-deny.yaml"))
+    kinds = {s.source for s in sources} - {"?"}
+    watch, notes = [], []
+    if "hubble" in kinds or not kinds:
+        watch.append(f"hubble observe --verdict DROPPED --namespace {shlex.quote(namespace)} --follow")
+    if "calico" in kinds or not kinds:
+        notes.append(
+            "Calico: watch the flow logs for records with action deny whose source or destination namespace is "
+            f"{namespace} (flows.log of Calico Enterprise or Cloud, or Whisker and Goldmane in Calico 3.30+)."
+        )
+    watch.append(f"synth verify --policies {shlex.quote(folder)} --namespace {shlex.quote(namespace)}")
+    notes.append(
+        "synth verify replays flows recorded after the roll-out through the policies: exit 1 if any is denied."
+    )
+    objects = diff.objects if diff is not None else ()
+    removed = sorted(o.name for o in objects if o.namespace == namespace and o.status == "removed")
+    remove = (
+        (f"kubectl delete networkpolicy --namespace {shlex.quote(namespace)} {' '.join(map(shlex.quote, removed))}",)
+        if removed
+        else ()
+    )
+    rollback_notes = (
+        ("Then apply the previous versions of the changed and removed policies (revert this PR and apply).",)
+        if diff is not None
+        else ()
+    )
+    return Rollout(
+        namespace=namespace,
+        apply_allow=tuple(f"kubectl apply -f {shlex.quote(posixpath.join(folder, name))}" for name in allow),
+        apply_deny=f"kubectl apply -f {deny}",
+        remove=remove,
+        watch=tuple(watch),
+        watch_notes=tuple(notes),
+        rollback=(f"kubectl delete -f {deny}", f"kubectl delete -k {shlex.quote(folder)} --ignore-not-found"),
+        rollback_notes=rollback_notes,
+    )
+
+
+def describe(
+    store: Store,
+    generated: Generated,
+    output: str = "markdown",
+    *,
+    out_dir: str = "policies",
+    rare_flows: int = 5,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> str:
+    """The PR description as GitHub markdown or JSON (`output` in `FORMATS`), with the default caps.
+
+    `out_dir` is the folder the policies are written to, for the roll-out commands; `rare_flows`
+    the flow count under which a rule is flagged as backed by little evidence.
+    """
+    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir)
+    report = build_report(store, generated, options, since_ns=since_ns, until_ns=until_ns)
+    return report_json(report) if output == "json" else render_report(report)
+
+
+# --- JSON ----------------------------------------------------------------------------------------------
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def report_json(report: Report) -> str:
+    """The report as JSON (sorted keys, UTC times), the same content as the markdown."""
+    document = {"version": REPORT_VERSION, **asdict(report)}
+    return json.dumps(document, indent=2, sort_keys=True, default=_json_default) + "\n"
