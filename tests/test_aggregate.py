@@ -7,8 +7,9 @@ from typing import Any
 
 from flowbuilder import Peer, Pod, batches, flow, write
 
+from synth.app.flows import aggregate_store
 from synth.base.config import Settings
-from synth.core.aggregate import EdgeSet, aggregate, aggregate_batches
+from synth.core.aggregate import EdgeSet, aggregate_batches
 from synth.store.dataset import Store
 
 API = Pod(
@@ -158,7 +159,7 @@ def test_namespace_filter_keeps_edges_touching_it(tmp_path: Path) -> None:
 
 
 def test_sample_store_has_no_ephemeral_ports_and_no_reply_edges(sample_store: Path) -> None:
-    edges = aggregate(Store(str(sample_store)), Settings())
+    edges = aggregate_store(Store(str(sample_store)), Settings())
     ports = {r["port"] for r in edges.rows() if r["port"] is not None}
     assert ports and max(ports) < 32768, sorted(ports)
     assert edges.stats.replies > 0

@@ -40,6 +40,22 @@ def test_every_command_has_help(path: tuple[str, ...], synth: Callable[..., Run]
     assert result.code == 0 and "Usage: synth" in result.out
 
 
+HEAVY_MODULES = ("pyarrow", "pandas", "numpy", "grpc", "jinja2", "yaml", "kubernetes", "msgspec", "orjson", "pyspark")
+
+
+@pytest.mark.parametrize("path", [(), *ALL_COMMANDS], ids=lambda path: " ".join(path) or "synth")
+def test_help_loads_no_library(path: tuple[str, ...]) -> None:
+    """`synth [COMMAND] --help` answers at once: the command modules load the library only when they run."""
+    probe = (
+        "import sys\n"
+        "from synth.cli import main\n"
+        f"code = main({[*path, '--help']!r})\n"
+        f"print(code, sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr
+
+
 def test_usage_errors_exit_2(synth: Callable[..., Run]) -> None:
     assert synth("no-such-command").code == 2
     assert synth("generate", "--public-threshold", "zero").code == 2

@@ -14,9 +14,9 @@ import yaml
 from conftest import GOLDEN, SAMPLE_FLOWS, Run
 from flowbuilder import Pod, flow, write
 
+from synth.app.flows import aggregate_store
 from synth.app.generation import generate
 from synth.base.config import Settings
-from synth.core.aggregate import aggregate
 from synth.core.model import LabelSelector
 from synth.store.dataset import Store
 
@@ -225,8 +225,8 @@ def test_empty_store_is_a_clear_error(tmp_path: Path, synth: Callable[..., Run])
 
 def test_window_selects_flows(sample_store: Path) -> None:
     store = Store(str(sample_store))
-    everything = aggregate(store, Settings())
-    first_day = aggregate(store, Settings(), until_ns=1795132800 * 10**9)  # 2026-11-20T00:00Z, mid-window
+    everything = aggregate_store(store, Settings())
+    first_day = aggregate_store(store, Settings(), until_ns=1795132800 * 10**9)  # 2026-11-20T00:00Z, mid-window
     assert 0 < sum(r["count"] for r in first_day.rows()) < sum(r["count"] for r in everything.rows())
 
 

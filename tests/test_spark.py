@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import Run
 
+from synth.app.flows import aggregate_store
 from synth.base.config import Settings
-from synth.core.aggregate import aggregate
 from synth.store.dataset import Store
 
 pytest.importorskip("pyspark")
@@ -24,7 +24,7 @@ def test_spark_edges_equal_embedded_edges_row_by_row(sample_store: Path, synth: 
     from synth.app.spark import spark_session
 
     store = Store(str(sample_store))
-    embedded = aggregate(store, Settings())
+    embedded = aggregate_store(store, Settings())
     with spark_session("local[2]") as spark:
         from synth.app.spark import _aggregate
 
@@ -37,7 +37,7 @@ def test_spark_edges_equal_embedded_edges_row_by_row(sample_store: Path, synth: 
     assert on_spark.table.equals(embedded.table)
     assert on_spark.identities == embedded.identities
     assert on_spark.names == embedded.names
-    expected = aggregate(store, Settings(), namespaces=["payments"], until_ns=1795132800 * 10**9)
+    expected = aggregate_store(store, Settings(), namespaces=["payments"], until_ns=1795132800 * 10**9)
     assert filtered.table.num_rows > 0 and filtered.table.equals(expected.table)
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from synth.app.deployed import LoadResult, load_cluster, load_policies
+from synth.app.flows import FileProgress, aggregate_store, observe_store, require_flows
 from synth.base.config import Settings
-from synth.base.errors import GenerationError, InputError, StoreError, UsageError
-from synth.core.aggregate import EdgeSet, aggregate
+from synth.base.errors import GenerationError, InputError, UsageError
+from synth.core.aggregate import EdgeSet
 from synth.core.model import PolicySet
 from synth.core.synthesize import Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
-from synth.policy.observed import Observed, observe
+from synth.policy.observed import Observed
 from synth.policy.verify import VerifyResult, generation_gaps, selector_mismatches, verify
 from synth.render.folder import GENERATED_MARK
-from synth.render.jinja import render_kustomization, render_policy
+from synth.render.jinja import render_kustomization, render_policy, render_report
+from synth.render.report import Recording, ReportSettings, build_report, report_json
+from synth.render.risks import RiskThresholds
+from synth.store.coverage import observation_window, recorded_sources
 from synth.store.dataset import Store
 
 _GAPS_SHOWN = 20
@@ -42,18 +46,13 @@ def load_edges(
     namespaces: Sequence[str] | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
-    on_file: Callable[[int, int, int], None] | None = None,
+    on_file: FileProgress | None = None,
 ) -> EdgeSet:
     """Aggregate the store, refusing an empty store with a hint."""
-    _require_flows(store, since_ns, until_ns)
-    return aggregate(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns, on_file=on_file)
-
-
-def _require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> None:
-    if not store.files(since_ns, until_ns):
-        if not store.files():
-            raise StoreError(f"{store.root_text}: no flows stored yet; run `synth import hubble FILE...` first")
-        raise StoreError(f"{store.root_text}: no flows stored in the requested time window")
+    require_flows(store, since_ns, until_ns)
+    return aggregate_store(
+        store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns, on_file=on_file
+    )
 
 
 def load_observed(
@@ -65,8 +64,8 @@ def load_observed(
     until_ns: int | None = None,
 ) -> Observed:
     """Edges and the distinct endpoint pairs behind them, in one pass; an empty store is refused."""
-    _require_flows(store, since_ns, until_ns)
-    return observe(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
+    require_flows(store, since_ns, until_ns)
+    return observe_store(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
 
 
 def load_deployed(
@@ -215,3 +214,25 @@ def policy_stream(synthesis: Synthesis) -> str:
         ordered = [p for p in policies if p.name != "default-deny"] + [p for p in policies if p.name == "default-deny"]
         documents.extend(render_policy(p) for p in ordered)
     return "---\n".join(documents)
+
+
+def describe(
+    store: Store,
+    generated: Generated,
+    output: str = "markdown",
+    *,
+    out_dir: str = "policies",
+    rare_flows: int = 5,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> str:
+    """The PR description as GitHub markdown or JSON (`output` in `FORMATS`), with the default caps.
+
+    `out_dir` is the folder the policies are written to, for the roll-out commands; `rare_flows`
+    the flow count under which a rule is flagged as backed by little evidence; `since_ns` and
+    `until_ns` must be the window `generated` was made from.
+    """
+    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir)
+    recording = Recording(observation_window(store, since_ns, until_ns), recorded_sources(store, since_ns, until_ns))
+    report = build_report(generated, recording, options)
+    return report_json(report) if output == "json" else render_report(report)

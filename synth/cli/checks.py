@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from synth.app import generation as pipeline
-from synth.base.config import Settings
+from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK
 from synth.cli.common import (
     cli,
     deployed_options,
@@ -15,7 +16,9 @@ from synth.cli.common import (
     store_option,
     window_options,
 )
-from synth.store.dataset import Store
+
+if TYPE_CHECKING:
+    from synth.base.config import Settings
 
 
 @cli.command("verify")
@@ -38,14 +41,19 @@ def verify_command(
     Denied edges come with their reasons (which policy isolates the pod, that no rule allows the
     connection); flows the policies cannot judge (ICMP, node traffic, unknown labels) are listed.
     """
+    from synth.app.generation import load_deployed, verify_policies  # noqa: PLC0415 - loads per command
+    from synth.base.config import Settings  # noqa: PLC0415
+    from synth.render.checks import render_verify  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
+
     since_ns, until_ns = parse_window(since, until)
-    loaded = pipeline.load_deployed(policy_paths, namespaces=namespaces)
+    loaded = load_deployed(policy_paths, namespaces=namespaces)
     say_skipped(loaded.skipped_by_kind())
-    result = pipeline.verify_policies(
+    result = verify_policies(
         Store(store_path), Settings(), loaded.policies, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns
     )
-    click.echo(result.render(output), nl=False)
-    return result.exit_code
+    click.echo(render_verify(result, output), nl=False)
+    return EXIT_OK if result.ok else EXIT_DIFFERENCES
 
 
 @cli.command("diff")
@@ -73,15 +81,19 @@ def diff_command(
     Shows a unified diff per object (normalised YAML), what changes for the observed traffic, and
     what the deployed policies allow that was never observed. Exit 0 when the same, 1 when not.
     """
+    from synth.app.generation import generate, load_deployed  # noqa: PLC0415 - the library loads per command
+    from synth.render.checks import render_diff  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
+
     since_ns, until_ns = parse_window(since, until)
-    loaded = pipeline.load_deployed(
+    loaded = load_deployed(
         deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
     )
     say_skipped(loaded.skipped_by_kind())
-    generated = pipeline.generate(
+    generated = generate(
         Store(store_path), settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns,
         deployed=loaded.policies,
     )
     assert generated.diff is not None
-    click.echo(generated.diff.render(output), nl=False)
-    return generated.diff.exit_code
+    click.echo(render_diff(generated.diff, output), nl=False)
+    return EXIT_DIFFERENCES if generated.diff.differs else EXIT_OK

@@ -13,7 +13,6 @@ from synth.cli.common import (
     store_option,
     window_options,
 )
-from synth.store.dataset import Store
 
 
 @cli.group("collect")
@@ -45,8 +44,9 @@ def collect_hubble_command(server: str, since: str | None, until: str | None, du
                            denylist: tuple[str, ...], tls: bool, request_timeout: str, flush_interval: str,
                            flush_flows: int, store_path: str, **tls_files: Any) -> int:
     """Collect flows from Hubble's Observer gRPC API into the store (until the window or duration ends)."""
-    from synth.base.timeutil import parse_duration  # noqa: PLC0415
-    from synth.collect import hubble as collect  # noqa: PLC0415 - grpc is loaded for this command only
+    from synth.base.timeutil import parse_duration  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.collect import hubble as collect  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
 
     since_ns, until_ns = parse_window(since, until)
     options = collect.CollectOptions(
@@ -83,9 +83,10 @@ def collect_calico_command(server: str, since: str | None, until: str | None, du
                            namespaces: tuple[str, ...], insecure_plaintext: bool, request_timeout: str, page_size: int,
                            flush_interval: str, flush_flows: int, store_path: str, **tls_files: Any) -> int:
     """Collect flows from Calico OSS Goldmane (List the backlog, then Stream) into the store, over mutual TLS."""
-    from synth.base.timeutil import parse_duration  # noqa: PLC0415
-    from synth.collect import calico as collect_calico  # noqa: PLC0415 - grpc is loaded for this command only
-    from synth.collect import loop as collect_common  # noqa: PLC0415 - grpc is loaded for this command only
+    from synth.base.timeutil import parse_duration  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.collect import calico as collect_calico  # noqa: PLC0415
+    from synth.collect import loop as collect_common  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
 
     since_ns, until_ns = parse_window(since, until)
     options = collect_calico.CalicoOptions(

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from synth.app import generation as pipeline
-from synth.app import ingest
-from synth.app.ingest import FileReport
-from synth.app.spark import aggregate_spark
-from synth.base.config import Settings
 from synth.base.timeutil import format_ns, parse_time
 from synth.cli.common import (
     cli,
@@ -20,10 +15,10 @@ from synth.cli.common import (
     window_options,
 )
 from synth.cli.progress import Progress
-from synth.render import tables as formats
-from synth.sources.interface import SourceStats
-from synth.store.compact import compact_store
-from synth.store.dataset import Store
+
+if TYPE_CHECKING:
+    from synth.app.ingest import FileReport
+    from synth.sources.interface import SourceStats
 
 
 @cli.group("import")
@@ -43,6 +38,9 @@ def import_hubble(files: tuple[str, ...], strict: bool, force: bool, store_path:
 
 
 def _import(store_path: str, source: str, files: tuple[str, ...], **options: Any) -> list[FileReport]:
+    from synth.app.ingest import import_files  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.store.dataset import Store  # noqa: PLC0415
+
     progress = Progress()
     count = len(files)
 
@@ -52,7 +50,7 @@ def _import(store_path: str, source: str, files: tuple[str, ...], **options: Any
                         last_ns=stats.last_time_ns)
 
     try:
-        return ingest.import_files(Store(store_path), source, files, on_batch=show, **options)
+        return import_files(Store(store_path), source, files, on_batch=show, **options)
     finally:
         progress.done()
 
@@ -116,9 +114,16 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
 def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, engine: str,
                   spark_master: str | None, store_path: str) -> int:
     """Show the dependency map: who talks to whom, on which port, how often."""
+    from synth.app.generation import load_edges  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.base.config import Settings  # noqa: PLC0415
+    from synth.render import tables  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
+
     since_ns, until_ns = parse_window(since, until)
     window = {"namespaces": namespaces or None, "since_ns": since_ns, "until_ns": until_ns}
     if engine == "spark":
+        from synth.app.spark import aggregate_spark  # noqa: PLC0415
+
         edges = aggregate_spark(Store(store_path), Settings(), master=spark_master, **window)  # type: ignore[arg-type]
     else:
         progress = Progress()
@@ -127,10 +132,10 @@ def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | N
             progress.update(files=(done, total), flows=flows, label="aggregating")
 
         try:
-            edges = pipeline.load_edges(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
+            edges = load_edges(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
         finally:
             progress.done()
-    render = {"table": formats.edges_table, "csv": formats.edges_csv, "json": formats.edges_json}[output]
+    render = {"table": tables.edges_table, "csv": tables.edges_csv, "json": tables.edges_json}[output]
     click.echo(render(edges), nl=False)
     return 0
 
@@ -141,6 +146,9 @@ def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | N
 @store_option
 def compact_command(older_than: str, store_path: str) -> int:
     """Rewrite each stored hour as one compacted file (identical flows per minute become one row)."""
+    from synth.store.dataset import Store  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.store.maintenance import compact_store  # noqa: PLC0415
+
     progress = Progress()
     try:
         report = compact_store(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from synth.app import generation as pipeline
-from synth.base.config import Settings
 from synth.base.errors import UsageError
 from synth.cli.common import (
     cli,
@@ -17,9 +17,9 @@ from synth.cli.common import (
     store_option,
     window_options,
 )
-from synth.render import report
-from synth.render.folder import write_tree
-from synth.store.dataset import Store
+
+if TYPE_CHECKING:
+    from synth.base.config import Settings
 
 
 @cli.command("generate")
@@ -65,6 +65,11 @@ def generate_command(
     the same pods, and a summary of the diff against the deployed policies is printed. With --pr,
     DIR/PR.md describes the change for reviewers (as `synth report` prints it).
     """
+    from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.render.checks import diff_markdown, diff_summary  # noqa: PLC0415
+    from synth.render.folder import write_tree  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
+
     if pull_request and out_dir is None:
         raise UsageError("--pr needs --out DIR: the description is written beside the policies")
     since_ns, until_ns = parse_window(since, until)
@@ -93,7 +98,7 @@ def generate_command(
         files = pipeline.with_existing_namespaces(out_dir, generated.files)
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
         if pull_request:
-            files[pr_name] = report.describe(
+            files[pr_name] = pipeline.describe(
                 Store(store_path), generated, pr_format, out_dir=out_dir, rare_flows=rare_flows,
                 since_ns=since_ns, until_ns=until_ns,
             )
@@ -113,9 +118,9 @@ def generate_command(
     if generated.diff is not None:
         for namespace, proposed, kept in generated.diff.renamed:
             say(f"{namespace}: {proposed} keeps the deployed name {kept}")
-        say(generated.diff.summary())
+        say(diff_summary(generated.diff))
         if diff_out:
-            pipeline.write_text(diff_out, generated.diff.render("markdown"))
+            pipeline.write_text(diff_out, diff_markdown(generated.diff))
             say(f"wrote the diff to {diff_out}")
         else:
             say("the full diff: synth diff with the same options, or --diff-out FILE")
@@ -155,6 +160,9 @@ def report_command(
     its evidence, risks for the reviewer, a dependency graph (mermaid) and how to roll out.
     -o json gives the same content for CI bots (gate on summary.ok).
     """
+    from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.store.dataset import Store  # noqa: PLC0415
+
     since_ns, until_ns = parse_window(since, until)
     deployed = None
     if deployed_paths or cluster:
@@ -168,7 +176,7 @@ def report_command(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
         deployed=deployed,
     )
-    text = report.describe(
+    text = pipeline.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
     )
     click.echo(text, nl=False)

@@ -1,8 +1,9 @@
 """Flows to edges: who talks to whom, on which port, how often, first and last seen.
 
-Aggregation streams the store file by file. Each batch is reduced with Arrow group-bys to a
-partial keyed by raw endpoints (namespace, owner, labels, address); partials merge by sum, min,
-max and union, so memory follows the number of distinct endpoint pairs, never the number of flows.
+Aggregation streams the store file by file (`synth.app.flows` reads it; this module does no I/O).
+Each batch is reduced with Arrow group-bys to a partial keyed by raw endpoints (namespace, owner,
+labels, address); partials merge by sum, min, max and union, so memory follows the number of
+distinct endpoint pairs, never the number of flows.
 Identities (selectors) are then chosen once for every workload, and the partial rows collapse
 into label-level edges in `EDGE_SCHEMA`.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,6 @@ import pyarrow.compute as pc
 
 from synth.base.config import Settings
 from synth.core.identity import Identity, Labels, owner_of_pod, resolve_identities
-from synth.store.dataset import Store
 from synth.store.schema import ALLOWED_VERDICTS, EDGE_SCHEMA, POLICY_DROP_REASONS
 
 _SEPARATOR = "\x1f"
@@ -305,37 +305,10 @@ def _owners(pods: pa.Array) -> pa.Array:
     return pc.take(owners, encoded.indices)
 
 
-def aggregate(
-    store: Store,
-    settings: Settings,
-    *,
-    namespaces: Sequence[str] | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    on_file: Callable[[int, int, int], None] | None = None,
-) -> EdgeSet:
-    """Stream the store's flows in the window into edges (all namespaces when none are given).
-
-    `on_file(done, total, flows)` is called after each file, for a progress display.
-    """
-    files = store.files(since_ns, until_ns)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        flows = 0
-        for position, stored in enumerate(files, 1):
-            for batch in store.read_file(stored, FLOW_COLUMNS, since_ns, until_ns):
-                flows += batch.num_rows
-                yield batch
-            if on_file is not None:
-                on_file(position, len(files), flows)
-
-    return aggregate_batches(batches(), settings, namespaces=namespaces)
-
-
 def aggregate_batches(
     batches: Iterable[pa.RecordBatch], settings: Settings, *, namespaces: Sequence[str] | None = None
 ) -> EdgeSet:
-    """Edges from any stream of FLOW_SCHEMA batches (the store, or flows still in memory)."""
+    """Edges from any stream of FLOW_SCHEMA batches (the store's, read by `synth.app.flows`, or in memory)."""
     accumulator = Accumulator(namespaces)
     for batch in batches:
         accumulator.add(batch.select(list(FLOW_COLUMNS)) if batch.schema.names != list(FLOW_COLUMNS) else batch)

@@ -11,13 +11,12 @@ allowed by the deployed set and denied by the proposed one.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK
+from synth.base.text import ascii_text
 from synth.core.model import LabelSelector, NetworkPolicy, PolicySet, PolicyType
 from synth.policy.evaluate import Endpoint, Engine, Traffic, Verdict
 from synth.policy.manifest import normalised_yaml
@@ -31,10 +30,6 @@ __all__ = [
     "ObjectDiff",
     "adopt_deployed_names",
     "diff",
-    "diff_json",
-    "diff_markdown",
-    "diff_summary",
-    "diff_text",
 ]
 
 Status = Literal["added", "removed", "changed", "unchanged"]
@@ -77,7 +72,7 @@ class Change:
     def line(self) -> str:
         """`src -> dst TCP/80` in printable ASCII."""
         port = self.protocol if self.port is None else f"{self.protocol}/{self.port}"
-        return _ascii(f"{self.src.text()} -> {self.dst.text()} {port}")
+        return ascii_text(f"{self.src.text()} -> {self.dst.text()} {port}", keep_newlines=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,21 +87,8 @@ class DiffResult:
 
     @property
     def differs(self) -> bool:
-        """True unless both sets are the same after normalisation (`synth diff` exit 1)."""
+        """True unless both sets are the same after normalisation."""
         return any(o.status != "unchanged" for o in self.objects)
-
-    @property
-    def exit_code(self) -> int:
-        """`synth diff`'s status, as `kubectl diff`: 1 when anything differs, else 0."""
-        return EXIT_DIFFERENCES if self.differs else EXIT_OK
-
-    def render(self, output: str) -> str:
-        """The diff as `text`, `markdown` or `json`."""
-        return {"json": diff_json, "markdown": diff_markdown}.get(output, diff_text)(self)
-
-    def summary(self) -> str:
-        """One line for the terminal (see `diff_summary`)."""
-        return diff_summary(self)
 
     def object_counts(self) -> dict[str, int]:
         """Objects per status."""
@@ -279,121 +261,3 @@ def _surface(
 def _change_order(change: Change) -> tuple[Any, ...]:
     rank = CHANGES.index(change.change) if change.change in CHANGES else len(CHANGES)
     return (rank, change.src.order, change.dst.order, change.protocol, -1 if change.port is None else change.port)
-
-
-# --- output --------------------------------------------------------------------------------------------
-
-
-def _ascii(text: str) -> str:
-    return "".join(c if 0x20 <= ord(c) < 0x7F or c == "\n" else f"\\u{ord(c):04x}" for c in text)
-
-
-def diff_summary(result: DiffResult) -> str:
-    """One line: objects changed/added/removed, observed traffic changes, attack surface closed."""
-    objects = result.object_counts()
-    changes = result.change_counts()
-    return (
-        f"diff {', '.join(result.namespaces)}: {objects['changed']} changed, {objects['added']} added, "
-        f"{objects['removed']} removed, {objects['unchanged']} unchanged policies; observed traffic: "
-        f"{changes['newly-allowed']} newly allowed, {changes['newly-blocked']} newly blocked, "
-        f"{changes['unchanged']} unchanged"
-        + (f", {changes['changed-unjudged']} changed (unjudged)" if changes["changed-unjudged"] else "")
-        + f"; {len(result.surface)} never-observed paths allowed by deployed are closed"
-    )
-
-
-def _change_lines(change: Change) -> list[str]:
-    flows = f"  {change.flows:,} flows" if change.flows else ""
-    return [
-        f"  {change.line()}{flows}",
-        f"    deployed: {_ascii(change.deployed_reason)}",
-        f"    proposed: {_ascii(change.proposed_reason)}",
-    ]
-
-
-def diff_text(result: DiffResult) -> str:
-    """Unified diffs per object, then the connectivity changes and the attack surface."""
-    lines = [diff_summary(result)]
-    for namespace, old, new in result.renamed:
-        lines.append(f"kept the deployed name {namespace}/{new} for the proposed {old}")
-    body = "".join(o.text for o in result.objects if o.text)
-    text = "\n".join(lines) + "\n" + _ascii(body)
-    out = ["", "connectivity of observed traffic:"]
-    for change_kind in CHANGES[:-1]:
-        members = [c for c in result.connectivity if c.change == change_kind]
-        if members:
-            out.append(f"{change_kind.replace('-', ' ')} ({len(members)}):")
-            for change in members:
-                out += _change_lines(change)
-    out.append(f"unchanged: {result.change_counts()['unchanged']} observed connections")
-    out.append(f"never observed, allowed by deployed, denied by proposed ({len(result.surface)}):")
-    out += [f"  {c.line()}" for c in result.surface]
-    return text + "\n".join(out) + "\n"
-
-
-def _cell(text: str) -> str:
-    return _ascii(text).replace("|", "\\|").replace("`", "'")
-
-
-def diff_markdown(result: DiffResult, surface_limit: int = 50) -> str:
-    """PR text: a summary table, one collapsible diff per object, the connectivity tables."""
-    objects = result.object_counts()
-    out = [f"### NetworkPolicy changes in {', '.join(result.namespaces)}", ""]
-    out += ["| changed | added | removed | unchanged |", "|---:|---:|---:|---:|"]
-    out += [f"| {objects['changed']} | {objects['added']} | {objects['removed']} | {objects['unchanged']} |", ""]
-    for obj in (o for o in result.objects if o.text):
-        out += [f"<details><summary>{obj.status}: {_cell(f'{obj.namespace}/{obj.name}')}</summary>", ""]
-        out += ["```diff", _ascii(obj.text).rstrip("\n").replace("```", "'''"), "```", "", "</details>", ""]
-    out += ["#### Observed traffic", ""]
-    out += ["| change | source | destination | port | flows | proposed |", "|---|---|---|---|---:|---|"]
-    for c in (c for c in result.connectivity if c.change != "unchanged"):
-        port = c.protocol if c.port is None else f"{c.protocol}/{c.port}"
-        out.append(
-            f"| {c.change} | {_cell(c.src.text())} | {_cell(c.dst.text())} | {port} | {c.flows:,} | "
-            f"{_cell(c.proposed_reason)} |"
-        )
-    out += ["", f"{result.change_counts()['unchanged']} observed connections are unchanged.", ""]
-    out += [f"#### Never observed, allowed today, closed by the proposal ({len(result.surface)})", ""]
-    if result.surface:
-        out += ["| source | destination | port |", "|---|---|---|"]
-        for c in result.surface[:surface_limit]:
-            out.append(f"| {_cell(c.src.text())} | {_cell(c.dst.text())} | {c.protocol}/{c.port} |")
-        if len(result.surface) > surface_limit:
-            out.append(f"| … {len(result.surface) - surface_limit} more | | |")
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-def _ref_json(ref: EndpointRef) -> dict[str, Any]:
-    return {"kind": ref.kind, "namespace": ref.namespace, "selector": ref.selector}
-
-
-def _change_json(c: Change) -> dict[str, Any]:
-    return {
-        "src": _ref_json(c.src),
-        "dst": _ref_json(c.dst),
-        "protocol": c.protocol,
-        "port": c.port,
-        "flows": c.flows,
-        "first_seen": None if c.first_seen is None else f"{c.first_seen:{_STAMP}}",
-        "last_seen": None if c.last_seen is None else f"{c.last_seen:{_STAMP}}",
-        "deployed": str(c.deployed),
-        "proposed": str(c.proposed),
-        "deployed_reason": c.deployed_reason,
-        "proposed_reason": c.proposed_reason,
-        "change": c.change,
-    }
-
-
-def diff_json(result: DiffResult) -> str:
-    """The whole result as JSON (sorted keys)."""
-    document = {
-        "namespaces": list(result.namespaces),
-        "differs": result.differs,
-        "objects": [
-            {"namespace": o.namespace, "name": o.name, "status": o.status, "diff": o.text} for o in result.objects
-        ],
-        "renamed": [{"namespace": ns, "proposed": old, "deployed": new} for ns, old, new in result.renamed],
-        "connectivity": [_change_json(c) for c in result.connectivity],
-        "surface": [_change_json(c) for c in result.surface],
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"

@@ -27,12 +27,13 @@ from synth.core.aggregate import Accumulator, AggregateStats, EdgeSet, address_s
 from synth.core.aggregate import finish as finish_edges
 from synth.core.identity import Identity
 from synth.policy.evaluate import Endpoint, Traffic
-from synth.store.dataset import Store
 
-__all__ = ["NODE_KINDS", "EndpointRef", "Observed", "ObservedPair", "observe", "observe_batches"]
+__all__ = ["NODE_KINDS", "OBSERVED_COLUMNS", "EndpointRef", "Observed", "ObservedPair", "observe_batches"]
 
 NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
 _NS_LABEL_COLUMNS = ("src_ns_labels", "dst_ns_labels")
+OBSERVED_COLUMNS = (*AGGREGATE_COLUMNS, *_NS_LABEL_COLUMNS)
+"""The stored columns `observe_batches` reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +92,6 @@ class Observed:
     edges: EdgeSet
     pairs: tuple[ObservedPair, ...]
     stats: AggregateStats
-
-
-def observe(
-    store: Store,
-    settings: Settings,
-    *,
-    namespaces: Sequence[str] | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-) -> Observed:
-    """Stream the store's flows in the window (touching `namespaces`, or all) into observed pairs."""
-    columns = (*AGGREGATE_COLUMNS, *_NS_LABEL_COLUMNS)
-    return observe_batches(store.read(columns, since_ns, until_ns), settings, namespaces=namespaces)
 
 
 def observe_batches(

@@ -2,7 +2,7 @@
 
 Each distinct endpoint pair (`synth.policy.observed`) is evaluated once; results are shown at label level,
 as edges are, with counts, first and last seen, and the engine's reasons. Real traffic that is
-denied makes `synth verify` exit 1; attempts that were dropped when recorded are reported apart.
+denied fails verification; attempts that were dropped when recorded are reported apart.
 
 What the engine cannot judge is counted and listed, never passed silently: protocols NetworkPolicy
 does not define (ICMP), pods whose labels are unknown, named ports without container ports, and
@@ -12,14 +12,13 @@ depends on the CNI; ingress from the pod's own node is always allowed and is jud
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from synth.base.config import NAMESPACE_NAME_LABEL
-from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK
+from synth.base.text import ascii_text
 from synth.core.identity import Labels
 from synth.core.model import Peer, PolicySet
 from synth.policy.evaluate import Decision, DirectionDecision, Engine, Verdict
@@ -35,8 +34,6 @@ __all__ = [
     "selector_mismatches",
     "unjudged_category",
     "verify",
-    "verify_json",
-    "verify_text",
 ]
 
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
@@ -68,12 +65,12 @@ class EdgeOutcome:
 
     def line(self) -> str:
         """`src -> dst TCP/80` (ASCII only: selectors and pods come from flows, which are untrusted)."""
-        return _ascii(f"{self.src.text()} -> {self.dst.text()} {self.port_text()}")
+        return ascii_text(f"{self.src.text()} -> {self.dst.text()} {self.port_text()}")
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """What a policy set does to the observed traffic. `denied` makes `synth verify` exit 1."""
+    """What a policy set does to the observed traffic; `ok` when no observed flow is denied."""
 
     policies: int
     namespaces: tuple[str, ...]
@@ -107,15 +104,6 @@ class VerifyResult:
         for edge in self.unjudged:
             totals[edge.category] = totals.get(edge.category, 0) + edge.flows
         return tuple(sorted(totals.items()))
-
-    @property
-    def exit_code(self) -> int:
-        """`synth verify`'s status: 1 when observed traffic is denied, else 0."""
-        return EXIT_DIFFERENCES if self.denied else EXIT_OK
-
-    def render(self, output: str) -> str:
-        """The report as `text` or `json`."""
-        return verify_json(self) if output == "json" else verify_text(self)
 
     def summary(self) -> str:
         """`verify: 0 observed flows denied, 12 unjudged (node, protocol)`."""
@@ -299,89 +287,3 @@ def _peer_namespace(peer: Peer, own: str) -> str | None:
     labels = dict(peer.namespace_selector.match_labels)
     only_name = len(labels) == 1 and not peer.namespace_selector.match_expressions
     return labels.get(NAMESPACE_NAME_LABEL) if only_name else None
-
-
-# --- output --------------------------------------------------------------------------------------------
-
-
-def _ascii(text: str) -> str:
-    return "".join(c if 0x20 <= ord(c) < 0x7F else f"\\u{ord(c):04x}" for c in text)
-
-
-def _window(edge: EdgeOutcome) -> str:
-    return f"{edge.first_seen:{_STAMP}} .. {edge.last_seen:{_STAMP}}"
-
-
-def _edge_lines(edge: EdgeOutcome, reason_limit: int = 3) -> list[str]:
-    tag = f"[{edge.category}] " if edge.category else ""
-    lines = [f"  {tag}{edge.line()}  {edge.flows:,} flows, {_window(edge)}"]
-    lines += [f"    {_ascii(reason)}" for reason in edge.reasons[:reason_limit]]
-    if len(edge.reasons) > reason_limit:
-        lines.append(f"    ... and {len(edge.reasons) - reason_limit} more reasons")
-    return lines
-
-
-def verify_text(result: VerifyResult) -> str:
-    """The report `synth verify` prints."""
-    scope = ", ".join(result.namespaces) if result.namespaces else "all namespaces"
-    lines = [
-        f"replayed {result.flows:,} observed request flows ({scope}) through {result.policies} policies: "
-        f"{result.allowed_flows:,} allowed, {result.denied_flows:,} denied, {result.unjudged_flows:,} unjudged"
-    ]
-    if result.denied:
-        lines.append(f"DENIED: {len(result.denied)} edges, {result.denied_flows:,} flows")
-        for edge in result.denied:
-            lines += _edge_lines(edge)
-    if result.unjudged:
-        categories = ", ".join(f"{c} {n:,}" for c, n in result.unjudged_by_category())
-        lines.append(f"unjudged: {len(result.unjudged)} edges, {result.unjudged_flows:,} flows ({categories})")
-        for edge in result.unjudged:
-            lines += _edge_lines(edge, reason_limit=1)
-    if result.attempts:
-        now = sum(e.flows for e in result.attempts_allowed)
-        lines.append(
-            f"attempts dropped by policy when recorded: {result.attempts:,} flows, {now:,} would now be allowed"
-        )
-        for edge in result.attempts_allowed:
-            lines += _edge_lines(edge, reason_limit=1)
-    excluded = ", ".join(f"{n:,} {what}" for what, n in result.excluded if n)
-    if excluded:
-        lines.append(f"not replayed: {excluded}")
-    lines.append(result.summary())
-    return "\n".join(lines) + "\n"
-
-
-def _edge_json(edge: EdgeOutcome) -> dict[str, Any]:
-    return {
-        "src": {"kind": edge.src.kind, "namespace": edge.src.namespace, "selector": edge.src.selector},
-        "dst": {"kind": edge.dst.kind, "namespace": edge.dst.namespace, "selector": edge.dst.selector},
-        "protocol": edge.protocol,
-        "port": edge.port,
-        "flows": edge.flows,
-        "first_seen": f"{edge.first_seen:{_STAMP}}",
-        "last_seen": f"{edge.last_seen:{_STAMP}}",
-        "src_pods": list(edge.src_pods),
-        "dst_pods": list(edge.dst_pods),
-        "reasons": list(edge.reasons),
-        **({"category": edge.category} if edge.category else {}),
-    }
-
-
-def verify_json(result: VerifyResult) -> str:
-    """The result as a JSON document (sorted keys)."""
-    document = {
-        "ok": result.ok,
-        "policies": result.policies,
-        "namespaces": list(result.namespaces),
-        "flows": result.flows,
-        "allowed_flows": result.allowed_flows,
-        "denied_flows": result.denied_flows,
-        "unjudged_flows": result.unjudged_flows,
-        "denied": [_edge_json(e) for e in result.denied],
-        "unjudged": [_edge_json(e) for e in result.unjudged],
-        "attempts": result.attempts,
-        "attempts_allowed": [_edge_json(e) for e in result.attempts_allowed],
-        "attempts_denied": [_edge_json(e) for e in result.attempts_denied],
-        "excluded": dict(result.excluded),
-    }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"

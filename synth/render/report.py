@@ -1,7 +1,7 @@
 """The pull-request description of a generation: a reviewer can approve the policies from it.
 
-`build_report` turns a `Generated` result (policies, edges, self-check, diff against the deployed
-set) and the store (window, hourly counts, import ledger) into a typed `Report`, section by
+`build_report` turns a generation (policies, edges, self-check, diff against the deployed set) and
+its `Recording` (window, hourly counts, inputs, read from the store by the app) into a typed `Report`, section by
 section: summary, what changes for traffic, rules and their evidence, risks, dependency graph,
 roll-out. Every decision is made here and in the modules it calls (`store.coverage`, `naming`,
 `risks`, `graph`); `jinja.render_report` formats it as GitHub markdown through a dumb
@@ -18,21 +18,28 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from synth.core.aggregate import EdgeSet
 from synth.core.model import PolicySet
+from synth.core.synthesize import Synthesis
 from synth.policy.diff import DiffResult
+from synth.policy.verify import VerifyResult
 from synth.render.graph import Graph, dependency_graph
-from synth.render.jinja import render_report
 from synth.render.naming import Naming, WorkloadRules, ports_text, workload_rules
 from synth.render.risks import Risk, RiskThresholds, risks
-from synth.store.coverage import Source, Window, observation_window, recorded_sources
-from synth.store.dataset import Store
+from synth.store.coverage import Source, Window
 
-if TYPE_CHECKING:
-    from synth.app.generation import Generated
-
-__all__ = ["FORMATS", "REPORT_VERSION", "Report", "ReportSettings", "build_report", "describe", "report_json"]
+__all__ = [
+    "FORMATS",
+    "REPORT_VERSION",
+    "Generation",
+    "Recording",
+    "Report",
+    "ReportSettings",
+    "build_report",
+    "report_json",
+]
 
 FORMATS = ("markdown", "json")
 
@@ -170,22 +177,39 @@ class Report:
     rollouts: tuple[Rollout, ...]
 
 
+class Generation(Protocol):
+    """What a generation produced (`synth.app.generation.Generated`), as far as the report reads it."""
+
+    @property
+    def synthesis(self) -> Synthesis: ...
+    @property
+    def edges(self) -> EdgeSet: ...
+    @property
+    def files(self) -> dict[str, str]: ...
+    @property
+    def verification(self) -> VerifyResult: ...
+    @property
+    def diff(self) -> DiffResult | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """How complete the recording behind a generation is: its window and its inputs."""
+
+    window: Window
+    sources: tuple[Source, ...]
+
+
 def build_report(
-    store: Store,
-    generated: Generated,
-    report_settings: ReportSettings | None = None,
-    *,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
+    generated: Generation, recording: Recording, report_settings: ReportSettings | None = None
 ) -> Report:
-    """The PR description of `generated`; `since_ns`/`until_ns` must be the ones it was generated with."""
+    """The PR description of `generated`, made from the flows `recording` describes."""
     options = report_settings or ReportSettings()
     synthesis, diff = generated.synthesis, generated.diff
     namespaces = synthesis.namespaces
     naming = Naming(generated.edges)
     rows = [row for row in generated.edges.rows() if _touches(row, namespaces)]
-    window = observation_window(store, since_ns, until_ns)
-    sources = recorded_sources(store, since_ns, until_ns)
+    window, sources = recording.window, recording.sources
     traffic = _traffic(diff, synthesis.policies, namespaces, rows, naming, options.surface_rows)
     workloads = tuple(workload_rules(synthesis.policies, naming))
     unexplained = sum(1 for change in traffic.newly_blocked if not change.explained)
@@ -369,26 +393,6 @@ def _rollout(
         rollback=(f"kubectl delete -f {deny}", f"kubectl delete -k {shlex.quote(folder)} --ignore-not-found"),
         rollback_notes=rollback_notes,
     )
-
-
-def describe(
-    store: Store,
-    generated: Generated,
-    output: str = "markdown",
-    *,
-    out_dir: str = "policies",
-    rare_flows: int = 5,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-) -> str:
-    """The PR description as GitHub markdown or JSON (`output` in `FORMATS`), with the default caps.
-
-    `out_dir` is the folder the policies are written to, for the roll-out commands; `rare_flows`
-    the flow count under which a rule is flagged as backed by little evidence.
-    """
-    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir)
-    report = build_report(store, generated, options, since_ns=since_ns, until_ns=until_ns)
-    return report_json(report) if output == "json" else render_report(report)
 
 
 # --- JSON ----------------------------------------------------------------------------------------------

@@ -8,22 +8,16 @@ rows: the first flow's time carrying the group's count less one, and the last fl
 one. So the sum of counts, and the first and last time of every group, are exactly those of the
 raw flows: nothing that edges, generation or evidence use is lost.
 
-`compact_store` rewrites the files of each closed hour into one larger, compacted file.
+The writer compacts each batch it stores; `synth.store.maintenance.compact_store` rewrites the files
+of each closed hour into one larger, compacted file.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from synth.store.schema import FLOW_SCHEMA
-
-if TYPE_CHECKING:  # the store compacts with compact_table; only annotations go the other way
-    from synth.store.dataset import Store, StoredFile
 
 MINUTE_NS = 60_000_000_000
 _SEPARATOR = "\x1f"
@@ -85,44 +79,3 @@ def compact_table(table: pa.Table, interval_ns: int = MINUTE_NS) -> pa.Table:
     last = last.set_column(last.schema.get_field_index("time"), "time",
                            pc.filter(last_time, spread).cast(FLOW_SCHEMA.field("time").type))
     return pa.concat_tables([first, last]).cast(FLOW_SCHEMA)
-
-
-@dataclass(frozen=True, slots=True)
-class CompactReport:
-    """What `compact_store` did."""
-
-    hours: int
-    files_before: int
-    files_after: int
-    rows_before: int
-    rows_after: int
-    bytes_before: int
-    bytes_after: int
-
-
-def compact_store(store: Store, *, before_ns: int | None = None, interval_ns: int = MINUTE_NS,
-                  progress: Callable[[int, int], None] | None = None) -> CompactReport:
-    """Rewrite each hour (older than `before_ns`) that has several files, or uncompacted rows, as one file."""
-    by_hour: dict[tuple[str, int], list[StoredFile]] = {}
-    for stored in store.files():
-        if before_ns is None or stored.hour_start_ns + 3_600_000_000_000 <= before_ns:
-            by_hour.setdefault((stored.source, stored.hour_start_ns), []).append(stored)
-    hours = files_before = files_after = rows_before = rows_after = bytes_before = bytes_after = 0
-    for position, ((_source, _hour), files) in enumerate(sorted(by_hour.items())):
-        if progress is not None:
-            progress(position, len(by_hour))
-        table = pa.concat_tables(
-            pa.Table.from_batches(list(store.read_file(f)), schema=FLOW_SCHEMA) for f in files
-        )
-        compacted = compact_table(table, interval_ns)
-        if len(files) == 1 and compacted.num_rows == table.num_rows:
-            continue
-        hours += 1
-        files_before += len(files)
-        rows_before += table.num_rows
-        rows_after += compacted.num_rows
-        bytes_before += sum(store.size(f) for f in files)
-        written = store.replace_files(files, compacted, {"source": files[0].source, "compacted": True})
-        files_after += 1
-        bytes_after += store.size(written)
-    return CompactReport(hours, files_before, files_after, rows_before, rows_after, bytes_before, bytes_after)

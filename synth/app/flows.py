@@ -1,0 +1,74 @@
+"""The store's flows into edges and observed pairs: the one place that reads flows for aggregation.
+
+Aggregation itself (`synth.core.aggregate`) and the replay input (`synth.policy.observed`) do no
+I/O: they take record batches. This module streams them out of the store, file by file, in the
+requested window, and refuses a store without flows in it with a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import pyarrow as pa
+
+from synth.base.config import Settings
+from synth.base.errors import StoreError
+from synth.core.aggregate import FLOW_COLUMNS, EdgeSet, aggregate_batches
+from synth.policy.observed import OBSERVED_COLUMNS, Observed, observe_batches
+from synth.store.dataset import Store
+
+FileProgress = Callable[[int, int, int], None]
+"""`on_file(done, total, flows)`, called after each file, for a progress display."""
+
+
+def require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> None:
+    """Refuse an empty store, or a window with no flows, with what to do about it."""
+    if not store.files(since_ns, until_ns):
+        if not store.files():
+            raise StoreError(f"{store.root_text}: no flows stored yet; run `synth import hubble FILE...` first")
+        raise StoreError(f"{store.root_text}: no flows stored in the requested time window")
+
+
+def stored_batches(
+    store: Store,
+    columns: Sequence[str],
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    on_file: FileProgress | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The stored flows in the window, `columns` only, file by file."""
+    files = store.files(since_ns, until_ns)
+    flows = 0
+    for position, stored in enumerate(files, 1):
+        for batch in store.read_file(stored, columns, since_ns, until_ns):
+            flows += batch.num_rows
+            yield batch
+        if on_file is not None:
+            on_file(position, len(files), flows)
+
+
+def aggregate_store(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    on_file: FileProgress | None = None,
+) -> EdgeSet:
+    """The edges of the stored flows in the window (all namespaces when none are given)."""
+    batches = stored_batches(store, FLOW_COLUMNS, since_ns, until_ns, on_file)
+    return aggregate_batches(batches, settings, namespaces=namespaces)
+
+
+def observe_store(
+    store: Store,
+    settings: Settings,
+    *,
+    namespaces: Sequence[str] | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> Observed:
+    """Edges and the distinct endpoint pairs behind them, in one pass over the stored flows."""
+    batches = stored_batches(store, OBSERVED_COLUMNS, since_ns, until_ns)
+    return observe_batches(batches, settings, namespaces=namespaces)
