@@ -31,16 +31,16 @@ def edges_of(tmp_path: Path, flows: list[dict[str, Any]], **options: Any) -> Edg
 def keys(edges: EdgeSet) -> list[tuple[Any, ...]]:
     return [
         (
-            r["src_namespace"] or r["src_kind"],
-            r["src_selector"],
-            r["dst_namespace"] or r["dst_kind"],
-            r["dst_selector"],
-            r["protocol"],
-            r["port"],
-            r["allowed"],
-            r["count"],
+            r.src.namespace or r.src.kind,
+            r.src.selector,
+            r.dst.namespace or r.dst.kind,
+            r.dst.selector,
+            r.protocol,
+            r.port,
+            r.allowed,
+            r.count,
         )
-        for r in edges.rows()
+        for r in edges.edges
     ]
 
 
@@ -58,19 +58,19 @@ def test_requests_make_edges_replies_never_do(tmp_path: Path) -> None:
 
 def test_rollout_pods_collapse_into_one_selector(tmp_path: Path) -> None:
     edges = edges_of(tmp_path, [flow(CHECKOUT, API, 8443), flow(CHECKOUT, API_NEW, 8443, time="2026-11-20T12:00:00Z")])
-    (row,) = edges.rows()
-    assert row["dst_selector"] == "app=api" and row["count"] == 2
-    assert row["dst_pods"] == sorted([API.name, API_NEW.name])
-    assert row["dst_workloads"] == ["Deployment/api"]
+    (row,) = edges.edges
+    assert row.dst.selector == "app=api" and row.count == 2
+    assert row.dst.pods == tuple(sorted([API.name, API_NEW.name]))
+    assert row.dst.workloads == ("Deployment/api",)
 
 
 def test_world_edges_carry_the_address_and_dns_names(tmp_path: Path) -> None:
     edges = edges_of(tmp_path, [flow(API, CARDS, 443, names=["api.cardprocessor.example.com"])])
-    (row,) = edges.rows()
-    assert (row["dst_kind"], row["dst_selector"], row["dst_names"]) == (
+    (row,) = edges.edges
+    assert (row.dst.kind, row.dst.selector, row.dst_names) == (
         "world",
         "203.0.113.10/32",
-        ["api.cardprocessor.example.com"],
+        ("api.cardprocessor.example.com",),
     )
 
 
@@ -87,13 +87,13 @@ def test_dns_answers_name_later_world_destinations(tmp_path: Path) -> None:
         "dns": {"query": "api.cardprocessor.example.com.", "ips": ["203.0.113.10", "2001:db8::10"]},
     }
     edges = edges_of(tmp_path, [dns, flow(API, CARDS, 443)])
-    world = [r for r in edges.rows() if r["dst_kind"] == "world"]
-    assert world[0]["dst_names"] == ["api.cardprocessor.example.com"]
+    world = [r for r in edges.edges if r.dst.kind == "world"]
+    assert world[0].dst_names == ("api.cardprocessor.example.com",)
 
 
 def test_ipv6_world_peers_are_128(tmp_path: Path) -> None:
     edges = edges_of(tmp_path, [flow(API, Peer("world", "2001:db8::10"), 443)])
-    assert edges.rows()[0]["dst_selector"] == "2001:db8::10/128"
+    assert edges.edges[0].dst.selector == "2001:db8::10/128"
 
 
 def test_policy_drops_are_denied_edges_and_datapath_drops_are_not_edges(tmp_path: Path) -> None:
@@ -136,31 +136,31 @@ def test_forwards_never_seen_at_the_destination_belong_to_its_drops(tmp_path: Pa
             ),
         ],
     )
-    assert [r["allowed"] for r in edges.rows()] == [False]
+    assert [r.allowed for r in edges.edges] == [False]
 
 
 def test_one_connection_seen_at_both_ends_counts_once(tmp_path: Path) -> None:
     edges = edges_of(
         tmp_path, [flow(CHECKOUT, API, 8443, direction="EGRESS"), flow(CHECKOUT, API, 8443, direction="INGRESS")]
     )
-    assert edges.rows()[0]["count"] == 1
+    assert edges.edges[0].count == 1
 
 
 def test_node_kinds_stay_their_own_kind(tmp_path: Path) -> None:
     edges = edges_of(tmp_path, [flow(NODE, API, 8444), flow(API, Peer("kube-apiserver", "172.18.0.2"), 6443)])
-    kinds = sorted((r["src_kind"], r["dst_kind"]) for r in edges.rows())
+    kinds = sorted((r.src.kind, r.dst.kind) for r in edges.edges)
     assert kinds == [("host", "pod"), ("pod", "kube-apiserver")]
 
 
 def test_namespace_filter_keeps_edges_touching_it(tmp_path: Path) -> None:
     flows = [flow(CHECKOUT, API, 8443), flow(CHECKOUT, Pod("shop", "cart-1", {"app": "cart"}, "10.0.3.3"), 7070)]
     edges = edges_of(tmp_path, flows, namespaces=["payments"])
-    assert [r["dst_namespace"] for r in edges.rows()] == ["payments"]
+    assert [r.dst.namespace for r in edges.edges] == ["payments"]
 
 
 def test_sample_store_has_no_ephemeral_ports_and_no_reply_edges(sample_store: Path) -> None:
     edges = aggregate_store(Store(str(sample_store)), Settings())
-    ports = {r["port"] for r in edges.rows() if r["port"] is not None}
+    ports = {r.port for r in edges.edges if r.port is not None}
     assert ports and max(ports) < 32768, sorted(ports)
     assert edges.stats.replies > 0
 

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pytest
 from conftest import FIXTURES, ROOT, Run
 
+from synth.app.flows import aggregate_store
+from synth.base.config import Settings
 from synth.base.errors import BadRecord, UsageError
 from synth.core.enforceability import unenforceable_reason
 from synth.sources.calico.files import CalicoFileSource, detect_format
@@ -362,8 +364,8 @@ def test_unenforceable_edges_name_the_felix_setting(tmp_path: Path, synth: Calla
     for name in ("flows-level2.log", "flows-level3.log", "flows-level1.log"):
         assert synth("import", "calico", CALICO / name, "--store", store).code == 0
     reasons = {
-        (e["src_kind"], e["src_selector"], e["dst_kind"], e["dst_selector"], e["port"]): unenforceable_reason(e)
-        for e in edges(synth, store)
+        (e.src.kind, e.src.selector, e.dst.kind, e.dst.selector, e.port): unenforceable_reason(e)
+        for e in aggregate_store(Store(str(store)), Settings()).edges
     }
     exact = reasons[("pod", "app=frontend", "pod", "app=checkout", 8080)]
     to_pub = reasons[("pod", "app=checkout", "world", "", 443)]

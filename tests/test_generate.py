@@ -101,15 +101,15 @@ def test_each_policy_selects_the_pods_whose_flows_made_it(sample_store: Path) ->
     for policy in result.synthesis.policies.policies:
         if policy.pod_selector.is_empty:
             continue
-        direction = "dst" if "Ingress" in policy.policy_types else "src"
-        rows = [
-            r
-            for r in edges.rows()
-            if r[f"{direction}_kind"] == "pod"
-            and r[f"{direction}_namespace"] == policy.namespace
-            and r[f"{direction}_selector"] == policy.pod_selector.canonical()
-        ]
-        pods = {pod for row in rows for pod in row[f"{direction}_pods"]}
+        ends = [e.dst if "Ingress" in policy.policy_types else e.src for e in edges.edges]
+        pods = {
+            pod
+            for end in ends
+            if end.kind == "pod"
+            and end.namespace == policy.namespace
+            and end.selector == policy.pod_selector.canonical()
+            for pod in end.pods
+        }
         assert pods, policy.name
         for pod in pods:
             labels = dict(edges.pod_labels[(policy.namespace, pod)])
@@ -227,7 +227,7 @@ def test_window_selects_flows(sample_store: Path) -> None:
     store = Store(str(sample_store))
     everything = aggregate_store(store, Settings())
     first_day = aggregate_store(store, Settings(), until_ns=1795132800 * 10**9)  # 2026-11-20T00:00Z, mid-window
-    assert 0 < sum(r["count"] for r in first_day.rows()) < sum(r["count"] for r in everything.rows())
+    assert 0 < sum(r.count for r in first_day.edges) < sum(r.count for r in everything.edges)
 
 
 def test_selector_helpers() -> None:

@@ -32,7 +32,7 @@ def test_spark_edges_equal_embedded_edges_row_by_row(sample_store: Path, synth: 
         on_spark = _aggregate(spark, files, Settings(), None, None, None)
         filtered = _aggregate(spark, files, Settings(), ["payments"], None, 1795132800 * 10**9)
     assert on_spark.table.num_rows == embedded.table.num_rows > 20
-    for left, right in zip(on_spark.rows(), embedded.rows(), strict=True):
+    for left, right in zip(on_spark.edges, embedded.edges, strict=True):
         assert left == right
     assert on_spark.table.equals(embedded.table)
     assert on_spark.identities == embedded.identities

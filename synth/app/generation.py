@@ -103,10 +103,10 @@ def verify_policies(
 def observed_namespaces(edges: EdgeSet) -> list[str]:
     """Namespaces that have pods with traffic in the edges."""
     found = set()
-    for row in edges.table.select(["src_kind", "src_namespace", "dst_kind", "dst_namespace"]).to_pylist():
-        for side in ("src", "dst"):
-            if row[f"{side}_kind"] == "pod" and row[f"{side}_namespace"]:
-                found.add(row[f"{side}_namespace"])
+    for edge in edges.edges:
+        for end in (edge.src, edge.dst):
+            if end.kind == "pod" and end.namespace:
+                found.add(end.namespace)
     return sorted(found)
 
 

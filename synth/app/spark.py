@@ -13,8 +13,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import pandas as pd
-
 from synth.base.config import Settings
 from synth.base.errors import StoreError, UsageError
 from synth.core.aggregate import GROUP_KEYS, Accumulator, EdgeSet, finish
@@ -190,9 +188,6 @@ def _aggregate(
         F.collect_set("dst_pod").alias("dst_pod_distinct"),
         F.collect_set("dst_service").alias("dst_service_distinct"),
     )
-    for row in grouped.collect():
-        values = row.asDict()
-        values["time_min"] = pd.Timestamp(values["time_min"], unit="ns", tz="UTC")
-        values["time_max"] = pd.Timestamp(values["time_max"], unit="ns", tz="UTC")
-        accumulator.merge_row(values)
+    for row in grouped.collect():  # times are epoch nanoseconds (nanosAsLong), as merge_row takes them
+        accumulator.merge_row(row.asDict())
     return finish(accumulator, settings)

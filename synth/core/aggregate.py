@@ -17,7 +17,8 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -64,7 +65,7 @@ GROUP_KEYS = (
     "verdict",
     "direction",
 )
-_PER_ROW_KEYS = ("verdict", "direction")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -105,25 +106,131 @@ class _Partial:
         return merged
 
 
+Side = Literal["src", "dst"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RawEndpoint:
+    """One end of a flow before identities are chosen: a pod's namespace, owner group and labels (by
+    key), or the kind and address of anything else."""
+
+    kind: str
+    namespace: str | None
+    group: str
+    labels_key: str
+    addr: str | None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PairKey:
+    """A distinct raw endpoint pair with its protocol, port and whether the flows were allowed."""
+
+    src: RawEndpoint
+    dst: RawEndpoint
+    protocol: str
+    port: int | None
+    allowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeEnd:
+    """One end of an edge: a pod selector in a namespace (with the workloads and pods behind it),
+    or a kind and an address (`/32`, `/128`) for anything that is not a pod."""
+
+    kind: str
+    namespace: str | None
+    selector: str
+    workloads: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()
+
+    def order(self) -> tuple[str, str, str]:
+        """Sort key (a missing namespace sorts first)."""
+        return (self.kind, self.namespace or "", self.selector)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """One label-level dependency: who talked to whom, on which port, how often, first and last seen.
+
+    `allowed` is false for denied attempts (policy drops). `verdicts` counts flows per verdict.
+    """
+
+    src: EdgeEnd
+    dst: EdgeEnd
+    protocol: str
+    port: int | None
+    allowed: bool
+    count: int
+    first_ns: int
+    last_ns: int
+    dst_names: tuple[str, ...] = ()
+    dst_services: tuple[str, ...] = ()
+    verdicts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def first_seen(self) -> datetime:
+        """The first flow's time (UTC, to the microsecond)."""
+        return datetime_of(self.first_ns)
+
+    @property
+    def last_seen(self) -> datetime:
+        """The last flow's time (UTC, to the microsecond)."""
+        return datetime_of(self.last_ns)
+
+    def end(self, side: Side) -> EdgeEnd:
+        """`src` or `dst`."""
+        return self.src if side == "src" else self.dst
+
+    def port_text(self) -> str:
+        """`TCP/80`, or the protocol alone when there is no port."""
+        return self.protocol if self.port is None else f"{self.protocol}/{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeSet:
-    """Edges in EDGE_SCHEMA plus what generation needs beside them.
+    """Edges (typed, and as an Arrow table in EDGE_SCHEMA) plus what generation needs beside them.
 
     `identities` maps (namespace, selector key) to the chosen Identity; `names` maps an external
     address to the DNS names seen for it; `pod_labels` maps (namespace, pod) to its labels, so
     a selector can be checked against the pods whose flows made it.
     """
 
-    table: pa.Table
+    edges: tuple[Edge, ...]
     identities: dict[tuple[str, str], Identity]
     names: dict[str, tuple[str, ...]]
     pod_labels: dict[tuple[str, str], Labels]
     stats: AggregateStats
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The edges as dictionaries, in table order."""
-        rows: list[dict[str, Any]] = self.table.to_pylist()
-        return rows
+    @property
+    def table(self) -> pa.Table:
+        """The edges in EDGE_SCHEMA, in order (for CSV and JSON, and other engines to compare with)."""
+        return edges_table(self.edges)
+
+
+def datetime_of(ns: int) -> datetime:
+    """Epoch nanoseconds as a UTC datetime (to the microsecond, as far as datetime goes)."""
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def edges_table(edges: Sequence[Edge]) -> pa.Table:
+    """Typed edges as an Arrow table in EDGE_SCHEMA."""
+    rows = [
+        {
+            **{f"{side}_{part}": getattr(edge.end(side), part) for side in ("src", "dst")
+               for part in ("kind", "namespace", "selector", "workloads", "pods")},
+            "protocol": edge.protocol,
+            "port": edge.port,
+            "allowed": edge.allowed,
+            "count": edge.count,
+            "first_seen": edge.first_ns,
+            "last_seen": edge.last_ns,
+            "dst_names": edge.dst_names,
+            "dst_services": edge.dst_services,
+            "verdicts": edge.verdicts,
+        }
+        for edge in edges
+    ]
+    return pa.Table.from_pylist(rows, schema=EDGE_SCHEMA)
 
 
 class Accumulator:
@@ -135,7 +242,7 @@ class Accumulator:
 
     def __init__(self, namespaces: Sequence[str] | None) -> None:
         self.namespaces = set(namespaces) if namespaces else None
-        self.partials: dict[tuple[Any, ...], _Partial] = {}
+        self.partials: dict[PairKey, _Partial] = {}
         self.labels: dict[str, Labels] = {"": ()}
         self.groups: dict[tuple[str, str], set[str]] = {}
         self.pod_labels: dict[tuple[str, str], str] = {}
@@ -179,6 +286,8 @@ class Accumulator:
         )
         for name in ("protocol", "direction"):
             table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.string()))
+        # times as epoch nanoseconds: exact, and plain integers in Python (no pandas timestamps)
+        table = table.set_column(table.schema.get_field_index("time"), "time", table.column("time").cast(pa.int64()))
         grouped = table.group_by(list(GROUP_KEYS), use_threads=False).aggregate(
             [
                 ("count", "sum"),
@@ -268,8 +377,10 @@ class Accumulator:
             self.remember_endpoint(ns, group, key, pod)
 
     def merge_row(self, row: dict[str, Any]) -> None:
-        """Fold one grouped row (GROUP_KEYS plus count_sum, time_min/max and the distinct lists) in."""
-        key = tuple(row[k] for k in GROUP_KEYS if k not in _PER_ROW_KEYS)
+        """Fold one grouped row (GROUP_KEYS plus count_sum, time_min/max in epoch nanoseconds and the
+        distinct lists) in."""
+        src, dst = (RawEndpoint(*(row[f"{side}_{k}"] for k in _SIDE_KEYS)) for side in ("src", "dst"))
+        key = PairKey(src, dst, row["protocol"], row["dst_port"], row["allowed"])
         partial = self.partials.get(key)
         if partial is None:
             partial = self.partials[key] = _Partial(row["time_min"], row["time_max"], set(), set(), set(), {})
@@ -315,107 +426,115 @@ def aggregate_batches(
     return finish(accumulator, settings)
 
 
+@dataclass(slots=True)
+class _Draft:
+    """An edge being merged from the partials of its endpoint pairs."""
+
+    first: int
+    last: int
+    count: int = 0
+    src_workloads: set[str] = field(default_factory=set)
+    dst_workloads: set[str] = field(default_factory=set)
+    src_pods: set[str] = field(default_factory=set)
+    dst_pods: set[str] = field(default_factory=set)
+    dst_names: set[str] = field(default_factory=set)
+    dst_services: set[str] = field(default_factory=set)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    directions: set[str] = field(default_factory=set)
+
+    def absorb(self, other: _Draft) -> None:
+        """Take another draft's pods, names and window in (its count is the caller's business)."""
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        for name in ("src_workloads", "dst_workloads", "src_pods", "dst_pods", "dst_names", "dst_services"):
+            getattr(self, name).update(getattr(other, name))
+
+
+@dataclass(frozen=True, slots=True)
+class _EdgeKey:
+    src: tuple[str, str | None, str]  # kind, namespace, selector
+    dst: tuple[str, str | None, str]
+    protocol: str
+    port: int | None
+    allowed: bool
+
+    def order(self) -> tuple[Any, ...]:
+        """Sorted by ends, protocol, port, allowed; a missing namespace or port sorts last."""
+        src, dst = ((kind, namespace is None, namespace or "", sel) for kind, namespace, sel in (self.src, self.dst))
+        return (src, dst, self.protocol, self.port is None, self.port or 0, self.allowed)
+
+
 def finish(acc: Accumulator, settings: Settings) -> EdgeSet:
     """Choose identities for every workload seen and collapse the partials into edges."""
     group_labels = {group: [acc.labels[k] for k in sorted(keys)] for group, keys in acc.groups.items()}
     identities = resolve_identities(group_labels, settings)
-    edges: dict[tuple[Any, ...], dict[str, Any]] = {}
+    drafts: dict[_EdgeKey, _Draft] = {}
     for key, partial in acc.partials.items():
-        src = _endpoint(key[0:5], identities)
-        dst = _endpoint(key[5:10], identities)
-        protocol, port, allowed = key[10], key[11], key[12]
-        edge_key = (*src[:3], *dst[:3], protocol, port, allowed)
-        edge = edges.get(edge_key)
-        if edge is None:
-            edge = edges[edge_key] = {
-                "count": 0,
-                "first_seen": partial.first,
-                "last_seen": partial.last,
-                "src_workloads": set(),
-                "dst_workloads": set(),
-                "src_pods": set(),
-                "dst_pods": set(),
-                "dst_names": set(),
-                "dst_services": set(),
-                "verdicts": Counter(),
-                "directions": set(),
-            }
-        edge["directions"].update(partial.verdicts)
-        edge["count"] += partial.count
-        edge["first_seen"] = min(edge["first_seen"], partial.first)
-        edge["last_seen"] = max(edge["last_seen"], partial.last)
-        edge["src_workloads"].update(src[3])
-        edge["dst_workloads"].update(dst[3])
-        edge["src_pods"].update(partial.src_pods)
-        edge["dst_pods"].update(partial.dst_pods)
-        edge["dst_services"].update(partial.services)
-        edge["verdicts"].update(partial.verdict_counts())
-        if key[9]:
-            edge["dst_names"].update(acc.names.get(key[9], ()))
-    _fold_egress_of_denied(edges)
-    rows = []
-    for edge_key in sorted(edges, key=_sort_key):
-        edge = edges[edge_key]
-        rows.append(
-            {
-                **dict(
-                    zip(
-                        (
-                            "src_kind",
-                            "src_namespace",
-                            "src_selector",
-                            "dst_kind",
-                            "dst_namespace",
-                            "dst_selector",
-                            "protocol",
-                            "port",
-                            "allowed",
-                        ),
-                        edge_key,
-                        strict=True,
-                    )
-                ),
-                "count": edge["count"],
-                "first_seen": edge["first_seen"],
-                "last_seen": edge["last_seen"],
-                **{
-                    name: sorted(edge[name])
-                    for name in ("src_workloads", "dst_workloads", "src_pods", "dst_pods", "dst_names", "dst_services")
-                },
-                "verdicts": sorted(edge["verdicts"].items()),
-            }
-        )
-    table = pa.Table.from_pylist(rows, schema=EDGE_SCHEMA)
+        src, src_workloads = _end(key.src, identities)
+        dst, dst_workloads = _end(key.dst, identities)
+        edge_key = _EdgeKey(src, dst, key.protocol, key.port, key.allowed)
+        draft = drafts.setdefault(edge_key, _Draft(partial.first, partial.last))
+        draft.directions.update(partial.verdicts)
+        draft.count += partial.count
+        draft.first = min(draft.first, partial.first)
+        draft.last = max(draft.last, partial.last)
+        draft.src_workloads.update(src_workloads)
+        draft.dst_workloads.update(dst_workloads)
+        draft.src_pods.update(partial.src_pods)
+        draft.dst_pods.update(partial.dst_pods)
+        draft.dst_services.update(partial.services)
+        draft.verdicts.update(partial.verdict_counts())
+        if key.dst.addr:
+            draft.dst_names.update(acc.names.get(key.dst.addr, ()))
+    _fold_egress_of_denied(drafts)
+    edges = tuple(_edge(key, drafts[key]) for key in sorted(drafts, key=_EdgeKey.order))
     by_selector = {(i.namespace, i.key): i for i in identities.values()}
     pod_labels = {pod: acc.labels[key] for pod, key in acc.pod_labels.items()}
     names = {ip: tuple(sorted(found)) for ip, found in acc.names.items()}
-    return EdgeSet(table, by_selector, names, pod_labels, acc.stats)
+    return EdgeSet(edges, by_selector, names, pod_labels, acc.stats)
 
 
-def _fold_egress_of_denied(edges: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+def _edge(key: _EdgeKey, draft: _Draft) -> Edge:
+    def end(side: tuple[str, str | None, str], workloads: set[str], pods: set[str]) -> EdgeEnd:
+        kind, namespace, selector = side
+        return EdgeEnd(kind, namespace, selector, tuple(sorted(workloads)), tuple(sorted(pods)))
+
+    return Edge(
+        end(key.src, draft.src_workloads, draft.src_pods),
+        end(key.dst, draft.dst_workloads, draft.dst_pods),
+        key.protocol,
+        key.port,
+        key.allowed,
+        draft.count,
+        draft.first,
+        draft.last,
+        tuple(sorted(draft.dst_names)),
+        tuple(sorted(draft.dst_services)),
+        tuple(sorted(draft.verdicts.items())),
+    )
+
+
+def _fold_egress_of_denied(drafts: dict[_EdgeKey, _Draft]) -> None:
     """Forwarded packets never seen at the destination belong to connections the destination
     dropped at ingress when the same pair has such drops: they are not evidence of success."""
-    for key in [k for k in edges if k[-1] and k[3] == "pod"]:
-        denied = edges.get((*key[:-1], False))
-        allowed = edges[key]
-        if denied is None or "ingress" in allowed["directions"] or "ingress" not in denied["directions"]:
+    for key in [k for k in drafts if k.allowed and k.dst[0] == "pod"]:
+        denied = drafts.get(_EdgeKey(key.src, key.dst, key.protocol, key.port, False))
+        allowed = drafts[key]
+        if denied is None or "ingress" in allowed.directions or "ingress" not in denied.directions:
             continue
-        denied["count"] = max(denied["count"], allowed["count"])
-        denied["first_seen"] = min(denied["first_seen"], allowed["first_seen"])
-        denied["last_seen"] = max(denied["last_seen"], allowed["last_seen"])
-        for name in ("src_workloads", "dst_workloads", "src_pods", "dst_pods", "dst_names", "dst_services"):
-            denied[name].update(allowed[name])
-        del edges[key]
+        denied.count = max(denied.count, allowed.count)
+        denied.absorb(allowed)
+        del drafts[key]
 
 
-def _endpoint(
-    side: tuple[Any, ...], identities: dict[tuple[str, str], Identity]
-) -> tuple[str, str | None, str, tuple[str, ...]]:
-    kind, namespace, group, _labels_key_text, addr = side
-    if kind == "pod":
-        identity = identities[(namespace or "", group)]
-        return kind, namespace, identity.key, identity.workloads
-    return kind, None, address_selector(addr), ()
+def _end(
+    raw: RawEndpoint, identities: dict[tuple[str, str], Identity]
+) -> tuple[tuple[str, str | None, str], tuple[str, ...]]:
+    """The label-level end of a raw endpoint (kind, namespace, selector) and the workloads behind it."""
+    if raw.kind == "pod":
+        identity = identities[(raw.namespace or "", raw.group)]
+        return (raw.kind, raw.namespace, identity.key), identity.workloads
+    return (raw.kind, None, address_selector(raw.addr)), ()
 
 
 def address_selector(addr: str | None) -> str:
@@ -427,10 +546,3 @@ def address_selector(addr: str | None) -> str:
     except ValueError:
         return addr
     return f"{ip}/{ip.max_prefixlen}"
-
-
-def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        (value is None, value if value is not None else "") if not isinstance(value, bool) else (False, value)
-        for value in key
-    )

@@ -10,25 +10,27 @@ would be either wrong (no address) or far too broad (every port), so generation 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Literal
+
+from synth.core.aggregate import Edge
 
 _PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 
 
-def _setting(edge: Mapping[str, object]) -> str:
-    allowed = edge.get("allowed", True)
-    return "flowLogsFileAggregationKindForAllowed" if allowed else "flowLogsFileAggregationKindForDenied"
+def _setting(edge: Edge) -> str:
+    return "flowLogsFileAggregationKindForAllowed" if edge.allowed else "flowLogsFileAggregationKindForDenied"
 
 
-def unenforceable_reason(edge: Mapping[str, object]) -> str | None:
-    """Why no exact NetworkPolicy rule can be written for this EDGE_SCHEMA row, or None when one can.
+def unenforceable_reason(edge: Edge) -> str | None:
+    """Why no exact NetworkPolicy rule can be written for this edge, or None when one can.
 
     The answer names what is missing and how to get it: lower the Felix aggregation level in the
     `default` FelixConfiguration, wait for new flow logs, import again.
     """
     setting = _setting(edge)
-    for side, role in (("dst", "destination"), ("src", "source")):
-        if edge.get(f"{side}_kind") == "world" and not edge.get(f"{side}_selector"):
+    sides: tuple[tuple[Literal["src", "dst"], str], ...] = (("dst", "destination"), ("src", "source"))
+    for side, role in sides:
+        if edge.end(side).kind == "world" and not edge.end(side).selector:
             node = (
                 " (if the source is the pod's own node, e.g. kubelet probes from a `pvt` address, NetworkPolicy "
                 "allows it anyway)" if side == "src" else ""
@@ -40,7 +42,7 @@ def unenforceable_reason(edge: Mapping[str, object]) -> str | None:
                 f"block this traffic{node}; set {setting} to 1 (or 0) in the default FelixConfiguration, then "
                 "import Calico Enterprise flows.log or Elasticsearch records"
             )
-    if edge.get("protocol") in _PORT_PROTOCOLS and edge.get("port") is None:
+    if edge.protocol in _PORT_PROTOCOLS and edge.port is None:
         return (
             "the destination port is not in the flow records (Calico aggregation level 3 drops it), so a rule "
             f"would have to open every port; set {setting} to 2 or lower in the default FelixConfiguration, "

@@ -11,12 +11,12 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
-from synth.core.aggregate import EdgeSet
+from synth.core.aggregate import Edge, EdgeSet, Side
 from synth.core.enforceability import unenforceable_reason
 from synth.core.identity import Identity, policy_base_names
 from synth.core.model import Evidence, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Protocol, Rule
@@ -64,18 +64,18 @@ class _RuleDraft:
     names: set[str] = field(default_factory=set)
     notes: set[str] = field(default_factory=set)
 
-    def add(self, edge: dict[str, Any], own_pods: Iterable[str], peer_pods: Iterable[str]) -> None:
-        if edge["protocol"] in _RULE_PROTOCOLS and edge["port"] is not None:
-            self.ports.add((edge["protocol"], edge["port"]))
-        self.flows += edge["count"]
-        self.first = edge["first_seen"] if self.first is None else min(self.first, edge["first_seen"])
-        self.last = edge["last_seen"] if self.last is None else max(self.last, edge["last_seen"])
+    def add(self, edge: Edge, own_pods: Iterable[str], peer_pods: Iterable[str]) -> None:
+        if edge.protocol in _RULE_PROTOCOLS and edge.port is not None:
+            self.ports.add((edge.protocol, edge.port))
+        self.flows += edge.count
+        self.first = edge.first_seen if self.first is None else min(self.first, edge.first_seen)
+        self.last = edge.last_seen if self.last is None else max(self.last, edge.last_seen)
         self.pods.update(own_pods)
         self.peer_pods.update(peer_pods)
-        for verdict, count in edge["verdicts"]:
+        for verdict, count in edge.verdicts:
             if verdict != "forwarded":
                 self.notes.add(f"{verdict}: {count}")
-        if not edge["allowed"]:
+        if not edge.allowed:
             self.notes.add("from denied attempts (--allow-dropped)")
 
     def rule(self, peer: Peer) -> Rule:
@@ -95,7 +95,7 @@ class _RuleDraft:
 
 def synthesize(edges: EdgeSet, namespaces: Sequence[str], settings: Settings) -> Synthesis:
     """The policies for each namespace from the edges that touch it."""
-    rows = edges.rows()
+    rows = edges.edges
     policies: list[NetworkPolicy] = []
     findings: list[Finding] = []
     for namespace in sorted(set(namespaces)):
@@ -117,18 +117,18 @@ class _NamespaceBuilder:
         self.names = policy_base_names(self.identities.values())
         self.egress: dict[str, dict[Any, _RuleDraft]] = defaultdict(dict)
         self.ingress: dict[str, dict[Any, _RuleDraft]] = defaultdict(dict)
-        self.world_ingress: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+        self.world_ingress: dict[tuple[str, str, int], list[Edge]] = defaultdict(list)
         self.dns = _RuleDraft()
         self.findings: list[Finding] = []
         self._reported: set[tuple[str, str, str]] = set()
 
     # ----- edges in
-    def add(self, edge: dict[str, Any]) -> None:
-        own_src = edge["src_kind"] == "pod" and edge["src_namespace"] == self.namespace
-        own_dst = edge["dst_kind"] == "pod" and edge["dst_namespace"] == self.namespace
+    def add(self, edge: Edge) -> None:
+        own_src = edge.src.kind == "pod" and edge.src.namespace == self.namespace
+        own_dst = edge.dst.kind == "pod" and edge.dst.namespace == self.namespace
         if not own_src and not own_dst:
             return
-        if not edge["allowed"] and not self.settings.allow_dropped:
+        if not edge.allowed and not self.settings.allow_dropped:
             self._denied(edge, own_src)
             return
         reason = unenforceable_reason(edge)
@@ -136,12 +136,12 @@ class _NamespaceBuilder:
             self._find("not-enforceable", _peer_text(edge, "src" if own_src else "dst"),
                        f"{_peer_text(edge, 'src')} → {_peer_text(edge, 'dst')} on {_port_text(edge)}: {reason}", edge)
             return
-        if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
+        if edge.protocol not in _RULE_PROTOCOLS or edge.port is None:
             subject = _peer_text(edge, "src" if own_src else "dst")
             self._find(
                 "icmp",
                 subject,
-                f"{edge['protocol']} to {_peer_text(edge, 'dst')}: NetworkPolicy does not define "
+                f"{edge.protocol} to {_peer_text(edge, 'dst')}: NetworkPolicy does not define "
                 "this protocol; whether default-deny blocks it depends on the CNI",
                 edge,
             )
@@ -150,10 +150,10 @@ class _NamespaceBuilder:
         if own_dst and self._usable(edge, "dst"):
             self._ingress(edge)
 
-    def _usable(self, edge: dict[str, Any], side: str) -> bool:
-        identity = self.identities.get(edge[f"{side}_selector"])
+    def _usable(self, edge: Edge, side: Side) -> bool:
+        identity = self.identities.get(edge.end(side).selector)
         if identity is None or identity.method == "none":
-            workloads = ", ".join(edge[f"{side}_workloads"]) or edge[f"{side}_selector"]
+            workloads = ", ".join(edge.end(side).workloads) or edge.end(side).selector
             self._find(
                 "unselectable",
                 workloads,
@@ -164,25 +164,25 @@ class _NamespaceBuilder:
             return False
         return True
 
-    def _egress(self, edge: dict[str, Any]) -> None:
-        if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
+    def _egress(self, edge: Edge) -> None:
+        if edge.protocol not in _RULE_PROTOCOLS or edge.port is None:
             return
         if self._is_dns(edge):
-            self.dns.add(edge, edge["src_pods"], edge["dst_pods"])
+            self.dns.add(edge, edge.src.pods, edge.dst.pods)
             return
         peer = self._peer(edge, "dst", _peer_text(edge, "src"))
         if peer is not None:
-            draft = self.egress[edge["src_selector"]].setdefault(peer, _RuleDraft())
-            draft.add(edge, edge["src_pods"], edge["dst_pods"])
-            draft.names.update(edge["dst_names"])
+            draft = self.egress[edge.src.selector].setdefault(peer, _RuleDraft())
+            draft.add(edge, edge.src.pods, edge.dst.pods)
+            draft.names.update(edge.dst_names)
 
-    def _ingress(self, edge: dict[str, Any]) -> None:
-        if edge["protocol"] not in _RULE_PROTOCOLS or edge["port"] is None:
+    def _ingress(self, edge: Edge) -> None:
+        if edge.protocol not in _RULE_PROTOCOLS or edge.port is None:
             return
-        if edge["src_kind"] == "world":
-            self.world_ingress[(edge["dst_selector"], edge["protocol"], edge["port"])].append(edge)
+        if edge.src.kind == "world":
+            self.world_ingress[(edge.dst.selector, edge.protocol, edge.port)].append(edge)
             return
-        if edge["src_kind"] == "host":
+        if edge.src.kind == "host":
             self._find(
                 "host-traffic",
                 _peer_text(edge, "dst"),
@@ -193,19 +193,19 @@ class _NamespaceBuilder:
             return
         peer = self._peer(edge, "src", _peer_text(edge, "dst"))
         if peer is not None:
-            self.ingress[edge["dst_selector"]].setdefault(peer, _RuleDraft()).add(
-                edge, edge["dst_pods"], edge["src_pods"]
+            self.ingress[edge.dst.selector].setdefault(peer, _RuleDraft()).add(
+                edge, edge.dst.pods, edge.src.pods
             )
 
-    def _peer(self, edge: dict[str, Any], side: str, subject: str) -> Peer | None:
-        kind, selector = edge[f"{side}_kind"], edge[f"{side}_selector"]
+    def _peer(self, edge: Edge, side: Side, subject: str) -> Peer | None:
+        kind, selector = edge.end(side).kind, edge.end(side).selector
         if kind == "pod":
-            namespace = edge[f"{side}_namespace"]
+            namespace = edge.end(side).namespace or ""
             identity = self.edges.identities.get((namespace, selector))
             if identity is None or identity.method == "none":
                 self._find(
                     "unselectable",
-                    ", ".join(edge[f"{side}_workloads"]) or selector,
+                    ", ".join(edge.end(side).workloads) or selector,
                     f"peer in {namespace} has no shared label; traffic with it is not turned into rules",
                     edge,
                 )
@@ -237,7 +237,7 @@ class _NamespaceBuilder:
                     "external-egress",
                     subject,
                     f"to {selector} on {_port_text(edge)}"
-                    + (f" ({', '.join(edge['dst_names'])})" if edge["dst_names"] else " (no DNS name seen)")
+                    + (f" ({', '.join(edge.dst_names)})" if edge.dst_names else " (no DNS name seen)")
                     + ": an address that may change",
                     edge,
                 )
@@ -274,26 +274,26 @@ class _NamespaceBuilder:
         )
         return None
 
-    def _is_dns(self, edge: dict[str, Any]) -> bool:
+    def _is_dns(self, edge: Edge) -> bool:
         dns = self.settings.dns
-        if edge["dst_kind"] != "pod" or edge["dst_namespace"] != dns.namespace or edge["port"] not in dns.ports:
+        if edge.dst.kind != "pod" or edge.dst.namespace != dns.namespace or edge.port not in dns.ports:
             return False
-        if edge["protocol"] not in ("UDP", "TCP"):
+        if edge.protocol not in ("UDP", "TCP"):
             return False
         wanted = LabelSelector(dns.pod_labels)
-        pods = [self.edges.pod_labels.get((dns.namespace, pod)) for pod in edge["dst_pods"]]
+        pods = [self.edges.pod_labels.get((dns.namespace, pod)) for pod in edge.dst.pods]
         if pods and all(labels is not None and wanted.matches(dict(labels)) for labels in pods):
             return True
         self._find(
             "dns-not-covered",
             _peer_text(edge, "src"),
-            f"DNS to {dns.namespace} pods {', '.join(edge['dst_pods'])} "
+            f"DNS to {dns.namespace} pods {', '.join(edge.dst.pods)} "
             f"that {wanted.canonical()} does not select: allowed by their own rule; check the DNS settings",
             edge,
         )
         return False
 
-    def _denied(self, edge: dict[str, Any], own_src: bool) -> None:
+    def _denied(self, edge: Edge, own_src: bool) -> None:
         subject = _peer_text(edge, "src" if own_src else "dst")
         self._find(
             "denied-attempt",
@@ -303,7 +303,7 @@ class _NamespaceBuilder:
             edge,
         )
 
-    def _find(self, kind: str, subject: str, detail: str, edge: dict[str, Any] | None = None) -> None:
+    def _find(self, kind: str, subject: str, detail: str, edge: Edge | None = None) -> None:
         key = (kind, subject, detail)
         if key in self._reported:
             return
@@ -312,7 +312,7 @@ class _NamespaceBuilder:
             self.findings.append(Finding(kind, self.namespace, subject, detail))
         else:
             self.findings.append(
-                Finding(kind, self.namespace, subject, detail, edge["count"], edge["first_seen"], edge["last_seen"])
+                Finding(kind, self.namespace, subject, detail, edge.count, edge.first_seen, edge.last_seen)
             )
 
     # ----- policies out
@@ -336,12 +336,12 @@ class _NamespaceBuilder:
     def _public_ingress(self) -> None:
         threshold = self.settings.public_ingress_threshold
         for (selector, protocol, port), group in sorted(self.world_ingress.items()):
-            sources = {edge["src_selector"] for edge in group if edge["src_selector"]}
+            sources = {edge.src.selector for edge in group if edge.src.selector}
             drafts = self.ingress[selector]
             if len(sources) >= threshold:
                 merged = _RuleDraft()
                 for edge in group:
-                    merged.add(edge, edge["dst_pods"], ())
+                    merged.add(edge, edge.dst.pods, ())
                 merged.notes.add(f"{len(sources)} distinct external sources")
                 cidrs = ["0.0.0.0/0"] + (["::/0"] if any(":" in s for s in sources) else [])
                 for cidr in cidrs:
@@ -355,8 +355,8 @@ class _NamespaceBuilder:
                 )
             else:
                 for edge in group:
-                    drafts.setdefault(Peer(ip_block=IPBlock(edge["src_selector"])), _RuleDraft()).add(
-                        edge, edge["dst_pods"], ()
+                    drafts.setdefault(Peer(ip_block=IPBlock(edge.src.selector)), _RuleDraft()).add(
+                        edge, edge.dst.pods, ()
                     )
 
     def _default_deny(self) -> NetworkPolicy:
@@ -440,12 +440,15 @@ def _merge_port(existing: _RuleDraft | None, new: _RuleDraft) -> _RuleDraft:
     )
 
 
-def _sum_edges(group: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "count": sum(e["count"] for e in group),
-        "first_seen": min(e["first_seen"] for e in group),
-        "last_seen": max(e["last_seen"] for e in group),
-    }
+def _sum_edges(group: list[Edge]) -> Edge:
+    """The first edge of the group carrying the whole group's flows and window (for a finding)."""
+    first: Edge = group[0]
+    return replace(
+        first,
+        count=sum(e.count for e in group),
+        first_ns=min(e.first_ns for e in group),
+        last_ns=max(e.last_ns for e in group),
+    )
 
 
 def _peer_sort_key(peer: Peer) -> tuple[Any, ...]:
@@ -474,14 +477,14 @@ def _is_private(selector: str) -> bool:
     return any(network.version == r.version and network.subnet_of(r) for r in _CLUSTER_RANGES)  # type: ignore[arg-type]
 
 
-def _port_text(edge: dict[str, Any]) -> str:
-    return f"{edge['protocol']} {edge['port']}" if edge["port"] is not None else edge["protocol"]
+def _port_text(edge: Edge) -> str:
+    return f"{edge.protocol} {edge.port}" if edge.port is not None else edge.protocol
 
 
-def _peer_text(edge: dict[str, Any], side: str) -> str:
-    if edge[f"{side}_kind"] == "pod":
-        return f"{edge[f'{side}_namespace']}/{','.join(edge[f'{side}_workloads']) or edge[f'{side}_selector']}"
-    return f"{edge[f'{side}_kind']} {edge[f'{side}_selector']}".strip()
+def _peer_text(edge: Edge, side: Side) -> str:
+    if edge.end(side).kind == "pod":
+        return f"{edge.end(side).namespace}/{','.join(edge.end(side).workloads) or edge.end(side).selector}"
+    return f"{edge.end(side).kind} {edge.end(side).selector}".strip()
 
 
 def _direction(side: str) -> str:

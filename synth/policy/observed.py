@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +23,16 @@ from synth.base.config import NAMESPACE_NAME_LABEL, Settings
 # The seam with aggregation: the same reduction, so pairs and counts are the ones the edges (and so
 # the generated policies) were made from.
 from synth.core.aggregate import FLOW_COLUMNS as AGGREGATE_COLUMNS
-from synth.core.aggregate import Accumulator, AggregateStats, EdgeSet, address_selector
+from synth.core.aggregate import (
+    Accumulator,
+    AggregateStats,
+    EdgeEnd,
+    EdgeSet,
+    PairKey,
+    RawEndpoint,
+    address_selector,
+    datetime_of,
+)
 from synth.core.aggregate import finish as finish_edges
 from synth.core.identity import Identity
 from synth.policy.evaluate import Endpoint, Traffic
@@ -125,15 +134,12 @@ def _collect_namespace_labels(batch: pa.RecordBatch, found: dict[str, dict[str, 
 
 def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict[str, str]]) -> Iterator[ObservedPair]:
     by_group = _identity_by_group(edges.identities.values())
-    key_columns = [f"{side}_{part}" for side in ("src", "dst") for part in ("kind", "namespace", "selector")]
-    key_columns += ["protocol", "port"]
-    rows = edges.table.filter(edges.table.column("allowed")).select(key_columns).to_pylist()
-    kept = {tuple(row[c] for c in key_columns) for row in rows}
-    for key, partial in sorted(acc.partials.items(), key=lambda item: repr(item[0])):
-        src_side, dst_side, (protocol, port, allowed) = key[0:5], key[5:10], key[10:13]
+    kept = {(_flat(e.src), _flat(e.dst), e.protocol, e.port) for e in edges.edges if e.allowed}
+    for key, partial in sorted(acc.partials.items(), key=lambda item: _pair_order(item[0])):
+        src_side, dst_side, protocol, port = key.src, key.dst, key.protocol, key.port
         src, dst = _ref(src_side, by_group), _ref(dst_side, by_group)
         # Forwards that aggregation folded into a destination's drops are attempts, not traffic.
-        real = bool(allowed) and (*_flat(src), *_flat(dst), protocol, port) in kept
+        real = key.allowed and (_flat(src), _flat(dst), protocol, port) in kept
         loopback = len(partial.src_pods) == 1 and partial.src_pods == partial.dst_pods
         name = next(iter(partial.src_pods)) if loopback else None
         traffic = Traffic(
@@ -148,46 +154,47 @@ def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict
             traffic,
             real,
             partial.count,
-            _moment(partial.first),
-            _moment(partial.last),
+            datetime_of(partial.first),
+            datetime_of(partial.last),
             tuple(sorted(partial.src_pods)),
             tuple(sorted(partial.dst_pods)),
         )
 
 
-def _moment(value: object) -> datetime:
-    """Aggregation keeps times as the timestamps Arrow returns; accept epoch nanoseconds too."""
-    if isinstance(value, datetime):
-        return value
-    assert isinstance(value, int)
-    return datetime.fromtimestamp(value / 1e9, tz=UTC)
-
-
-def _flat(end: EndpointRef) -> tuple[str, str | None, str]:
+def _flat(end: EndpointRef | EdgeEnd) -> tuple[str, str | None, str]:
     return (end.kind, end.namespace, end.selector)
+
+
+def _pair_order(key: PairKey) -> tuple[Any, ...]:
+    """A total order over pair keys (None sorts first)."""
+    ends = tuple(
+        (value is not None, value if value is not None else "")
+        for end in (key.src, key.dst)
+        for value in (end.kind, end.namespace, end.group, end.labels_key, end.addr)
+    )
+    return (*ends, (key.port is not None, key.port or 0), key.protocol, key.allowed)
 
 
 def _identity_by_group(identities: Iterable[Identity]) -> dict[tuple[str, str], Identity]:
     return {(i.namespace, workload): i for i in identities for workload in i.workloads}
 
 
-def _ref(side: tuple[Any, ...], by_group: Mapping[tuple[str, str], Identity]) -> EndpointRef:
-    kind, namespace, group, _labels, addr = side
-    if kind == "pod":
-        return EndpointRef(kind, namespace, by_group[(namespace or "", group)].key)
-    return EndpointRef(kind, None, address_selector(addr))
+def _ref(side: RawEndpoint, by_group: Mapping[tuple[str, str], Identity]) -> EndpointRef:
+    if side.kind == "pod":
+        return EndpointRef(side.kind, side.namespace, by_group[(side.namespace or "", side.group)].key)
+    return EndpointRef(side.kind, None, address_selector(side.addr))
 
 
 def _endpoint(
-    side: tuple[Any, ...],
+    side: RawEndpoint,
     labels: Mapping[str, tuple[tuple[str, str], ...]],
     namespace_labels: Mapping[str, dict[str, str]],
     name: str | None,
 ) -> Endpoint:
-    kind, namespace, _group, labels_key, addr = side
-    if kind != "pod":
-        return Endpoint(kind, ip=addr or None)
-    known = labels.get(labels_key) or ()
+    namespace = side.namespace
+    if side.kind != "pod":
+        return Endpoint(side.kind, ip=side.addr or None)
+    known = labels.get(side.labels_key) or ()
     seen = namespace_labels.get(namespace) if namespace else None
     return Endpoint(
         "pod",

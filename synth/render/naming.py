@@ -74,10 +74,10 @@ class Naming:
         self.identities: dict[tuple[str, str], Identity] = dict(edges.identities)
         self.addresses = edges.names
         self.kinds: dict[str, str] = {}
-        for row in edges.table.select(["src_kind", "src_selector", "dst_kind", "dst_selector"]).to_pylist():
-            for side in ("src", "dst"):
-                if row[f"{side}_kind"] != "pod" and row[f"{side}_selector"]:
-                    self.kinds.setdefault(row[f"{side}_selector"], row[f"{side}_kind"])
+        for edge in edges.edges:
+            for end in (edge.src, edge.dst):
+                if end.kind != "pod" and end.selector:
+                    self.kinds.setdefault(end.selector, end.kind)
 
     def workload(self, namespace: str | None, selector: str) -> str:
         """`api` for the identity with this selector (its workloads' names), else the selector."""

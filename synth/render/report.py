@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from synth.core.aggregate import EdgeSet
+from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
 from synth.core.model import PolicySet
 from synth.core.synthesize import Synthesis
 from synth.policy.diff import DiffResult
+from synth.policy.observed import EndpointRef
 from synth.policy.verify import VerifyResult
 from synth.render.graph import Graph, dependency_graph
 from synth.render.naming import Naming, WorkloadRules, ports_text, workload_rules
@@ -44,16 +45,6 @@ __all__ = [
 FORMATS = ("markdown", "json")
 
 REPORT_VERSION = 1
-_EDGE_KEY = (
-    "src_kind",
-    "src_namespace",
-    "src_selector",
-    "dst_kind",
-    "dst_namespace",
-    "dst_selector",
-    "protocol",
-    "port",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +199,7 @@ def build_report(
     synthesis, diff = generated.synthesis, generated.diff
     namespaces = synthesis.namespaces
     naming = Naming(generated.edges)
-    rows = [row for row in generated.edges.rows() if _touches(row, namespaces)]
+    rows = [row for row in generated.edges.edges if _touches(row, namespaces)]
     window, sources = recording.window, recording.sources
     traffic = _traffic(diff, synthesis.policies, namespaces, rows, naming, options.surface_rows)
     workloads = tuple(workload_rules(synthesis.policies, naming))
@@ -218,10 +209,10 @@ def build_report(
         namespaces=namespaces,
         window=window,
         sources=sources,
-        edges=sum(1 for row in rows if row["allowed"]),
-        flows=sum(row["count"] for row in rows if row["allowed"]),
-        attempt_edges=sum(1 for row in rows if not row["allowed"]),
-        attempt_flows=sum(row["count"] for row in rows if not row["allowed"]),
+        edges=sum(1 for row in rows if row.allowed),
+        flows=sum(row.count for row in rows if row.allowed),
+        attempt_edges=sum(1 for row in rows if not row.allowed),
+        attempt_flows=sum(row.count for row in rows if not row.allowed),
         policies=_policy_counts(diff, synthesis.policies, namespaces),
         deployed=diff is not None,
         verify=verification.summary(),
@@ -246,8 +237,8 @@ def build_report(
     return Report(summary, traffic, workloads, found, graphs, rollouts)
 
 
-def _touches(row: Mapping[str, Any], namespaces: Sequence[str]) -> bool:
-    return any(row[f"{side}_kind"] == "pod" and row[f"{side}_namespace"] in namespaces for side in ("src", "dst"))
+def _touches(row: Edge, namespaces: Sequence[str]) -> bool:
+    return any(end.kind == "pod" and end.namespace in namespaces for end in (row.src, row.dst))
 
 
 def _policy_counts(diff: DiffResult | None, policies: PolicySet, namespaces: Sequence[str]) -> tuple[PolicyCounts, ...]:
@@ -266,33 +257,27 @@ def _policy_counts(diff: DiffResult | None, policies: PolicySet, namespaces: Seq
 # --- what changes for traffic -------------------------------------------------------------------------
 
 
+def _ref(end: EdgeEnd | EndpointRef) -> tuple[str, str | None, str]:
+    return (end.kind, end.namespace, end.selector)
+
+
 def _traffic(
     diff: DiffResult | None,
     policies: PolicySet,
     namespaces: Sequence[str],
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Edge],
     naming: Naming,
     surface_rows: int,
 ) -> Traffic:
     if diff is None:
         isolation = tuple(_isolation(ns, policies, rows) for ns in namespaces)
         return Traffic(False, (), (), (), 0, (), 0, isolation)
-    attempts = {tuple(row[k] for k in _EDGE_KEY) for row in rows if not row["allowed"]}
+    attempts = {(_ref(row.src), _ref(row.dst), row.protocol, row.port) for row in rows if not row.allowed}
     changes: dict[str, list[TrafficChange]] = {"newly-blocked": [], "newly-allowed": [], "changed-unjudged": []}
     for change in diff.connectivity:
         if change.change not in changes:
             continue
-        src, dst = change.src, change.dst
-        key = (
-            src.kind,
-            src.namespace,
-            src.selector,
-            dst.kind,
-            dst.namespace,
-            dst.selector,
-            change.protocol,
-            change.port,
-        )
+        key = (_ref(change.src), _ref(change.dst), change.protocol, change.port)
         explanation, explained = "", True
         if change.change == "newly-blocked":
             if key in attempts:
@@ -303,8 +288,8 @@ def _traffic(
         changes[change.change].append(
             TrafficChange(
                 change.change,
-                naming.ref(src),
-                naming.ref(dst),
+                naming.ref(change.src),
+                naming.ref(change.dst),
                 change.protocol if change.port is None else f"{change.protocol} {change.port}",
                 change.flows,
                 change.deployed_reason,
@@ -328,11 +313,11 @@ def _traffic(
     )
 
 
-def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Mapping[str, Any]]) -> Isolation:
+def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Edge]) -> Isolation:
     own = policies.in_namespace(namespace)
     selected = [p for p in own if not p.pod_selector.is_empty]
     dns = next((p for p in own if p.name == "allow-dns" and p.egress), None)
-    attempts = sum(1 for r in rows if not r["allowed"] and namespace in (r["src_namespace"], r["dst_namespace"]))
+    attempts = sum(1 for r in rows if not r.allowed and namespace in (r.src.namespace, r.dst.namespace))
     return Isolation(
         namespace=namespace,
         workloads=len({p.pod_selector for p in selected}),

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from synth.core.aggregate import Edge
 from synth.core.identity import Identity
 from synth.core.synthesize import Finding
 from synth.render.naming import Naming, RuleEvidence, WorkloadRules, utc
@@ -129,7 +129,7 @@ _FINDING_KIND = {
 def risks(
     findings: Sequence[Finding],
     workloads: Sequence[WorkloadRules],
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[Edge],
     identities: dict[tuple[str, str], Identity],
     naming: Naming,
     window: Window,
@@ -199,19 +199,19 @@ def _little_evidence(workloads: Sequence[WorkloadRules], window: Window, thresho
 
 
 def _partial(
-    rows: Sequence[dict[str, Any]], naming: Naming, window: Window, thresholds: RiskThresholds, namespaces: set[str]
+    rows: Sequence[Edge], naming: Naming, window: Window, thresholds: RiskThresholds, namespaces: set[str]
 ) -> list[RiskItem]:
     """Workloads of the namespaces whose first or last flow is far from the window's."""
     spans: dict[tuple[str, str], tuple[datetime, datetime, int]] = {}
     for row in rows:
-        first, last = utc(row["first_seen"]), utc(row["last_seen"])
+        first, last = utc(row.first_seen), utc(row.last_seen)
         assert first is not None and last is not None
-        for side in ("src", "dst"):
-            if row[f"{side}_kind"] != "pod" or row[f"{side}_namespace"] not in namespaces:
+        for end in (row.src, row.dst):
+            if end.kind != "pod" or end.namespace not in namespaces:
                 continue
-            key = (row[f"{side}_namespace"], row[f"{side}_selector"])
+            key = (end.namespace, end.selector)
             low, high, count = spans.get(key, (first, last, 0))
-            spans[key] = (min(low, first), max(high, last), count + row["count"])
+            spans[key] = (min(low, first), max(high, last), count + row.count)
     tolerance = timedelta(seconds=thresholds.partial_seconds)
     items = []
     for (namespace, selector), (first, last, count) in sorted(spans.items()):

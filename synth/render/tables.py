@@ -8,21 +8,17 @@ import json
 from datetime import datetime
 from typing import Any
 
-from synth.core.aggregate import EdgeSet
+from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
 from synth.render.jinja import comment_text
+from synth.store.schema import EDGE_SCHEMA
 
 
-def endpoint_text(row: dict[str, Any], side: str) -> str:
+def endpoint_text(end: EdgeEnd) -> str:
     """`namespace/workload` for pods (the selector is in the JSON and CSV forms), `kind address` otherwise."""
-    kind = row[f"{side}_kind"]
-    if kind == "pod":
-        names = sorted({w.rsplit("/", 1)[-1] for w in row[f"{side}_workloads"]})
-        return f"{row[f'{side}_namespace']}/{'+'.join(names) or row[f'{side}_selector']}"
-    return f"{kind} {row[f'{side}_selector']}".strip()
-
-
-def _port(row: dict[str, Any]) -> str:
-    return f"{row['protocol']}/{row['port']}" if row["port"] is not None else row["protocol"]
+    if end.kind == "pod":
+        names = sorted({w.rsplit("/", 1)[-1] for w in end.workloads})
+        return f"{end.namespace}/{'+'.join(names) or end.selector}"
+    return f"{end.kind} {end.selector}".strip()
 
 
 def _stamp(value: datetime) -> str:
@@ -33,55 +29,60 @@ def edges_table(edges: EdgeSet) -> str:
     """An aligned table, one edge per line; untrusted text escaped."""
     header = ("SOURCE", "DESTINATION", "PORT", "FLOWS", "FIRST SEEN", "LAST SEEN", "VERDICT")
     lines = [header]
-    for row in edges.rows():
+    for edge in edges.edges:
         lines.append(
             (
-                comment_text(endpoint_text(row, "src")),
-                comment_text(endpoint_text(row, "dst")),
-                _port(row),
-                f"{row['count']:,}",
-                _stamp(row["first_seen"]),
-                _stamp(row["last_seen"]),
-                "allowed" if row["allowed"] else "denied",
+                comment_text(endpoint_text(edge.src)),
+                comment_text(endpoint_text(edge.dst)),
+                edge.port_text(),
+                f"{edge.count:,}",
+                _stamp(edge.first_seen),
+                _stamp(edge.last_seen),
+                "allowed" if edge.allowed else "denied",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines) + "\n"
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, datetime):
-            result[key] = _stamp(value)
-        elif key == "verdicts":
-            result[key] = dict(value)
-        else:
-            result[key] = value
-    return result
+def _plain(edge: Edge) -> dict[str, Any]:
+    """One edge as EDGE_SCHEMA columns of JSON values (times to the second, verdicts as a mapping)."""
+    row: dict[str, Any] = {}
+    for side, end in (("src", edge.src), ("dst", edge.dst)):
+        row |= {f"{side}_kind": end.kind, f"{side}_namespace": end.namespace, f"{side}_selector": end.selector,
+                f"{side}_workloads": list(end.workloads), f"{side}_pods": list(end.pods)}
+    return row | {
+        "protocol": edge.protocol,
+        "port": edge.port,
+        "allowed": edge.allowed,
+        "count": edge.count,
+        "first_seen": _stamp(edge.first_seen),
+        "last_seen": _stamp(edge.last_seen),
+        "dst_names": list(edge.dst_names),
+        "dst_services": list(edge.dst_services),
+        "verdicts": dict(edge.verdicts),
+    }
 
 
 def edges_json(edges: EdgeSet) -> str:
-    """The edge rows as a JSON array."""
-    return json.dumps([_plain(row) for row in edges.rows()], indent=2, sort_keys=True) + "\n"
+    """The edges as a JSON array of EDGE_SCHEMA rows."""
+    return json.dumps([_plain(edge) for edge in edges.edges], indent=2, sort_keys=True) + "\n"
 
 
 def edges_csv(edges: EdgeSet) -> str:
-    """The edge rows as CSV; list columns joined with `;`."""
+    """The edges as CSV in EDGE_SCHEMA column order; list columns joined with `;`."""
     out = io.StringIO()
-    names = edges.table.schema.names
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(names)
-    for row in edges.rows():
-        plain = _plain(row)
-        writer.writerow(
-            [
-                ";".join(f"{k}={v}" for k, v in plain[n].items())
-                if isinstance(plain[n], dict)
-                else ";".join(plain[n])
-                if isinstance(plain[n], list)
-                else ("" if plain[n] is None else plain[n])
-                for n in names
-            ]
-        )
+    writer.writerow(EDGE_SCHEMA.names)
+    for edge in edges.edges:
+        plain = _plain(edge)
+        writer.writerow([_cell(plain[name]) for name in EDGE_SCHEMA.names])
     return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, dict):
+        return ";".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ";".join(value)
+    return "" if value is None else value
