@@ -87,6 +87,14 @@ def _aggregate(
     if until_ns is not None:
         flows = flows.where(F.col("time") < until_ns)
     accumulator = Accumulator(namespaces)
+    _count_window(F, flows, accumulator)
+    _remember_names(F, flows, accumulator)
+    flows = _endpoint_columns(F, _with_owners(F, spark, flows), accumulator)
+    _merge_partials(F, flows, accumulator, namespaces)
+    return finish(accumulator, settings)
+
+
+def _count_window(F: Any, flows: Any, accumulator: Accumulator) -> None:  # noqa: N803 - pyspark's functions
     stats = accumulator.stats
     totals = flows.agg(
         F.count(F.lit(1)).alias("n"),
@@ -97,6 +105,9 @@ def _aggregate(
     stats.flows, stats.first_ns, stats.last_ns = totals["n"], totals["first"], totals["last"]
     stats.hours.update(int(h) for h in totals["hours"])
 
+
+def _remember_names(F: Any, flows: Any, accumulator: Accumulator) -> None:  # noqa: N803
+    """DNS names for addresses: from DNS answers (query → addresses) and from flows' destination names."""
     for row in (
         flows.where(F.size("dns_answers") > 0)
         .select("dns_query", F.explode("dns_answers").alias("address"))
@@ -111,7 +122,9 @@ def _aggregate(
         if row["dst_ip"] and row["name"]:
             accumulator.remember_name(row["dst_ip"], row["name"])
 
-    # Owners of pods whose source did not report one: a small table, guessed once per pod name here.
+
+def _with_owners(F: Any, spark: Any, flows: Any) -> Any:  # noqa: N803
+    """Owners of pods whose source did not report one: a small table, guessed once per pod name here."""
     pods = [
         flows.where((F.col(f"{side}_kind") == "pod") & F.col(f"{side}_workload").isNull()).select(
             F.col(f"{side}_pod").alias("pod")
@@ -130,6 +143,11 @@ def _aggregate(
             F.col(f"{side}_pod") == F.col(f"{side}_owner_pod"),
             "left",
         ).drop(f"{side}_owner_pod")
+    return flows
+
+
+def _endpoint_columns(F: Any, flows: Any, accumulator: Accumulator) -> Any:  # noqa: N803
+    """Each side's labels key, owner group and address, as the embedded engine computes them."""
     for side in ("src", "dst"):
         is_pod = F.col(f"{side}_kind") == "pod"
         entries = F.transform(
@@ -162,7 +180,12 @@ def _aggregate(
             key = row[f"{side}_labels_key"]
             accumulator.labels.setdefault(key, tuple((e["key"], e["value"]) for e in row["entries"] or ()))
             accumulator.remember_endpoint(row[f"{side}_namespace"], row[f"{side}_group"], key, row[f"{side}_pod"])
+    return flows
 
+
+def _merge_partials(F: Any, flows: Any, accumulator: Accumulator, namespaces: Sequence[str] | None) -> None:  # noqa: N803
+    """Replies and verdicts counted, requests grouped into endpoint-pair partials."""
+    stats = accumulator.stats
     reply = F.coalesce(F.col("is_reply"), F.lit(False))
     allowed = F.col("verdict").isin(sorted(ALLOWED_VERDICTS))
     dropped = F.col("verdict") == "dropped"
@@ -190,4 +213,3 @@ def _aggregate(
     )
     for row in grouped.collect():  # times are epoch nanoseconds (nanosAsLong), as merge_row takes them
         accumulator.merge_row(row.asDict())
-    return finish(accumulator, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import click
@@ -19,7 +20,9 @@ from synth.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from synth.app.generation import Generated
     from synth.base.config import Settings
+    from synth.policy.diff import DiffResult
 
 
 @cli.command("generate")
@@ -66,7 +69,6 @@ def generate_command(
     DIR/PR.md describes the change for reviewers (as `synth report` prints it).
     """
     from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
-    from synth.render.checks import diff_markdown, diff_summary  # noqa: PLC0415
     from synth.render.folder import write_tree  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
@@ -91,9 +93,8 @@ def generate_command(
         until_ns=until_ns,
         deployed=deployed,
     )
-    synthesis = generated.synthesis
     if out_dir is None:
-        click.echo(pipeline.policy_stream(synthesis), nl=False)
+        click.echo(pipeline.policy_stream(generated.synthesis), nl=False)
     else:
         files = pipeline.with_existing_namespaces(out_dir, generated.files)
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
@@ -106,25 +107,36 @@ def generate_command(
         click.echo(f"wrote {len(written)} files to {out_dir}")
         if pull_request:
             click.echo(f"wrote the pull-request description to {out_dir.rstrip('/')}/{pr_name}")
+    _say_summary(generated)
+    if generated.diff is not None:
+        _say_diff(generated.diff, diff_out)
+    return 0
+
+
+def _say_summary(generated: Generated) -> None:
+    """Per namespace: policies and findings by kind; then the self-check."""
+    synthesis = generated.synthesis
     for namespace in synthesis.namespaces:
         count = len(synthesis.policies.in_namespace(namespace))
-        kinds: dict[str, int] = {}
-        for finding in synthesis.findings:
-            if finding.namespace == namespace:
-                kinds[finding.kind] = kinds.get(finding.kind, 0) + 1
+        kinds = Counter(str(f.kind) for f in synthesis.findings if f.namespace == namespace)
         notes = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         say(f"{namespace}: {count} policies" + (f"; findings: {notes}" if notes else ""))
     say(generated.verification.summary())
-    if generated.diff is not None:
-        for namespace, proposed, kept in generated.diff.renamed:
-            say(f"{namespace}: {proposed} keeps the deployed name {kept}")
-        say(diff_summary(generated.diff))
-        if diff_out:
-            pipeline.write_text(diff_out, diff_markdown(generated.diff))
-            say(f"wrote the diff to {diff_out}")
-        else:
-            say("the full diff: synth diff with the same options, or --diff-out FILE")
-    return 0
+
+
+def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
+    """The diff against the deployed policies in one line, the whole of it to `diff_out`."""
+    from synth.app.generation import write_text  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.render.checks import diff_markdown, diff_summary  # noqa: PLC0415
+
+    for namespace, proposed, kept in diff.renamed:
+        say(f"{namespace}: {proposed} keeps the deployed name {kept}")
+    say(diff_summary(diff))
+    if diff_out:
+        write_text(diff_out, diff_markdown(diff))
+        say(f"wrote the diff to {diff_out}")
+    else:
+        say("the full diff: synth diff with the same options, or --diff-out FILE")
 
 
 @cli.command("report")

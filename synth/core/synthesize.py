@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
@@ -26,16 +27,29 @@ _RULE_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 _NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
 
 
+class FindingKind(StrEnum):
+    """What a finding is about; the report groups findings by kind (`synth.render.risks`)."""
+
+    PUBLIC_EXPOSURE = "public-exposure"
+    EXTERNAL_EGRESS = "external-egress"
+    KUBE_APISERVER = "kube-apiserver"
+    HOST_TRAFFIC = "host-traffic"
+    ICMP = "icmp"
+    DENIED_ATTEMPT = "denied-attempt"
+    UNSELECTABLE = "unselectable"
+    REJECTED_LABELS = "rejected-labels"
+    INTERSECTION_SELECTOR = "intersection-selector"
+    PRIVATE_WORLD = "private-world"
+    DNS_NOT_COVERED = "dns-not-covered"
+    UNKNOWN_PEER = "unknown-peer"
+    NOT_ENFORCEABLE = "not-enforceable"
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """Something a reviewer must know: traffic not turned into a rule, or a rule with a risk.
+    """Something a reviewer must know: traffic not turned into a rule, or a rule with a risk."""
 
-    `kind` is one of: public-exposure, external-egress, kube-apiserver, host-traffic, icmp,
-    denied-attempt, unselectable, rejected-labels, intersection-selector, private-world,
-    dns-not-covered, unknown-peer, not-enforceable (the data hides what an exact rule needs).
-    """
-
-    kind: str
+    kind: FindingKind
     namespace: str
     subject: str
     detail: str
@@ -133,13 +147,13 @@ class _NamespaceBuilder:
             return
         reason = unenforceable_reason(edge)
         if reason is not None:
-            self._find("not-enforceable", _peer_text(edge, "src" if own_src else "dst"),
+            self._find(FindingKind.NOT_ENFORCEABLE, _peer_text(edge, "src" if own_src else "dst"),
                        f"{_peer_text(edge, 'src')} → {_peer_text(edge, 'dst')} on {_port_text(edge)}: {reason}", edge)
             return
         if edge.protocol not in _RULE_PROTOCOLS or edge.port is None:
             subject = _peer_text(edge, "src" if own_src else "dst")
             self._find(
-                "icmp",
+                FindingKind.ICMP,
                 subject,
                 f"{edge.protocol} to {_peer_text(edge, 'dst')}: NetworkPolicy does not define "
                 "this protocol; whether default-deny blocks it depends on the CNI",
@@ -155,7 +169,7 @@ class _NamespaceBuilder:
         if identity is None or identity.method == "none":
             workloads = ", ".join(edge.end(side).workloads) or edge.end(side).selector
             self._find(
-                "unselectable",
+                FindingKind.UNSELECTABLE,
                 workloads,
                 "no label is shared by every pod of this workload, so no selector "
                 "can name it; its traffic is not turned into rules",
@@ -184,7 +198,7 @@ class _NamespaceBuilder:
             return
         if edge.src.kind == "host":
             self._find(
-                "host-traffic",
+                FindingKind.HOST_TRAFFIC,
                 _peer_text(edge, "dst"),
                 f"ingress from the local node on {_port_text(edge)} (kubelet "
                 "probes): NetworkPolicy always allows it; some CNIs need a node policy",
@@ -204,7 +218,7 @@ class _NamespaceBuilder:
             identity = self.edges.identities.get((namespace, selector))
             if identity is None or identity.method == "none":
                 self._find(
-                    "unselectable",
+                    FindingKind.UNSELECTABLE,
                     ", ".join(edge.end(side).workloads) or selector,
                     f"peer in {namespace} has no shared label; traffic with it is not turned into rules",
                     edge,
@@ -212,7 +226,7 @@ class _NamespaceBuilder:
                 return None
             if identity.method == "intersection":
                 self._find(
-                    "intersection-selector",
+                    FindingKind.INTERSECTION_SELECTOR,
                     f"{namespace}/{identity.name}",
                     f"selector {identity.selector.canonical()} is the intersection of the pods' labels: no "
                     "stable identity key (app.kubernetes.io/name, app, k8s-app, name)",
@@ -226,7 +240,7 @@ class _NamespaceBuilder:
         if kind == "world":
             if _is_private(selector):
                 self._find(
-                    "private-world",
+                    FindingKind.PRIVATE_WORLD,
                     subject,
                     f"{selector} is a private address reported as outside the "
                     "cluster; it may be a pod or node whose identity was not resolved",
@@ -234,7 +248,7 @@ class _NamespaceBuilder:
                 )
             if side == "dst":
                 self._find(
-                    "external-egress",
+                    FindingKind.EXTERNAL_EGRESS,
                     subject,
                     f"to {selector} on {_port_text(edge)}"
                     + (f" ({', '.join(edge.dst_names)})" if edge.dst_names else " (no DNS name seen)")
@@ -244,7 +258,7 @@ class _NamespaceBuilder:
             return Peer(ip_block=IPBlock(selector)) if selector else None
         if kind == "kube-apiserver" and selector:
             self._find(
-                "kube-apiserver",
+                FindingKind.KUBE_APISERVER,
                 subject,
                 f"{_direction(side)} kube-apiserver at {selector} on "
                 f"{_port_text(edge)}: allowed by address; with Cilium use toEntities: kube-apiserver",
@@ -253,7 +267,7 @@ class _NamespaceBuilder:
             return Peer(ip_block=IPBlock(selector))
         if kind in _NODE_KINDS and selector:
             self._find(
-                "host-traffic",
+                FindingKind.HOST_TRAFFIC,
                 subject,
                 f"{_direction(side)} {kind} {selector} on {_port_text(edge)}: node "
                 "traffic is "
@@ -266,7 +280,7 @@ class _NamespaceBuilder:
             )
             return Peer(ip_block=IPBlock(selector)) if self.settings.allow_host_traffic else None
         self._find(
-            "unknown-peer",
+            FindingKind.UNKNOWN_PEER,
             subject,
             f"{_direction(side)} an endpoint of unknown identity ({selector or 'no address'}) "
             f"on {_port_text(edge)}: not turned into a rule",
@@ -285,7 +299,7 @@ class _NamespaceBuilder:
         if pods and all(labels is not None and wanted.matches(dict(labels)) for labels in pods):
             return True
         self._find(
-            "dns-not-covered",
+            FindingKind.DNS_NOT_COVERED,
             _peer_text(edge, "src"),
             f"DNS to {dns.namespace} pods {', '.join(edge.dst.pods)} "
             f"that {wanted.canonical()} does not select: allowed by their own rule; check the DNS settings",
@@ -296,14 +310,14 @@ class _NamespaceBuilder:
     def _denied(self, edge: Edge, own_src: bool) -> None:
         subject = _peer_text(edge, "src" if own_src else "dst")
         self._find(
-            "denied-attempt",
+            FindingKind.DENIED_ATTEMPT,
             subject,
             f"{_peer_text(edge, 'src')} → {_peer_text(edge, 'dst')} on "
             f"{_port_text(edge)} was dropped by policy; the new policies keep blocking it",
             edge,
         )
 
-    def _find(self, kind: str, subject: str, detail: str, edge: Edge | None = None) -> None:
+    def _find(self, kind: FindingKind, subject: str, detail: str, edge: Edge | None = None) -> None:
         key = (kind, subject, detail)
         if key in self._reported:
             return
@@ -319,7 +333,7 @@ class _NamespaceBuilder:
     def policies(self) -> list[NetworkPolicy]:
         for identity in sorted(self.identities.values(), key=lambda i: i.key):
             if identity.rejected_labels:
-                self._find("rejected-labels", ", ".join(identity.workloads),
+                self._find(FindingKind.REJECTED_LABELS, ", ".join(identity.workloads),
                            f"labels that are not valid Kubernetes labels were left out of the selector: "
                            f"{', '.join(identity.rejected_labels)}")
         self._public_ingress()
@@ -347,7 +361,7 @@ class _NamespaceBuilder:
                 for cidr in cidrs:
                     drafts[Peer(ip_block=IPBlock(cidr))] = _merge_port(drafts.get(Peer(ip_block=IPBlock(cidr))), merged)
                 self._find(
-                    "public-exposure",
+                    FindingKind.PUBLIC_EXPOSURE,
                     _peer_text(group[0], "dst"),
                     f"{protocol} {port} is open to any address: {len(sources)} "
                     f"distinct external sources were seen (threshold {threshold})",

@@ -18,10 +18,9 @@ from typing import Any, Literal
 
 from synth.base.text import ascii_text
 from synth.core.model import LabelSelector, NetworkPolicy, PolicySet, PolicyType
-from synth.policy.evaluate import Endpoint, Engine, Traffic, Verdict
+from synth.policy.evaluate import Engine, Verdict
 from synth.policy.manifest import normalised_yaml
-from synth.policy.matchers import DEFINED_PROTOCOLS
-from synth.policy.observed import EndpointRef, Observed, ObservedPair
+from synth.policy.observed import EndpointRef, Observed, ObservedPair, unobserved_connections
 from synth.policy.verify import decisive_reason, judge
 
 __all__ = [
@@ -228,33 +227,17 @@ def _connectivity(pairs: Sequence[ObservedPair], deployed: Engine, proposed: Eng
 def _surface(
     pairs: Sequence[ObservedPair], namespaces: tuple[str, ...], deployed: Engine, proposed: Engine
 ) -> tuple[Change, ...]:
-    workloads: dict[EndpointRef, Endpoint] = {}
-    ports: dict[EndpointRef, set[tuple[str, int]]] = {}
-    seen: set[tuple[EndpointRef, EndpointRef, str, int | None]] = set()
-    for pair in pairs:
-        seen.add(pair.edge_key)
-        for ref, end in ((pair.src, pair.traffic.src), (pair.dst, pair.traffic.dst)):
-            if ref.kind == "pod" and end.labels is not None and ref not in workloads:
-                workloads[ref] = replace(end, name=None)
-        if pair.dst.kind == "pod" and pair.traffic.protocol in DEFINED_PROTOCOLS and pair.traffic.port is not None:
-            ports.setdefault(pair.dst, set()).add((pair.traffic.protocol, pair.traffic.port))
+    """Connections between observed workloads that no flow used, allowed by deployed and denied by proposed."""
     result = []
-    destinations = sorted((ref for ref in ports if ref in workloads), key=lambda ref: ref.order)
-    for src_ref in sorted(workloads, key=lambda ref: ref.order):
-        for dst_ref in destinations:
-            if namespaces and not {src_ref.namespace, dst_ref.namespace} & set(namespaces):
-                continue
-            for protocol, port in sorted(ports[dst_ref]):
-                if (src_ref, dst_ref, protocol, port) in seen:
-                    continue
-                traffic = Traffic(workloads[src_ref], workloads[dst_ref], protocol, port)
-                before, after = deployed.evaluate(traffic), proposed.evaluate(traffic)
-                if before.verdict == Verdict.ALLOWED and after.verdict == Verdict.DENIED:
-                    reasons = (decisive_reason(before), decisive_reason(after))
-                    verdicts = (before.verdict, after.verdict)
-                    result.append(
-                        Change(src_ref, dst_ref, protocol, port, 0, None, None, *verdicts, *reasons, "surface")
-                    )
+    for candidate in unobserved_connections(pairs, namespaces):
+        before, after = deployed.evaluate(candidate.traffic), proposed.evaluate(candidate.traffic)
+        if before.verdict == Verdict.ALLOWED and after.verdict == Verdict.DENIED:
+            reasons = (decisive_reason(before), decisive_reason(after))
+            verdicts = (before.verdict, after.verdict)
+            src, dst, traffic = candidate.src, candidate.dst, candidate.traffic
+            result.append(
+                Change(src, dst, traffic.protocol, traffic.port, 0, None, None, *verdicts, *reasons, "surface")
+            )
     return tuple(result)
 
 

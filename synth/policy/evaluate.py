@@ -130,6 +130,15 @@ class Engine:
         return Decision(verdict, egress, ingress)
 
     def _direction(self, pod: Endpoint, remote: Endpoint, direction: Direction, traffic: Traffic) -> DirectionDecision:
+        before = self._before_rules(pod, remote, direction, traffic)
+        if isinstance(before, DirectionDecision):
+            return before
+        return self._by_rules(pod, remote, direction, traffic, before)
+
+    def _before_rules(
+        self, pod: Endpoint, remote: Endpoint, direction: Direction, traffic: Traffic
+    ) -> DirectionDecision | list[tuple[Target, Match]]:
+        """The decision when no rule needs to be looked at, else the policies that (maybe) select the pod."""
         if not pod.is_pod:
             reason = f"allowed: {pod.describe()} is not a pod, not isolated"
             return DirectionDecision(Verdict.ALLOWED, (), (), reason)
@@ -141,7 +150,6 @@ class Engine:
             return DirectionDecision(Verdict.ALLOWED, isolated, (), reason)
         if isinstance(selecting, Unknown):
             return DirectionDecision(Verdict.UNKNOWN, (), (), f"unknown: {selecting.reason}")
-        isolated_by = tuple(t.key for t, m in selecting if m is True)
         if not selecting:
             reason = f"allowed: {pod.describe()} is not selected by any {direction} policy, not isolated"
             return DirectionDecision(Verdict.ALLOWED, (), (), reason)
@@ -150,7 +158,19 @@ class Engine:
                 f"unknown: {traffic.protocol} is not defined by NetworkPolicy and {pod.describe()} "
                 f"is isolated for {direction}"
             )
-            return DirectionDecision(Verdict.UNKNOWN, isolated_by, (), reason)
+            return DirectionDecision(Verdict.UNKNOWN, tuple(t.key for t, m in selecting if m is True), (), reason)
+        return selecting
+
+    def _by_rules(
+        self,
+        pod: Endpoint,
+        remote: Endpoint,
+        direction: Direction,
+        traffic: Traffic,
+        selecting: list[tuple[Target, Match]],
+    ) -> DirectionDecision:
+        """Allowed when a rule of a policy that selects the pod matches; unknown when one might."""
+        isolated_by = tuple(t.key for t, m in selecting if m is True)
         allowed_by: list[str] = []
         unknown: Unknown | None = None
         for target, selected in selecting:

@@ -11,7 +11,7 @@ source recorded) and its label-level edge, as in EDGE rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +36,18 @@ from synth.core.aggregate import (
 from synth.core.aggregate import finish as finish_edges
 from synth.core.identity import Identity
 from synth.policy.evaluate import Endpoint, Traffic
+from synth.policy.matchers import DEFINED_PROTOCOLS
 
-__all__ = ["NODE_KINDS", "OBSERVED_COLUMNS", "EndpointRef", "Observed", "ObservedPair", "observe_batches"]
+__all__ = [
+    "NODE_KINDS",
+    "OBSERVED_COLUMNS",
+    "EndpointRef",
+    "Observed",
+    "ObservedPair",
+    "Unobserved",
+    "observe_batches",
+    "unobserved_connections",
+]
 
 NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
 _NS_LABEL_COLUMNS = ("src_ns_labels", "dst_ns_labels")
@@ -101,6 +111,44 @@ class Observed:
     edges: EdgeSet
     pairs: tuple[ObservedPair, ...]
     stats: AggregateStats
+
+
+@dataclass(frozen=True, slots=True)
+class Unobserved:
+    """A connection between two observed workloads that no flow made: `traffic` is what the engine judges."""
+
+    src: EndpointRef
+    dst: EndpointRef
+    traffic: Traffic
+
+
+def unobserved_connections(pairs: Sequence[ObservedPair], namespaces: Sequence[str] = ()) -> Iterator[Unobserved]:
+    """Every (source workload, destination workload, protocol/port the destination was reached on) among
+    the observed ones, touching `namespaces` (or any), that no observed flow used.
+
+    Each workload is represented by one of its pods' labels (the engine needs no more: every pod of
+    a workload carries the labels its selector uses). The ports are those seen at the destination,
+    so what a policy allows beyond them (other ports of a workload) is not enumerated here.
+    """
+    workloads: dict[EndpointRef, Endpoint] = {}
+    ports: dict[EndpointRef, set[tuple[str, int]]] = {}
+    seen: set[tuple[EndpointRef, EndpointRef, str, int | None]] = set()
+    for pair in pairs:
+        seen.add(pair.edge_key)
+        for ref, end in ((pair.src, pair.traffic.src), (pair.dst, pair.traffic.dst)):
+            if ref.kind == "pod" and end.labels is not None and ref not in workloads:
+                workloads[ref] = replace(end, name=None)
+        if pair.dst.kind == "pod" and pair.traffic.protocol in DEFINED_PROTOCOLS and pair.traffic.port is not None:
+            ports.setdefault(pair.dst, set()).add((pair.traffic.protocol, pair.traffic.port))
+    wanted = set(namespaces)
+    destinations = sorted((ref for ref in ports if ref in workloads), key=lambda ref: ref.order)
+    for src in sorted(workloads, key=lambda ref: ref.order):
+        for dst in destinations:
+            if wanted and not {src.namespace, dst.namespace} & wanted:
+                continue
+            for protocol, port in sorted(ports[dst]):
+                if (src, dst, protocol, port) not in seen:
+                    yield Unobserved(src, dst, Traffic(workloads[src], workloads[dst], protocol, port))
 
 
 def observe_batches(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from synth.core.aggregate import Edge
 from synth.core.identity import Identity
-from synth.core.synthesize import Finding
+from synth.core.synthesize import Finding, FindingKind
 from synth.render.naming import Naming, RuleEvidence, WorkloadRules, utc
 from synth.store.coverage import Source, Window
 
@@ -115,15 +115,16 @@ RISK_KINDS: tuple[tuple[str, str, str], ...] = (
         "private addresses reported as outside the cluster, DNS servers the DNS selector does not select.",
     ),
 )
-_FINDING_KIND = {
-    "public-exposure": "public-exposure",
-    "denied-attempt": "denied-attempt",
-    "host-traffic": "host-traffic",
-    "kube-apiserver": "host-traffic",
-    "intersection-selector": "intersection-selector",
-    "rejected-labels": "rejected-labels",
-    "external-egress": "",  # listed from the rules, grouped by DNS name
+_FINDING_KIND: dict[FindingKind, str] = {
+    FindingKind.PUBLIC_EXPOSURE: "public-exposure",
+    FindingKind.DENIED_ATTEMPT: "denied-attempt",
+    FindingKind.HOST_TRAFFIC: "host-traffic",
+    FindingKind.KUBE_APISERVER: "host-traffic",
+    FindingKind.INTERSECTION_SELECTOR: "intersection-selector",
+    FindingKind.REJECTED_LABELS: "rejected-labels",
+    FindingKind.EXTERNAL_EGRESS: "",  # listed from the rules, grouped by DNS name
 }
+"""The risk each finding kind is listed under; every other kind goes under `other`."""
 
 
 def risks(
