@@ -140,15 +140,31 @@ def test_calico_edge_counts_are_connections_not_reports(stores: dict[str, Path],
 
 
 def generated(synth: Callable[..., Run], store: Path, out: Path) -> tuple[dict[str, dict[str, Any]], str]:
-    """The policy files `synth generate -n payments` and `-n shop` write (parsed), and what they said."""
+    """The policy files `synth generate -n payments` and `-n shop` write (parsed), and what they said
+    (accepting what the Calico data hides: see the test below)."""
     said, files = [], {}
     for namespace in ("payments", "shop"):
-        result = synth("generate", "-n", namespace, "--out", out / namespace, "--store", store)
+        result = synth("generate", "-n", namespace, "--out", out / namespace, "--store", store, "--accept-denied")
         assert result.code == 0, result.err
         said.append(result.err)
         files.update({str(p.relative_to(out / namespace)): yaml.safe_load(p.read_text())
                       for p in sorted((out / namespace / namespace).glob("*.yaml"))})
     return files, "".join(said)
+
+
+def test_generate_refuses_policies_that_would_deny_what_the_data_hides(
+    stores: dict[str, Path], synth: Callable[..., Run], tmp_path: Path
+) -> None:
+    """Level-2 Calico data hides world addresses: the policies would deny observed flows, so nothing is written."""
+    out = tmp_path / "out"
+    result = synth("generate", "-n", "payments", "--out", out, "--store", stores["calico"])
+    assert result.code == 1
+    assert "synth: error: the generated policies would deny 85 observed flows (1 edge):" in result.err
+    assert "flowLogsFileAggregationKindForAllowed to 1 (or 0)" in result.err
+    assert result.err.rstrip().endswith("nothing was written")
+    assert not out.exists()
+    hubble = synth("generate", "-n", "payments", "--out", out, "--store", stores["hubble"])
+    assert hubble.code == 0, hubble.err
 
 
 def without_rules(document: dict[str, Any], dropped: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

@@ -167,7 +167,9 @@ def test_a_set_that_breaks_real_edges_denies_exactly_them_with_reasons() -> None
     assert edges_of(result, "unjudged") == [("x/app=web -> x/app=api ICMPv4", "protocol", 1)]
     assert result.attempts == 2 and not result.attempts_allowed
     assert edges_of(result, "attempts_denied") == [("x/app=web -> x/app=db TCP/5432", "", 2)]
-    assert result.summary() == "verify: 4 observed flows denied, 1 unjudged (protocol)"
+    assert result.summary() == (
+        "verify: 4 observed flows denied, 1 unjudged (protocol); 0 connections allowed that no flow used"
+    )
 
 
 def test_a_set_that_allows_everything_denies_nothing_and_lets_attempts_through() -> None:
@@ -236,7 +238,9 @@ def test_verify_command_exit_codes_and_json(synth: Callable[..., Run], small_sto
     run = synth("verify", "--policies", broken, "--store", small_store)
     assert run.code == 1
     assert "DENIED: 2 edges, 4 flows" in run.out
-    assert run.out.endswith("verify: 4 observed flows denied, 1 unjudged (protocol)\n")
+    assert run.out.endswith(
+        "verify: 4 observed flows denied, 1 unjudged (protocol); 0 connections allowed that no flow used\n"
+    )
     run = synth("verify", "--policies", broken, "-n", "x", "-o", "json", "--store", small_store)
     assert run.code == 1
     document = json.loads(run.out)
@@ -261,7 +265,8 @@ def test_verify_command_errors(synth: Callable[..., Run], small_store: Path, tmp
 def test_generate_reports_its_self_check(synth: Callable[..., Run], small_store: Path) -> None:
     run = synth("generate", "-n", "x", "--store", small_store)
     assert run.code == 0
-    assert "verify: 0 observed flows denied, 1 unjudged (protocol)" in run.err.splitlines()
+    summary = "verify: 0 observed flows denied, 1 unjudged (protocol); 0 connections allowed that no flow used"
+    assert summary in run.err.splitlines()
 
 
 # --- generate's self-check fails loudly ------------------------------------------------------------------

@@ -9,10 +9,11 @@ from pathlib import Path
 from synth.app.deployed import LoadResult, load_cluster, load_policies
 from synth.app.flows import FileProgress, aggregate_store, observe_store, require_flows
 from synth.base.config import Settings
-from synth.base.errors import GenerationError, InputError, UsageError
+from synth.base.errors import GenerationError, InputError, UnsafePoliciesError, UsageError
+from synth.base.text import plural
 from synth.core.aggregate import EdgeSet
 from synth.core.model import PolicySet
-from synth.core.synthesize import Synthesis, synthesize
+from synth.core.synthesize import FindingKind, Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
 from synth.policy.observed import Observed
 from synth.policy.verify import VerifyResult, generation_gaps, selector_mismatches, verify
@@ -97,7 +98,7 @@ def verify_policies(
 ) -> VerifyResult:
     """Replay the stored request flows (touching `namespaces`, or all) through `policies`."""
     observed = load_observed(store, settings, namespaces=namespaces or None, since_ns=since_ns, until_ns=until_ns)
-    return verify(observed, policies, namespaces)
+    return verify(observed, policies, namespaces, settings.dns)
 
 
 def observed_namespaces(edges: EdgeSet) -> list[str]:
@@ -176,7 +177,7 @@ def write_text(path: str, text: str) -> None:
 def self_check(observed: Observed, synthesis: Synthesis, settings: Settings) -> VerifyResult:
     """Verify generated policies against the flows they came from; raise `GenerationError` loudly."""
     problems = list(selector_mismatches(synthesis.policies, observed.edges.pod_labels))
-    verification = verify(observed, synthesis.policies, synthesis.namespaces)
+    verification = verify(observed, synthesis.policies, synthesis.namespaces, settings.dns)
     gaps = generation_gaps(verification, include_attempts=settings.allow_dropped)
     for edge in gaps[:_GAPS_SHOWN]:
         problems.append(f"denies {edge.line()} ({edge.flows:,} flows): {edge.reasons[0] if edge.reasons else ''}")
@@ -188,6 +189,33 @@ def self_check(observed: Observed, synthesis: Synthesis, settings: Settings) -> 
             "apply them):\n  " + "\n  ".join(problems)
         )
     return verification
+
+
+_EXPLAINING = frozenset({
+    FindingKind.NOT_ENFORCEABLE, FindingKind.UNSELECTABLE, FindingKind.UNKNOWN_PEER, FindingKind.PRIVATE_WORLD,
+    FindingKind.DNS_NOT_COVERED,
+})  # fmt: skip
+
+
+def check_safe(generated: Generated, *, accept_denied: bool = False, strict: bool = False) -> None:
+    """Refuse to hand over policies that deny observed flows (unless accepted) or, with `strict`,
+    allow connections no flow used (other than those flagged as meant)."""
+    verification, problems = generated.verification, []
+    if verification.denied and not accept_denied:
+        problems.append(
+            f"the generated policies would deny {plural(verification.denied_flows, 'observed flow')} "
+            f"({plural(len(verification.denied), 'edge')}):"
+        )
+        problems += [f"  denies {edge.line()} ({edge.flows:,} flows)" for edge in verification.denied[:_GAPS_SHOWN]]
+        why = [f for f in generated.synthesis.findings if f.kind in _EXPLAINING]
+        problems += [f"  why: {finding.detail}" for finding in why[:_GAPS_SHOWN]]
+        problems.append("  fix what the reasons name, or pass --accept-denied to write them anyway")
+    over = verification.over_permissive
+    if strict and over:
+        problems.append(f"the generated policies allow {plural(len(over), 'connection')} that no flow used:")
+        problems += [f"  allows {a.line()} ({', '.join(a.rules)})" for a in over[:_GAPS_SHOWN]]
+    if problems:
+        raise UnsafePoliciesError("\n".join(problems) + "\nnothing was written")
 
 
 def render_files(synthesis: Synthesis) -> dict[str, str]:

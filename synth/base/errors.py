@@ -54,3 +54,10 @@ class CollectError(SynthError):
 
 class GenerationError(SynthError):
     """synth's own output failed its self-check (for example verify denied observed flows)."""
+
+
+class UnsafePoliciesError(SynthError):
+    """Generated policies would deny observed traffic (or, when asked to be strict, allow more than
+    was observed); they are not written unless the user accepts it."""
+
+    exit_code = EXIT_DIFFERENCES

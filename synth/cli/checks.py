@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Only flows touching this namespace (repeatable).")
 @window_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--strict", is_flag=True,
+              help="Also exit 1 when the policies allow connections that no flow used (other than those flagged).")
+@settings_options
 @store_option
 def verify_command(
     policy_paths: tuple[str, ...],
@@ -34,15 +37,20 @@ def verify_command(
     since: str | None,
     until: str | None,
     output: str,
+    strict: bool,
+    settings: Settings,
     store_path: str,
 ) -> int:
-    """Replay the stored request flows through NetworkPolicies; exit 1 if any observed flow is denied.
+    """Prove both halves of least privilege against the stored flows; exit 1 if an observed flow is denied.
 
-    Denied edges come with their reasons (which policy isolates the pod, that no rule allows the
-    connection); flows the policies cannot judge (ICMP, node traffic, unknown labels) are listed.
+    1. Nothing observed is denied: every stored request flow is replayed; denied edges come with
+    their reasons (which policy isolates the pod, that no rule allows it). Flows the policies
+    cannot judge (ICMP, node traffic, unknown labels) are listed.
+    2. Nothing unobserved is allowed: connections among the recorded workloads and addresses that
+    the policies allow but no flow used, each with the rule that allows it (--strict fails on
+    them). Cluster DNS, public ingress and workloads no label separates are flagged as meant.
     """
     from synth.app.generation import load_deployed, verify_policies  # noqa: PLC0415 - loads per command
-    from synth.base.config import Settings  # noqa: PLC0415
     from synth.render.checks import render_verify  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
@@ -50,10 +58,11 @@ def verify_command(
     loaded = load_deployed(policy_paths, namespaces=namespaces)
     say_skipped(loaded.skipped_by_kind())
     result = verify_policies(
-        Store(store_path), Settings(), loaded.policies, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns
+        Store(store_path), settings, loaded.policies, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns
     )
     click.echo(render_verify(result, output), nl=False)
-    return EXIT_OK if result.ok else EXIT_DIFFERENCES
+    failed = not result.ok or (strict and result.over_permissive)
+    return EXIT_DIFFERENCES if failed else EXIT_OK
 
 
 @cli.command("diff")

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
               help="Format of the --pr description: DIR/PR.md, or DIR/PR.json for CI bots.")
 @click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
               help="With --pr: flag rules seen in fewer than N flows as backed by little evidence.")
+@click.option("--accept-denied", is_flag=True,
+              help="Write the policies even though they would deny observed flows (the reasons are printed).")
+@click.option("--strict", is_flag=True,
+              help="Also refuse policies that allow connections no flow used (other than those flagged as meant).")
 @window_options
 @settings_options
 @store_option
@@ -57,12 +61,18 @@ def generate_command(
     pull_request: bool,
     pr_format: str,
     rare_flows: int,
+    accept_denied: bool,
+    strict: bool,
     since: str | None,
     until: str | None,
     settings: Settings,
     store_path: str,
 ) -> int:
     """Generate least-privilege NetworkPolicies from the stored flows, checked against those flows.
+
+    The policies are checked for both halves of least privilege before anything is written: exit
+    1, writing nothing, if they would deny observed flows (unless --accept-denied), or with --strict
+    if they allow connections no flow used.
 
     With --deployed or --cluster, proposed policies keep the names of deployed ones that select
     the same pods, and a summary of the diff against the deployed policies is printed. With --pr,
@@ -93,6 +103,8 @@ def generate_command(
         until_ns=until_ns,
         deployed=deployed,
     )
+    _say_summary(generated)
+    pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
     if out_dir is None:
         click.echo(pipeline.policy_stream(generated.synthesis), nl=False)
     else:
@@ -107,7 +119,6 @@ def generate_command(
         click.echo(f"wrote {len(written)} files to {out_dir}")
         if pull_request:
             click.echo(f"wrote the pull-request description to {out_dir.rstrip('/')}/{pr_name}")
-    _say_summary(generated)
     if generated.diff is not None:
         _say_diff(generated.diff, diff_out)
     return 0

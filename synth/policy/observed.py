@@ -92,6 +92,8 @@ class ObservedPair:
     last_seen: datetime
     src_pods: tuple[str, ...]
     dst_pods: tuple[str, ...]
+    src_workload: str = ""  # the owner group (`Deployment/api`) of a pod end; empty for other ends
+    dst_workload: str = ""
 
     @property
     def edge_key(self) -> tuple[EndpointRef, EndpointRef, str, int | None]:
@@ -113,42 +115,59 @@ class Observed:
     stats: AggregateStats
 
 
+_EndKey = tuple[EndpointRef, str]  # a label-level end and, when told apart, its workload
+
+
 @dataclass(frozen=True, slots=True)
 class Unobserved:
-    """A connection between two observed workloads that no flow made: `traffic` is what the engine judges."""
+    """A connection between two observed workloads that no flow made: `traffic` is what the engine judges.
+
+    `src_workload`/`dst_workload` are the owner groups when workloads were told apart, else empty.
+    """
 
     src: EndpointRef
     dst: EndpointRef
     traffic: Traffic
+    src_workload: str = ""
+    dst_workload: str = ""
 
 
-def unobserved_connections(pairs: Sequence[ObservedPair], namespaces: Sequence[str] = ()) -> Iterator[Unobserved]:
-    """Every (source workload, destination workload, protocol/port the destination was reached on) among
-    the observed ones, touching `namespaces` (or any), that no observed flow used.
+def unobserved_connections(
+    pairs: Sequence[ObservedPair], namespaces: Sequence[str] = (), *, by_workload: bool = False
+) -> Iterator[Unobserved]:
+    """Every (source, destination, protocol/port the destination was reached on) among the observed
+    pod ends, touching `namespaces` (or any), that no observed flow used.
 
-    Each workload is represented by one of its pods' labels (the engine needs no more: every pod of
-    a workload carries the labels its selector uses). The ports are those seen at the destination,
-    so what a policy allows beyond them (other ports of a workload) is not enumerated here.
+    Ends are label-level (`EndpointRef`), or with `by_workload` each workload (owner group) apart,
+    so that a selector that also selects another workload shows what it lets through. Each end is
+    represented by one of its pods' labels. Ports are those seen at the destination.
     """
-    workloads: dict[EndpointRef, Endpoint] = {}
-    ports: dict[EndpointRef, set[tuple[str, int]]] = {}
-    seen: set[tuple[EndpointRef, EndpointRef, str, int | None]] = set()
+    ends: dict[_EndKey, Endpoint] = {}
+    ports: dict[_EndKey, set[tuple[str, int]]] = {}
+    seen: set[tuple[_EndKey, _EndKey, str, int | None]] = set()
     for pair in pairs:
-        seen.add(pair.edge_key)
-        for ref, end in ((pair.src, pair.traffic.src), (pair.dst, pair.traffic.dst)):
-            if ref.kind == "pod" and end.labels is not None and ref not in workloads:
-                workloads[ref] = replace(end, name=None)
+        src_key: _EndKey = (pair.src, pair.src_workload if by_workload else "")
+        dst_key: _EndKey = (pair.dst, pair.dst_workload if by_workload else "")
+        seen.add((src_key, dst_key, pair.traffic.protocol, pair.traffic.port))
+        for key, end in ((src_key, pair.traffic.src), (dst_key, pair.traffic.dst)):
+            if key[0].kind == "pod" and end.labels is not None and key not in ends:
+                ends[key] = replace(end, name=None)
         if pair.dst.kind == "pod" and pair.traffic.protocol in DEFINED_PROTOCOLS and pair.traffic.port is not None:
-            ports.setdefault(pair.dst, set()).add((pair.traffic.protocol, pair.traffic.port))
+            ports.setdefault(dst_key, set()).add((pair.traffic.protocol, pair.traffic.port))
     wanted = set(namespaces)
-    destinations = sorted((ref for ref in ports if ref in workloads), key=lambda ref: ref.order)
-    for src in sorted(workloads, key=lambda ref: ref.order):
+
+    def order(key: _EndKey) -> tuple[str, str, str, str]:
+        return (*key[0].order, key[1])
+
+    destinations = sorted((key for key in ports if key in ends), key=order)
+    for src in sorted(ends, key=order):
         for dst in destinations:
-            if wanted and not {src.namespace, dst.namespace} & wanted:
+            if wanted and not {src[0].namespace, dst[0].namespace} & wanted:
                 continue
             for protocol, port in sorted(ports[dst]):
                 if (src, dst, protocol, port) not in seen:
-                    yield Unobserved(src, dst, Traffic(workloads[src], workloads[dst], protocol, port))
+                    traffic = Traffic(ends[src], ends[dst], protocol, port)
+                    yield Unobserved(src[0], dst[0], traffic, src[1], dst[1])
 
 
 def observe_batches(
@@ -206,6 +225,8 @@ def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict
             datetime_of(partial.last),
             tuple(sorted(partial.src_pods)),
             tuple(sorted(partial.dst_pods)),
+            src_side.group if src_side.kind == "pod" else "",
+            dst_side.group if dst_side.kind == "pod" else "",
         )
 
 

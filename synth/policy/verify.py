@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from synth.base.config import NAMESPACE_NAME_LABEL
-from synth.base.text import ascii_text
+from synth.base.config import NAMESPACE_NAME_LABEL, DnsTarget
+from synth.base.text import ascii_text, plural
 from synth.core.identity import Labels
 from synth.core.model import Peer, PolicySet
 from synth.policy.evaluate import Decision, DirectionDecision, Engine, Verdict
+from synth.policy.exposure import Allowance, unobserved_allowances
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import NODE_KINDS, EndpointRef, Observed, ObservedPair
 
@@ -82,6 +83,20 @@ class VerifyResult:
     attempts_allowed: tuple[EdgeOutcome, ...]
     attempts_denied: tuple[EdgeOutcome, ...] = ()
     excluded: tuple[tuple[str, int], ...] = ()
+    unobserved: tuple[Allowance, ...] = ()
+
+    @property
+    def over_permissive(self) -> tuple[Allowance, ...]:
+        """Allowed connections no flow used that nothing explains (the second half of least privilege)."""
+        return tuple(a for a in self.unobserved if not a.flag)
+
+    def flagged(self) -> tuple[tuple[str, int], ...]:
+        """(flag, allowances) for the allowances that are meant: dns, public, inseparable."""
+        counts: dict[str, int] = {}
+        for allowance in self.unobserved:
+            if allowance.flag:
+                counts[allowance.flag] = counts.get(allowance.flag, 0) + 1
+        return tuple(sorted(counts.items()))
 
     @property
     def ok(self) -> bool:
@@ -106,10 +121,14 @@ class VerifyResult:
         return tuple(sorted(totals.items()))
 
     def summary(self) -> str:
-        """`verify: 0 observed flows denied, 12 unjudged (node, protocol)`."""
+        """`verify: 0 observed flows denied, 12 unjudged (node, protocol); 0 connections allowed that no flow used`."""
         categories = ", ".join(c for c, _ in self.unjudged_by_category())
         unjudged = f"{self.unjudged_flows:,} unjudged" + (f" ({categories})" if categories else "")
-        return f"verify: {self.denied_flows:,} observed flows denied, {unjudged}"
+        flagged = ", ".join(f"{n:,} {flag}" for flag, n in self.flagged())
+        unused = f"{plural(len(self.over_permissive), 'connection')} allowed that no flow used" + (
+            f" (besides {flagged}, flagged)" if flagged else ""
+        )
+        return f"verify: {self.denied_flows:,} observed flows denied, {unjudged}; {unused}"
 
 
 @dataclass(slots=True)
@@ -117,8 +136,12 @@ class _Group:
     pairs: list[tuple[ObservedPair, str]] = field(default_factory=list)
 
 
-def verify(observed: Observed, policies: PolicySet, namespaces: Sequence[str] | None = None) -> VerifyResult:
-    """Evaluate every observed pair (touching `namespaces`, or all) against the policies."""
+def verify(
+    observed: Observed, policies: PolicySet, namespaces: Sequence[str] | None = None, dns: DnsTarget | None = None
+) -> VerifyResult:
+    """Both halves of least privilege over the observed pairs (touching `namespaces`, or all): which
+    observed flows the policies deny, and which connections among the recording's workloads and
+    addresses they allow that no flow used (`dns` says where cluster DNS lives, for the flags)."""
     engine = Engine(policies)
     chosen = tuple(sorted(set(namespaces))) if namespaces else ()
     denied: dict[Any, _Group] = {}
@@ -157,6 +180,7 @@ def verify(observed: Observed, policies: PolicySet, namespaces: Sequence[str] | 
         attempts_allowed=_outcomes(attempts_allowed),
         attempts_denied=_outcomes(attempts_denied),
         excluded=(("replies", stats.replies), ("datapath drops", stats.datapath_drops), ("other", stats.unjudged)),
+        unobserved=unobserved_allowances(observed.pairs, policies, engine, chosen, dns or DnsTarget()),
     )
 
 

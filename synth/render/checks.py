@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from synth.base.text import ascii_text
+from synth.base.text import ascii_text, plural
 from synth.policy.diff import CHANGES, Change, DiffResult
+from synth.policy.exposure import Allowance
 from synth.policy.observed import EndpointRef
 from synth.policy.verify import EdgeOutcome, VerifyResult
 
@@ -73,8 +74,48 @@ def verify_text(result: VerifyResult) -> str:
     excluded = ", ".join(f"{n:,} {what}" for what, n in result.excluded if n)
     if excluded:
         lines.append(f"not replayed: {excluded}")
+    lines += _allowance_lines(result)
     lines.append(result.summary())
     return "\n".join(lines) + "\n"
+
+
+def _allowance_lines(result: VerifyResult, limit: int = 50) -> list[str]:
+    """The second half: connections allowed that no flow used, the unexplained ones listed with their rules."""
+    over = result.over_permissive
+    lines = []
+    if over:
+        lines.append(f"ALLOWED, NEVER OBSERVED: {plural(len(over), 'connection')}")
+        for allowance in over[:limit]:
+            lines.append(f"  {allowance.line()}  allowed by {ascii_text(', '.join(allowance.rules))}")
+        if len(over) > limit:
+            lines.append(f"  ... and {len(over) - limit:,} more (-o json lists them all)")
+    flagged = [a for a in result.unobserved if a.flag]
+    if flagged:
+        lines.append(f"allowed, never observed, meant: {plural(len(flagged), 'connection')} ({_flag_counts(result)})")
+        lines += [f"  [{a.flag}] {a.line()}" for a in flagged[:limit]]
+        if len(flagged) > limit:
+            lines.append(f"  ... and {len(flagged) - limit:,} more (-o json lists them all)")
+    return lines
+
+
+def _flag_counts(result: VerifyResult) -> str:
+    return ", ".join(f"{_FLAG_WORDS[flag]} {n:,}" for flag, n in result.flagged())
+
+
+_FLAG_WORDS = {"dns": "cluster DNS", "public": "public ingress", "inseparable": "workloads no label separates"}
+
+
+def _allowance_json(allowance: Allowance) -> dict[str, Any]:
+    return {
+        "src": {"kind": allowance.src.kind, "namespace": allowance.src.namespace, "selector": allowance.src.selector,
+                "workload": allowance.src_workload or None},
+        "dst": {"kind": allowance.dst.kind, "namespace": allowance.dst.namespace, "selector": allowance.dst.selector,
+                "workload": allowance.dst_workload or None},
+        "protocol": allowance.protocol,
+        "port": allowance.port,
+        "rules": list(allowance.rules),
+        "flag": allowance.flag or None,
+    }
 
 
 def _edge_json(edge: EdgeOutcome) -> dict[str, Any]:
@@ -109,6 +150,8 @@ def verify_json(result: VerifyResult) -> str:
         "attempts_allowed": [_edge_json(e) for e in result.attempts_allowed],
         "attempts_denied": [_edge_json(e) for e in result.attempts_denied],
         "excluded": dict(result.excluded),
+        "allowed_unobserved": [_allowance_json(a) for a in result.over_permissive],
+        "allowed_unobserved_flagged": [_allowance_json(a) for a in result.unobserved if a.flag],
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 

@@ -1,0 +1,272 @@
+"""The second half of least privilege: what a policy set allows that no observed flow used.
+
+Candidates are built from the recording, so they speak of workloads that exist:
+- between pod workloads (each owner group apart, so a selector that also selects a sibling
+  workload shows): every source to every destination on each port the destination was reached on,
+  and on one port no flow and no rule names (a rule without ports opens every port);
+- with the world: every address seen (as a source or a destination) with the workloads on the
+  ports seen, and probe addresses that no flow used: one inside each `ipBlock` of the policies
+  (outside its `except` ranges) and one documentation address (RFC 5737/3849), so an address range
+  wider than the addresses seen shows.
+
+A candidate counts when the engine allows it and a rule of an isolating policy is what allows it
+(a connection between two pods no policy isolates is not the policy set's doing). Some allowances
+are meant and flagged, not hidden: cluster DNS for every pod (`dns`), ingress open to any address
+(`public`), and connections between workloads no label can tell apart (`inseparable`: the same
+selectors as an observed connection).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from synth.base.config import DnsTarget
+from synth.base.text import ascii_text
+from synth.core.aggregate import address_selector
+from synth.core.model import PolicySet
+from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict
+from synth.policy.matchers import DEFINED_PROTOCOLS
+from synth.policy.observed import EndpointRef, ObservedPair, unobserved_connections
+
+__all__ = ["Allowance", "Flag", "unobserved_allowances"]
+
+Flag = Literal["", "dns", "public", "inseparable"]
+_PROBE_ADDRESSES = ("192.0.2.1", "192.0.2.2", "2001:db8:ffff::1", "2001:db8:ffff::2")
+_ANY_V4 = ipaddress.ip_network("0.0.0.0/0")
+_ANY_V6 = ipaddress.ip_network("::/0")
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """A connection the policies allow that no flow made, with the rules that allow it.
+
+    `port` None means a port no flow and no rule names (the rule opens every port). `flag` says
+    why the allowance is meant (see the module), empty when nothing explains it.
+    """
+
+    src: EndpointRef
+    dst: EndpointRef
+    protocol: str
+    port: int | None
+    rules: tuple[str, ...]
+    src_workload: str = ""
+    dst_workload: str = ""
+    flag: Flag = ""
+
+    def port_text(self) -> str:
+        """`TCP/80`, or `TCP/*` for any port."""
+        return f"{self.protocol}/{'*' if self.port is None else self.port}"
+
+    def line(self) -> str:
+        """`src -> dst TCP/80`, naming the workloads where they were told apart."""
+        src, dst = _end_text(self.src, self.src_workload), _end_text(self.dst, self.dst_workload)
+        return ascii_text(f"{src} -> {dst} {self.port_text()}")
+
+    @property
+    def order(self) -> tuple[object, ...]:
+        """Sort key."""
+        port = -1 if self.port is None else self.port
+        return (self.flag, self.src.order, self.src_workload, self.dst.order, self.dst_workload, self.protocol, port)
+
+
+def _end_text(ref: EndpointRef, workload: str) -> str:
+    if ref.kind == "pod" and workload:
+        return f"{ref.namespace}/{workload.rsplit('/', 1)[-1]}"
+    return ref.text()
+
+
+def unobserved_allowances(
+    pairs: Sequence[ObservedPair], policies: PolicySet, engine: Engine, namespaces: Sequence[str], dns: DnsTarget
+) -> tuple[Allowance, ...]:
+    """Every connection among the recording's workloads and addresses that `policies` allow but no flow used."""
+    observed = {(p.src, p.dst, p.traffic.protocol, p.traffic.port) for p in pairs if p.allowed}
+    found: dict[tuple[object, ...], Allowance] = {}
+    for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces):
+        decision = engine.evaluate(traffic)
+        rules = _allowing_rules(decision)
+        if decision.verdict != Verdict.ALLOWED or not rules:
+            continue
+        flag = _flag(src, dst, traffic, observed, policies, decision, dns)
+        if flag == "public":  # one allowance for the whole internet, not one per address tried
+            src = EndpointRef("world", None, "::/0" if ":" in src.selector else "0.0.0.0/0")
+        allowance = Allowance(src, dst, traffic.protocol, traffic.port, rules, src_workload, dst_workload, flag)
+        found.setdefault(allowance.order, allowance)
+    return tuple(sorted(found.values(), key=lambda a: a.order))
+
+
+Candidate = tuple[EndpointRef, EndpointRef, Traffic, str, str]
+
+
+def _candidates(pairs: Sequence[ObservedPair], policies: PolicySet, namespaces: Sequence[str]) -> Iterator[Candidate]:
+    """Candidates no observed flow (nor denied attempt) made."""
+    seen = {(p.src, p.src_workload, p.dst, p.dst_workload, p.traffic.protocol, p.traffic.port) for p in pairs}
+    for candidate in _all_candidates(pairs, policies, namespaces):
+        src, dst, traffic, src_workload, dst_workload = candidate
+        if (src, src_workload, dst, dst_workload, traffic.protocol, traffic.port) not in seen:
+            yield candidate
+
+
+def _all_candidates(
+    pairs: Sequence[ObservedPair], policies: PolicySet, namespaces: Sequence[str]
+) -> Iterator[Candidate]:
+    wanted = set(namespaces)
+    for unobserved in unobserved_connections(pairs, namespaces, by_workload=True):
+        yield unobserved.src, unobserved.dst, unobserved.traffic, unobserved.src_workload, unobserved.dst_workload
+    workloads = _workloads(pairs, wanted)
+    probe_port = _unnamed_port(pairs, policies)
+    for (src, src_workload), src_end in workloads.items():
+        for (dst, dst_workload), dst_end in workloads.items():
+            for protocol in ("TCP", "UDP"):
+                yield src, dst, Traffic(src_end, dst_end, protocol, probe_port), src_workload, dst_workload
+    yield from _world_candidates(pairs, policies, workloads, probe_port)
+
+
+def _workloads(pairs: Sequence[ObservedPair], wanted: set[str]) -> dict[tuple[EndpointRef, str], Endpoint]:
+    """One representative end per observed pod workload (in the wanted namespaces, or all)."""
+    found: dict[tuple[EndpointRef, str], Endpoint] = {}
+    for pair in pairs:
+        for ref, workload, end in ((pair.src, pair.src_workload, pair.traffic.src),
+                                   (pair.dst, pair.dst_workload, pair.traffic.dst)):  # fmt: skip
+            if ref.kind == "pod" and end.labels is not None and (not wanted or ref.namespace in wanted):
+                found.setdefault((ref, workload), Endpoint(
+                    "pod", namespace=end.namespace, labels=end.labels, namespace_labels=end.namespace_labels
+                ))  # fmt: skip
+    return dict(sorted(found.items(), key=lambda item: (*item[0][0].order, item[0][1])))
+
+
+def _unnamed_port(pairs: Sequence[ObservedPair], policies: PolicySet) -> int:
+    """The lowest port that no observed flow reached and no rule names: a probe for rules without ports."""
+    named: set[int] = {p.traffic.port for p in pairs if p.traffic.port is not None}
+    ranges: list[tuple[int, int]] = []
+    for policy in policies.policies:
+        for rule in (*policy.ingress, *policy.egress):
+            for spec in rule.ports:
+                if isinstance(spec.port, int):
+                    ranges.append((spec.port, spec.end_port or spec.port))
+    port = 1
+    while port in named or any(low <= port <= high for low, high in ranges):
+        port += 1
+    return port
+
+
+def _world_candidates(
+    pairs: Sequence[ObservedPair],
+    policies: PolicySet,
+    workloads: dict[tuple[EndpointRef, str], Endpoint],
+    probe_port: int,
+) -> Iterator[Candidate]:
+    """Workloads with world addresses: those seen, and probes no flow used, on the ports seen and a probe port."""
+    egress_ports = {(p.traffic.protocol, p.traffic.port) for p in pairs if p.dst.kind == "world"}
+    ingress_ports: dict[tuple[EndpointRef, str], set[tuple[str, int | None]]] = {}
+    addresses: set[str] = set()
+    for pair in pairs:
+        for end in (pair.traffic.src, pair.traffic.dst):
+            if end.kind == "world" and end.ip:
+                addresses.add(end.ip)
+        if pair.dst.kind == "pod":
+            ports = ingress_ports.setdefault((pair.dst, pair.dst_workload), set())
+            ports.add((pair.traffic.protocol, pair.traffic.port))
+    addresses |= set(_probe_addresses(policies, addresses))
+    egress = sorted(
+        {(protocol, port) for protocol, port in egress_ports if protocol in DEFINED_PROTOCOLS and port is not None}
+        | {("TCP", probe_port), ("UDP", probe_port)}
+    )
+    for address in sorted(addresses, key=_address_order):
+        world = Endpoint("world", ip=address)
+        ref = EndpointRef("world", None, address_selector(address))
+        for (pod_ref, workload), pod in workloads.items():
+            for protocol, port in egress:
+                yield pod_ref, ref, Traffic(pod, world, protocol, port), workload, ""
+            seen = {(p, n) for p, n in ingress_ports.get((pod_ref, workload), set()) if n is not None}
+            for protocol, port in sorted(seen | {("TCP", probe_port)}):
+                yield ref, pod_ref, Traffic(world, pod, protocol, port), "", workload
+
+
+def _probe_addresses(policies: PolicySet, seen: Iterable[str]) -> Iterator[str]:
+    """One address inside each ipBlock of the policies that no flow used, and documentation addresses."""
+    used = set(seen)
+    for address in _PROBE_ADDRESSES:
+        if address not in used:
+            yield address
+    for policy in policies.policies:
+        for rule in (*policy.ingress, *policy.egress):
+            for peer in rule.peers:
+                if peer.ip_block is not None:
+                    probe = _inside(peer.ip_block.cidr, peer.ip_block.except_, used)
+                    if probe is not None:
+                        yield probe
+
+
+def _inside(cidr: str, excepted: Sequence[str], used: set[str]) -> str | None:
+    """An address in `cidr`, outside `excepted`, that no flow used (None for a /32 already seen)."""
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+        holes = [ipaddress.ip_network(e, strict=False) for e in excepted]
+    except ValueError:
+        return None
+    if network in (_ANY_V4, _ANY_V6):
+        return None  # the documentation probes stand for "any address"
+    for offset in (1, 0, network.num_addresses - 2, network.num_addresses - 1):
+        if not 0 <= offset < network.num_addresses:
+            continue
+        address = network.network_address + offset
+        if str(address) not in used and not any(address in hole for hole in holes if hole.version == address.version):
+            return str(address)
+    return None
+
+
+def _address_order(address: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(address)
+    return (ip.version, int(ip))
+
+
+def _allowing_rules(decision: Decision) -> tuple[str, ...]:
+    """The rules of isolating policies that allow the connection (empty when no policy isolates it)."""
+    return tuple(sorted({*decision.egress.allowed_by, *decision.ingress.allowed_by}))
+
+
+def _flag(
+    src: EndpointRef,
+    dst: EndpointRef,
+    traffic: Traffic,
+    observed: set[tuple[EndpointRef, EndpointRef, str, int | None]],
+    policies: PolicySet,
+    decision: Decision,
+    dns: DnsTarget,
+) -> Flag:
+    if _is_dns(traffic, dns):
+        return "dns"
+    if src.kind == "world" and _open_to_any_address(policies, decision.ingress.allowed_by):
+        return "public"
+    if src.kind == "pod" and dst.kind == "pod" and (src, dst, traffic.protocol, traffic.port) in observed:
+        return "inseparable"
+    return ""
+
+
+def _is_dns(traffic: Traffic, dns: DnsTarget) -> bool:
+    dst = traffic.dst
+    return (
+        dst.is_pod
+        and dst.namespace == dns.namespace
+        and traffic.port in dns.ports
+        and traffic.protocol in ("UDP", "TCP")
+        and all((dst.labels or {}).get(k) == v for k, v in dns.pod_labels)
+    )
+
+
+def _open_to_any_address(policies: PolicySet, rules: Iterable[str]) -> bool:
+    """Whether one of these ingress rules (`ns/name ingress[i]`) admits every address (0.0.0.0/0, ::/0)."""
+    by_key = {f"{p.namespace}/{p.name}": p for p in policies.policies}
+    for ref in rules:
+        key, _, position = ref.partition(" ")
+        policy = by_key.get(key)
+        index = position.removeprefix("ingress[").removesuffix("]")
+        if policy is None or not index.isdigit() or int(index) >= len(policy.ingress):
+            continue
+        for peer in policy.ingress[int(index)].peers:
+            if peer.ip_block and ipaddress.ip_network(peer.ip_block.cidr, strict=False) in (_ANY_V4, _ANY_V6):
+                return True
+    return False
