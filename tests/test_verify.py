@@ -341,6 +341,16 @@ def test_real_captures_generate_passes_its_self_check(captures_store: Path) -> N
     generated = pipeline.generate(Store(str(captures_store)), Settings(), all_namespaces=True)
     assert generated.verification.ok
     assert generated.verification.unjudged_by_category() == (("node", 1), ("unknown-peer", 84))
+    assert generated.verification.over_permissive == ()
+
+
+def test_the_samples_policies_allow_nothing_unobserved_but_what_they_flag(sample_store: Path) -> None:
+    """Both halves on synth's own output: no observed flow denied, and the only connections allowed
+    that no flow used are the public endpoint the report flags."""
+    generated = pipeline.generate(Store(str(sample_store)), Settings(), all_namespaces=True)
+    result = generated.verification
+    assert result.ok and result.over_permissive == ()
+    assert [(a.flag, a.line()) for a in result.unobserved] == [("public", "world 0.0.0.0/0 -> shop/frontend TCP/8080")]
 
 
 def test_real_captures_broken_cluster(synth: Callable[..., Run], captures_store: Path, tmp_path: Path) -> None:

@@ -83,8 +83,9 @@ def unobserved_allowances(
 ) -> tuple[Allowance, ...]:
     """Every connection among the recording's workloads and addresses that `policies` allow but no flow used."""
     observed = {(p.src, p.dst, p.traffic.protocol, p.traffic.port) for p in pairs if p.allowed}
+    probe_port = _unnamed_port(pairs, policies)
     found: dict[tuple[object, ...], Allowance] = {}
-    for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces):
+    for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces, probe_port):
         decision = engine.evaluate(traffic)
         rules = _allowing_rules(decision)
         if decision.verdict != Verdict.ALLOWED or not rules:
@@ -92,7 +93,8 @@ def unobserved_allowances(
         flag = _flag(src, dst, traffic, observed, policies, decision, dns)
         if flag == "public":  # one allowance for the whole internet, not one per address tried
             src = EndpointRef("world", None, "::/0" if ":" in src.selector else "0.0.0.0/0")
-        allowance = Allowance(src, dst, traffic.protocol, traffic.port, rules, src_workload, dst_workload, flag)
+        port = None if traffic.port == probe_port else traffic.port  # allowed on a port nothing names: any port
+        allowance = Allowance(src, dst, traffic.protocol, port, rules, src_workload, dst_workload, flag)
         found.setdefault(allowance.order, allowance)
     return tuple(sorted(found.values(), key=lambda a: a.order))
 
@@ -100,37 +102,53 @@ def unobserved_allowances(
 Candidate = tuple[EndpointRef, EndpointRef, Traffic, str, str]
 
 
-def _candidates(pairs: Sequence[ObservedPair], policies: PolicySet, namespaces: Sequence[str]) -> Iterator[Candidate]:
+def _candidates(
+    pairs: Sequence[ObservedPair], policies: PolicySet, namespaces: Sequence[str], probe_port: int
+) -> Iterator[Candidate]:
     """Candidates no observed flow (nor denied attempt) made."""
     seen = {(p.src, p.src_workload, p.dst, p.dst_workload, p.traffic.protocol, p.traffic.port) for p in pairs}
-    for candidate in _all_candidates(pairs, policies, namespaces):
+    for candidate in _all_candidates(pairs, policies, namespaces, probe_port):
         src, dst, traffic, src_workload, dst_workload = candidate
         if (src, src_workload, dst, dst_workload, traffic.protocol, traffic.port) not in seen:
             yield candidate
 
 
 def _all_candidates(
-    pairs: Sequence[ObservedPair], policies: PolicySet, namespaces: Sequence[str]
+    pairs: Sequence[ObservedPair], policies: PolicySet, namespaces: Sequence[str], probe_port: int
 ) -> Iterator[Candidate]:
-    wanted = set(namespaces)
     for unobserved in unobserved_connections(pairs, namespaces, by_workload=True):
         yield unobserved.src, unobserved.dst, unobserved.traffic, unobserved.src_workload, unobserved.dst_workload
-    workloads = _workloads(pairs, wanted)
-    probe_port = _unnamed_port(pairs, policies)
+    wanted = set(namespaces)
+    workloads = _workloads(pairs)
+    ports = sorted(_rule_ports(policies) | {("TCP", probe_port), ("UDP", probe_port)})
     for (src, src_workload), src_end in workloads.items():
         for (dst, dst_workload), dst_end in workloads.items():
-            for protocol in ("TCP", "UDP"):
-                yield src, dst, Traffic(src_end, dst_end, protocol, probe_port), src_workload, dst_workload
-    yield from _world_candidates(pairs, policies, workloads, probe_port)
+            if wanted and not {src.namespace, dst.namespace} & wanted:
+                continue
+            for protocol, port in ports:
+                yield src, dst, Traffic(src_end, dst_end, protocol, port), src_workload, dst_workload
+    touching = {key: end for key, end in workloads.items() if not wanted or key[0].namespace in wanted}
+    yield from _world_candidates(pairs, policies, touching, ports)
 
 
-def _workloads(pairs: Sequence[ObservedPair], wanted: set[str]) -> dict[tuple[EndpointRef, str], Endpoint]:
-    """One representative end per observed pod workload (in the wanted namespaces, or all)."""
+def _rule_ports(policies: PolicySet) -> set[tuple[str, int]]:
+    """The numeric ports the rules name (both ends of a range)."""
+    named: set[tuple[str, int]] = set()
+    for policy in policies.policies:
+        for rule in (*policy.ingress, *policy.egress):
+            for spec in rule.ports:
+                if isinstance(spec.port, int) and spec.protocol in DEFINED_PROTOCOLS:
+                    named |= {(spec.protocol, spec.port), (spec.protocol, spec.end_port or spec.port)}
+    return named
+
+
+def _workloads(pairs: Sequence[ObservedPair]) -> dict[tuple[EndpointRef, str], Endpoint]:
+    """One representative end per observed pod workload."""
     found: dict[tuple[EndpointRef, str], Endpoint] = {}
     for pair in pairs:
         for ref, workload, end in ((pair.src, pair.src_workload, pair.traffic.src),
                                    (pair.dst, pair.dst_workload, pair.traffic.dst)):  # fmt: skip
-            if ref.kind == "pod" and end.labels is not None and (not wanted or ref.namespace in wanted):
+            if ref.kind == "pod" and end.labels is not None:
                 found.setdefault((ref, workload), Endpoint(
                     "pod", namespace=end.namespace, labels=end.labels, namespace_labels=end.namespace_labels
                 ))  # fmt: skip
@@ -156,32 +174,25 @@ def _world_candidates(
     pairs: Sequence[ObservedPair],
     policies: PolicySet,
     workloads: dict[tuple[EndpointRef, str], Endpoint],
-    probe_port: int,
+    ports: Sequence[tuple[str, int]],
 ) -> Iterator[Candidate]:
-    """Workloads with world addresses: those seen, and probes no flow used, on the ports seen and a probe port."""
-    egress_ports = {(p.traffic.protocol, p.traffic.port) for p in pairs if p.dst.kind == "world"}
-    ingress_ports: dict[tuple[EndpointRef, str], set[tuple[str, int | None]]] = {}
-    addresses: set[str] = set()
-    for pair in pairs:
-        for end in (pair.traffic.src, pair.traffic.dst):
-            if end.kind == "world" and end.ip:
-                addresses.add(end.ip)
-        if pair.dst.kind == "pod":
-            ports = ingress_ports.setdefault((pair.dst, pair.dst_workload), set())
-            ports.add((pair.traffic.protocol, pair.traffic.port))
-    addresses |= set(_probe_addresses(policies, addresses))
-    egress = sorted(
-        {(protocol, port) for protocol, port in egress_ports if protocol in DEFINED_PROTOCOLS and port is not None}
-        | {("TCP", probe_port), ("UDP", probe_port)}
-    )
+    """Workloads with world addresses (those seen, and probes no flow used) on the ports seen or named."""
+    seen_ports = {
+        (p.traffic.protocol, p.traffic.port)
+        for p in pairs
+        if "world" in (p.src.kind, p.dst.kind) and p.traffic.protocol in DEFINED_PROTOCOLS and p.traffic.port
+    }
+    addresses = {end.ip for p in pairs for end in (p.traffic.src, p.traffic.dst) if end.kind == "world" and end.ip}
+    # An address seen as another kind (the API server's, a node's) is no unused world address.
+    known = {end.ip for p in pairs for end in (p.traffic.src, p.traffic.dst) if end.ip}
+    addresses |= set(_probe_addresses(policies, known))
+    candidate_ports = sorted({*seen_ports, *ports})
     for address in sorted(addresses, key=_address_order):
         world = Endpoint("world", ip=address)
         ref = EndpointRef("world", None, address_selector(address))
         for (pod_ref, workload), pod in workloads.items():
-            for protocol, port in egress:
+            for protocol, port in candidate_ports:
                 yield pod_ref, ref, Traffic(pod, world, protocol, port), workload, ""
-            seen = {(p, n) for p, n in ingress_ports.get((pod_ref, workload), set()) if n is not None}
-            for protocol, port in sorted(seen | {("TCP", probe_port)}):
                 yield ref, pod_ref, Traffic(world, pod, protocol, port), "", workload
 
 
