@@ -4,6 +4,7 @@ and generate's self-check (policies must allow the flows they were made from).""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -367,3 +368,30 @@ def test_real_captures_broken_cluster(synth: Callable[..., Run], captures_store:
         ("istio-system", "app=prometheus", "app=reviews", 15090, 1),
     ]
     assert all("is isolated for ingress by bookinfo/deny-ingress" in d["reasons"][0] for d in denied)
+
+
+def test_one_count_per_connection_in_edges_replay_and_findings(sample_store: Path) -> None:
+    """Edges, the pairs verify replays and the findings count each connection once, the same way."""
+    store = Store(str(sample_store))
+    observed = pipeline.load_observed(store, Settings())
+
+    def ref(end: Any) -> tuple[str, str | None, str]:
+        return (end.kind, end.namespace, end.selector)
+
+    from_edges: Counter[tuple[Any, ...]] = Counter()
+    for edge in observed.edges.edges:
+        from_edges[(ref(edge.src), ref(edge.dst), edge.protocol, edge.port, edge.allowed)] += edge.count
+    from_pairs: Counter[tuple[Any, ...]] = Counter()
+    for pair in observed.pairs:
+        from_pairs[(ref(pair.src), ref(pair.dst), pair.traffic.protocol, pair.traffic.port, pair.allowed)] += pair.flows
+    assert from_pairs == from_edges
+    generated = pipeline.generate(store, Settings(), namespaces=["payments"])
+    host = [f for f in generated.synthesis.findings if f.kind == "host-traffic"]
+    assert host
+    for finding in host:
+        expected = sum(
+            e.count for e in observed.edges.edges
+            if e.src.kind == "host" and e.dst.namespace == "payments" and f"on {e.protocol} {e.port} " in finding.detail
+            and f"payments/{','.join(e.dst.workloads)}" == finding.subject
+        )  # fmt: skip
+        assert finding.flows == expected > 0, finding

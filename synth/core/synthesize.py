@@ -11,13 +11,13 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
-from synth.core.aggregate import Edge, EdgeSet, Side
+from synth.core.aggregate import Edge, EdgeSet, Side, datetime_of
 from synth.core.enforceability import unenforceable_reason
 from synth.core.identity import Identity, policy_base_names
 from synth.core.model import Evidence, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Protocol, Rule
@@ -133,8 +133,8 @@ class _NamespaceBuilder:
         self.ingress: dict[str, dict[Any, _RuleDraft]] = defaultdict(dict)
         self.world_ingress: dict[tuple[str, str, int], list[Edge]] = defaultdict(list)
         self.dns = _RuleDraft()
-        self.findings: list[Finding] = []
-        self._reported: set[tuple[str, str, str]] = set()
+        # each finding with the distinct edges behind it, so its flows are those of every edge, once
+        self._found: dict[tuple[FindingKind, str, str], set[Edge]] = {}
 
     # ----- edges in
     def add(self, edge: Edge) -> None:
@@ -317,17 +317,21 @@ class _NamespaceBuilder:
             edge,
         )
 
-    def _find(self, kind: FindingKind, subject: str, detail: str, edge: Edge | None = None) -> None:
-        key = (kind, subject, detail)
-        if key in self._reported:
-            return
-        self._reported.add(key)
-        if edge is None:
-            self.findings.append(Finding(kind, self.namespace, subject, detail))
-        else:
-            self.findings.append(
-                Finding(kind, self.namespace, subject, detail, edge.count, edge.first_seen, edge.last_seen)
-            )
+    def _find(self, kind: FindingKind, subject: str, detail: str, *edges: Edge) -> None:
+        self._found.setdefault((kind, subject, detail), set()).update(edges)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The findings so far, each with the flows and window of all its edges."""
+        result = []
+        for (kind, subject, detail), edges in self._found.items():
+            if not edges:
+                result.append(Finding(kind, self.namespace, subject, detail))
+                continue
+            flows = sum(e.count for e in edges)
+            first, last = min(e.first_ns for e in edges), max(e.last_ns for e in edges)
+            result.append(Finding(kind, self.namespace, subject, detail, flows, datetime_of(first), datetime_of(last)))
+        return result
 
     # ----- policies out
     def policies(self) -> list[NetworkPolicy]:
@@ -365,7 +369,7 @@ class _NamespaceBuilder:
                     _peer_text(group[0], "dst"),
                     f"{protocol} {port} is open to any address: {len(sources)} "
                     f"distinct external sources were seen (threshold {threshold})",
-                    _sum_edges(group),
+                    *group,
                 )
             else:
                 for edge in group:
@@ -451,17 +455,6 @@ def _merge_port(existing: _RuleDraft | None, new: _RuleDraft) -> _RuleDraft:
         existing.peer_pods | new.peer_pods,
         existing.names | new.names,
         existing.notes | new.notes,
-    )
-
-
-def _sum_edges(group: list[Edge]) -> Edge:
-    """The first edge of the group carrying the whole group's flows and window (for a finding)."""
-    first: Edge = group[0]
-    return replace(
-        first,
-        count=sum(e.count for e in group),
-        first_ns=min(e.first_ns for e in group),
-        last_ns=max(e.last_ns for e in group),
     )
 
 

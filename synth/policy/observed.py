@@ -202,13 +202,28 @@ def _collect_namespace_labels(batch: pa.RecordBatch, found: dict[str, dict[str, 
 def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict[str, str]]) -> Iterator[ObservedPair]:
     by_group = _identity_by_group(edges.identities.values())
     kept = {(_flat(e.src), _flat(e.dst), e.protocol, e.port) for e in edges.edges if e.allowed}
+    refs = {key: (_ref(key.src, by_group), _ref(key.dst, by_group)) for key in acc.partials}
+    folded = {
+        replace(key, allowed=False): partial
+        for key, partial in acc.partials.items()
+        if key.allowed and (_flat(refs[key][0]), _flat(refs[key][1]), key.protocol, key.port) not in kept
+    }
     for key, partial in sorted(acc.partials.items(), key=lambda item: _pair_order(item[0])):
         src_side, dst_side, protocol, port = key.src, key.dst, key.protocol, key.port
-        src, dst = _ref(src_side, by_group), _ref(dst_side, by_group)
-        # Forwards that aggregation folded into a destination's drops are attempts, not traffic.
+        src, dst = refs[key]
+        # Forwards that aggregation folded into a destination's drops are attempts of the same
+        # connections, not traffic: counted once, as the larger side (as the edges count them).
         real = key.allowed and (_flat(src), _flat(dst), protocol, port) in kept
-        loopback = len(partial.src_pods) == 1 and partial.src_pods == partial.dst_pods
-        name = next(iter(partial.src_pods)) if loopback else None
+        flows, first, last = partial.count, partial.first, partial.last
+        src_pods, dst_pods = partial.src_pods, partial.dst_pods
+        if not key.allowed and key in folded:
+            forwards = folded[key]
+            flows, first, last = max(flows, forwards.count), min(first, forwards.first), max(last, forwards.last)
+            src_pods, dst_pods = src_pods | forwards.src_pods, dst_pods | forwards.dst_pods
+        elif key.allowed and not real and replace(key, allowed=False) in acc.partials:
+            continue
+        loopback = len(src_pods) == 1 and src_pods == dst_pods
+        name = next(iter(src_pods)) if loopback else None
         traffic = Traffic(
             _endpoint(src_side, acc.labels, namespace_labels, name),
             _endpoint(dst_side, acc.labels, namespace_labels, name),
@@ -220,11 +235,11 @@ def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict
             dst,
             traffic,
             real,
-            partial.count,
-            datetime_of(partial.first),
-            datetime_of(partial.last),
-            tuple(sorted(partial.src_pods)),
-            tuple(sorted(partial.dst_pods)),
+            flows,
+            datetime_of(first),
+            datetime_of(last),
+            tuple(sorted(src_pods)),
+            tuple(sorted(dst_pods)),
             src_side.group if src_side.kind == "pod" else "",
             dst_side.group if dst_side.kind == "pod" else "",
         )
