@@ -242,3 +242,26 @@ def test_namespaces_generated_one_after_another_share_the_top_kustomization(
     assert synth("generate", "-n", "shop", "--store", sample_store, "--out", out).code == 0
     top = yaml.safe_load((out / "kustomization.yaml").read_text())
     assert top["resources"] == ["payments", "shop"] and top["sortOptions"] == {"order": "fifo"}
+
+
+def test_all_namespaces_leaves_system_namespaces_out_unless_named(
+    sample_store: Path, synth: Callable[..., Run], tmp_path: Path
+) -> None:
+    run = synth("generate", "-A", "--out", tmp_path / "all", "--store", sample_store)
+    assert run.code == 0, run.err
+    assert "left out system namespaces kube-system: name them with -n to generate theirs" in run.err
+    assert not (tmp_path / "all" / "kube-system").exists() and (tmp_path / "all" / "payments").is_dir()
+    named = synth("generate", "-A", "-n", "kube-system", "--out", tmp_path / "named", "--store", sample_store)
+    assert named.code == 0 and "left out" not in named.err
+    assert (tmp_path / "named" / "kube-system" / "default-deny.yaml").is_file()
+
+
+def test_cluster_dns_admits_every_pod_allow_dns_lets_send(sample_store: Path, tmp_path: Path) -> None:
+    """A pod not seen resolving names in the window must not lose DNS when kube-system is isolated."""
+    generated = generate(Store(str(sample_store)), Settings(), namespaces=["kube-system"])
+    (dns,) = [p for p in generated.synthesis.policies.in_namespace("kube-system") if p.name == "kube-dns-ingress"]
+    everyone = [r for r in dns.ingress if any(p.namespace_selector == LabelSelector() and p.pod_selector is None
+                                              for p in r.peers)]  # fmt: skip
+    assert len(everyone) == 1
+    assert sorted((p.protocol, p.port) for p in everyone[0].ports) == [("TCP", 53), ("UDP", 53)]
+    assert len(everyone[0].peers) == 1  # one peer kind per rule, nothing else widened

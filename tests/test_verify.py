@@ -341,7 +341,12 @@ BOOKINFO_BROKEN = (
 def test_real_captures_generate_passes_its_self_check(captures_store: Path) -> None:
     generated = pipeline.generate(Store(str(captures_store)), Settings(), all_namespaces=True)
     assert generated.verification.ok
-    assert generated.verification.unjudged_by_category() == (("node", 1), ("unknown-peer", 84))
+    assert generated.left_out == ("kube-system",)  # -A leaves system namespaces out unless named
+    assert generated.verification.unjudged_by_category() == (("unknown-peer", 84),)
+    with_system = pipeline.generate(Store(str(captures_store)), Settings(), namespaces=["kube-system"],
+                                    all_namespaces=True)  # fmt: skip
+    assert with_system.left_out == () and "kube-system" in with_system.synthesis.namespaces
+    assert with_system.verification.unjudged_by_category() == (("node", 1), ("unknown-peer", 84))
     assert generated.verification.over_permissive == ()
 
 
@@ -351,7 +356,9 @@ def test_the_samples_policies_allow_nothing_unobserved_but_what_they_flag(sample
     generated = pipeline.generate(Store(str(sample_store)), Settings(), all_namespaces=True)
     result = generated.verification
     assert result.ok and result.over_permissive == ()
-    assert [(a.flag, a.line()) for a in result.unobserved] == [("public", "world 0.0.0.0/0 -> shop/frontend TCP/8080")]
+    meant = [(a.flag, a.line()) for a in result.unobserved if a.flag != "dns"]
+    assert meant == [("public", "world 0.0.0.0/0 -> shop/frontend TCP/8080")]
+    assert all(a.dst.namespace == "kube-system" and a.port == 53 for a in result.unobserved if a.flag == "dns")
 
 
 def test_real_captures_broken_cluster(synth: Callable[..., Run], captures_store: Path, tmp_path: Path) -> None:

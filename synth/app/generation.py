@@ -38,6 +38,7 @@ class Generated:
     files: dict[str, str]
     verification: VerifyResult
     diff: DiffResult | None = None
+    left_out: tuple[str, ...] = ()  # system namespaces with traffic that --all-namespaces did not generate
 
 
 def load_edges(
@@ -133,7 +134,9 @@ def generate(
     observed = load_observed(store, settings, since_ns=since_ns, until_ns=until_ns)
     edges = observed.edges
     seen = observed_namespaces(edges)
-    chosen = seen if all_namespaces else sorted(set(namespaces))
+    named = sorted(set(namespaces))
+    left_out = tuple(ns for ns in seen if all_namespaces and ns in settings.system_namespaces and ns not in named)
+    chosen = sorted({*named, *(ns for ns in seen if ns not in left_out)}) if all_namespaces else named
     missing = [ns for ns in chosen if ns not in seen]
     if missing:
         raise UsageError(
@@ -146,7 +149,7 @@ def generate(
         synthesis = replace(synthesis, policies=adopted)
     verification = self_check(observed, synthesis, settings)
     difference = None if deployed is None else diff(observed, deployed, synthesis.policies, chosen, renamed)
-    return Generated(synthesis, edges, render_files(synthesis), verification, difference)
+    return Generated(synthesis, edges, render_files(synthesis), verification, difference, left_out)
 
 
 def with_existing_namespaces(out_dir: str, files: dict[str, str]) -> dict[str, str]:

@@ -38,6 +38,19 @@ STABLE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
+# Namespaces of the cluster itself and of its network plugin: a default-deny there can take down
+# name resolution, node components or the CNI, so `--all-namespaces` leaves them out unless named.
+SYSTEM_NAMESPACES: tuple[str, ...] = (
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "calico-system",
+    "calico-apiserver",
+    "tigera-operator",
+    "cilium-secrets",
+    "kube-flannel",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DnsTarget:
@@ -57,6 +70,7 @@ class Settings:
     soft_volatile_labels: tuple[str, ...] = SOFT_VOLATILE_LABELS
     stable_keys: tuple[tuple[str, tuple[str, ...]], ...] = STABLE_KEYS
     dns: DnsTarget = field(default_factory=DnsTarget)
+    system_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
     # Distinct world sources on one port at or above which ingress is treated as public.
     public_ingress_threshold: int = 10
     # Opt-ins that widen what becomes a rule.

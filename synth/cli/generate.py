@@ -127,6 +127,8 @@ def generate_command(
 def _say_summary(generated: Generated) -> None:
     """Per namespace: policies and findings by kind; then the self-check."""
     synthesis = generated.synthesis
+    if generated.left_out:
+        say(f"left out system namespaces {', '.join(generated.left_out)}: name them with -n to generate theirs")
     for namespace in synthesis.namespaces:
         count = len(synthesis.policies.in_namespace(namespace))
         kinds = Counter(str(f.kind) for f in synthesis.findings if f.namespace == namespace)

@@ -9,7 +9,7 @@ becomes a `Finding` for the report instead.
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +77,7 @@ class _RuleDraft:
     peer_pods: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     notes: set[str] = field(default_factory=set)
+    verdicts: Counter[str] = field(default_factory=Counter)  # flows per verdict other than forwarded
 
     def add(self, edge: Edge, own_pods: Iterable[str], peer_pods: Iterable[str]) -> None:
         if edge.protocol in _RULE_PROTOCOLS and edge.port is not None:
@@ -88,7 +89,7 @@ class _RuleDraft:
         self.peer_pods.update(peer_pods)
         for verdict, count in edge.verdicts:
             if verdict != "forwarded":
-                self.notes.add(f"{verdict}: {count}")
+                self.verdicts[verdict] += count
         if not edge.allowed:
             self.notes.add("from denied attempts (--allow-dropped)")
 
@@ -102,7 +103,7 @@ class _RuleDraft:
             tuple(sorted(self.pods)),
             tuple(sorted(self.peer_pods)),
             tuple(sorted(self.names)),
-            tuple(sorted(self.notes)),
+            tuple(sorted(self.notes | {f"{verdict}: {count}" for verdict, count in self.verdicts.items()})),
         )
         return Rule(peers=(peer,), ports=ports, evidence=evidence)
 
@@ -205,11 +206,22 @@ class _NamespaceBuilder:
                 edge,
             )
             return
+        if edge.src.kind == "pod" and self._selects_dns_pods(edge):
+            self._dns_ingress(edge)
+            return
         peer = self._peer(edge, "src", _peer_text(edge, "dst"))
         if peer is not None:
             self.ingress[edge.dst.selector].setdefault(peer, _RuleDraft()).add(
                 edge, edge.dst.pods, edge.src.pods
             )
+
+    def _dns_ingress(self, edge: Edge) -> None:
+        """Cluster DNS admits every pod that `allow-dns` lets send, on every DNS port and protocol:
+        a pod not seen resolving names in the window must not lose name resolution."""
+        draft = self.ingress[edge.dst.selector].setdefault(_EVERY_POD, _RuleDraft())
+        draft.add(edge, edge.dst.pods, edge.src.pods)
+        draft.ports.update((protocol, port) for port in self.settings.dns.ports for protocol in ("UDP", "TCP"))
+        draft.notes.add("every pod may resolve names: allow-dns lets every pod send DNS here")
 
     def _peer(self, edge: Edge, side: Side, subject: str) -> Peer | None:
         kind, selector = edge.end(side).kind, edge.end(side).selector
@@ -288,7 +300,8 @@ class _NamespaceBuilder:
         )
         return None
 
-    def _is_dns(self, edge: Edge) -> bool:
+    def _selects_dns_pods(self, edge: Edge) -> bool:
+        """Whether the edge goes to the cluster DNS pods (by the settings) on a DNS port."""
         dns = self.settings.dns
         if edge.dst.kind != "pod" or edge.dst.namespace != dns.namespace or edge.port not in dns.ports:
             return False
@@ -296,8 +309,17 @@ class _NamespaceBuilder:
             return False
         wanted = LabelSelector(dns.pod_labels)
         pods = [self.edges.pod_labels.get((dns.namespace, pod)) for pod in edge.dst.pods]
-        if pods and all(labels is not None and wanted.matches(dict(labels)) for labels in pods):
+        return bool(pods) and all(labels is not None and wanted.matches(dict(labels)) for labels in pods)
+
+    def _is_dns(self, edge: Edge) -> bool:
+        dns = self.settings.dns
+        if edge.dst.kind != "pod" or edge.dst.namespace != dns.namespace or edge.port not in dns.ports:
+            return False
+        if edge.protocol not in ("UDP", "TCP"):
+            return False
+        if self._selects_dns_pods(edge):
             return True
+        wanted = LabelSelector(dns.pod_labels)
         self._find(
             FindingKind.DNS_NOT_COVERED,
             _peer_text(edge, "src"),
@@ -455,6 +477,7 @@ def _merge_port(existing: _RuleDraft | None, new: _RuleDraft) -> _RuleDraft:
         existing.peer_pods | new.peer_pods,
         existing.names | new.names,
         existing.notes | new.notes,
+        existing.verdicts + new.verdicts,
     )
 
 
@@ -466,6 +489,9 @@ def _peer_sort_key(peer: Peer) -> tuple[Any, ...]:
     pods = peer.pod_selector.canonical() if peer.pod_selector else ""
     return (0 if not namespace else 1, namespace, pods, 0, 0, 0)
 
+
+_EVERY_POD = Peer(namespace_selector=LabelSelector())
+"""Every pod of every namespace (`namespaceSelector: {}`), and no address outside the cluster."""
 
 _CLUSTER_RANGES = tuple(
     ipaddress.ip_network(n)
