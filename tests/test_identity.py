@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import pytest
+import yaml
+from flowbuilder import Peer as FlowPeer
+from flowbuilder import Pod, flow, write
+
+from synth.app.generation import generate
+from synth.app.ingest import import_files
 from synth.base.config import Settings
 from synth.core.identity import (
     Labels,
@@ -16,6 +24,8 @@ from synth.core.identity import (
     valid_label_value,
 )
 from synth.core.model import LabelSelector, NetworkPolicy, Peer, Requirement, Rule
+from synth.render.report import ReportSettings, build_report
+from synth.store.dataset import Store
 
 S = Settings()
 
@@ -441,3 +451,55 @@ def test_selection_problems_catch_a_selector_that_selects_another_workloads_pods
         "ns/db-ingress: peer podSelector {app=retail} selects pod ns/db-0 of app=retail,tier=db",
         "ns/db-ingress: peer podSelector {app=retail} selects pod ns/web-1 of app=retail,tier=web",
     )
+
+
+# --- end to end: what synthesis and the report make of it ---------------------------------------------------
+
+
+def _store(tmp_path: Path, flows: list[dict[str, Any]]) -> Store:
+    store = Store(str(tmp_path / "store"))
+    import_files(store, "hubble", [str(write(tmp_path / "flows.json", flows))])
+    return store
+
+
+def test_inseparable_workloads_share_rules_and_are_reported(tmp_path: Path) -> None:
+    one = Pod("ns", "a-5d8f7c9b6d-x2x4z", {"app": "x", "pod-template-hash": "5d8f7c9b6d"}, "10.0.0.1", "Deployment/a")
+    two = Pod("ns", "b-7c9d5b8f6c-k2l9m", {"app": "x", "pod-template-hash": "7c9d5b8f6c"}, "10.0.0.2", "Deployment/b")
+    db = Pod("ns", "db-0", {"app": "db"}, "10.0.0.3", "StatefulSet/db")
+    generated = generate(_store(tmp_path, [flow(one, db, 5432), flow(two, db, 6379)]), S, namespaces=["ns"])
+    (finding,) = [f for f in generated.synthesis.findings if f.kind == "inseparable"]
+    assert finding.subject == "ns/Deployment/a, Deployment/b"
+    assert finding.detail.startswith("cannot be separated by labels: label the pods")
+    egress = next(p for p in generated.synthesis.policies.policies if p.name == "x-egress")
+    assert egress.pod_selector.canonical() == "app=x"
+    assert any(line.startswith("No stable label tells these workloads apart") for line in egress.comment)
+    report = build_report(Store(str(tmp_path / "store")), generated, ReportSettings())
+    (risk,) = [r for r in report.risks if r.kind == "inseparable"]
+    assert risk.title == "Workloads no label can separate"
+    assert [i.subject for i in risk.items] == ["ns/Deployment/a, Deployment/b"]
+
+
+def test_tiered_workloads_get_one_policy_each_and_pass_the_self_check(tmp_path: Path) -> None:
+    def pod(name: str, tier: str, ip: str, **extra: str) -> Pod:
+        labels = {"app": "retail", "tier": tier, **extra}
+        return Pod("retail", f"{name}-5d8f7c9b6d-x2x4z", labels, ip, f"Deployment/{name}")
+
+    web, api = pod("web", "web", "10.0.0.1"), pod("api", "api", "10.0.0.2")
+    canary = pod("api-canary", "api", "10.0.0.3", track="canary")
+    flows = [flow(web, api, 8080), flow(web, canary, 8080), flow(canary, FlowPeer("world", "203.0.113.9"), 443)]
+    generated = generate(_store(tmp_path, flows), S, namespaces=["retail"])
+    selectors = {p.name: p.pod_selector.canonical() for p in generated.synthesis.policies.policies}
+    assert selectors == {
+        "allow-dns": "",
+        "default-deny": "",
+        "retail-api-ingress": "app=retail,tier=api,track DoesNotExist",
+        "retail-canary-egress": "app=retail,track=canary",
+        "retail-canary-ingress": "app=retail,track=canary",
+        "retail-web-egress": "app=retail,tier=web",
+    }
+    assert not [f for f in generated.synthesis.findings if f.kind == "inseparable"]
+    text = generated.files["retail/retail-api-ingress.yaml"]
+    assert yaml.safe_load(text)["spec"]["podSelector"] == {
+        "matchLabels": {"app": "retail", "tier": "api"},
+        "matchExpressions": [{"key": "track", "operator": "DoesNotExist"}],
+    }
