@@ -20,12 +20,13 @@ say). Per namespace, over every label set seen for every workload in the window:
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
 from synth.base.errors import GenerationError
@@ -61,7 +62,7 @@ def valid_label_value(value: str) -> bool:
     return value == "" or bool(_NAME_RE.match(value))
 
 
-@lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=65536)
 def owner_of_pod(pod: str) -> str:
     """The owner of a pod guessed from its name (`api-7d9f8b6c5d-x2x4z` → `Deployment/api`).
 
@@ -103,36 +104,36 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class _Group:
-    """One workload, or several merged ones: every cleaned label set seen for its pods."""
+    """One workload, or several merged ones: every cleaned label set seen for its pods, and what they share."""
 
     workloads: tuple[str, ...]
     sets: tuple[dict[str, str], ...]
     rejected: frozenset[str]
+    shared: dict[str, str]  # labels every pod carried, with the same value, through the whole window
+    everywhere: frozenset[str]  # keys every pod carried
+    values: dict[str, frozenset[str]]  # every value seen per key
 
-    def shared(self) -> dict[str, str]:
-        """The labels every pod carried, with the same value, through the whole window."""
-        common = dict(self.sets[0])
-        for labels in self.sets[1:]:
-            common = {k: v for k, v in common.items() if labels.get(k) == v}
-        return common
+    @classmethod
+    def of(cls, workloads: tuple[str, ...], sets: Iterable[dict[str, str]], rejected: frozenset[str]) -> _Group:
+        """A group of these label sets (at least one; `{}` for a pod seen without labels)."""
+        distinct = _distinct(sets) or ({},)
+        everywhere = frozenset.intersection(*(frozenset(labels) for labels in distinct))
+        values: dict[str, set[str]] = {}
+        for labels in distinct:
+            for key, value in labels.items():
+                values.setdefault(key, set()).add(value)
+        shared = {k: next(iter(values[k])) for k in sorted(everywhere) if len(values[k]) == 1}
+        return cls(workloads, distinct, rejected, shared, everywhere, {k: frozenset(v) for k, v in values.items()})
 
     def admits_at_most(self, labels: Mapping[str, str]) -> bool:
-        """Whether the strongest selector this group can have (its shared labels; `DoesNotExist` on
-        keys none of its pods had; `NotIn` the values none had; `Exists` on keys all had) selects `labels`."""
-        for key in labels:
-            if all(own.get(key) != labels[key] for own in self.sets):
-                return False
-        return all(key in labels for key in self.sets[0] if all(key in own for own in self.sets)) and all(
-            labels.get(k) == v for k, v in self.shared().items()
-        )
+        """Whether the strongest selector true of all its pods also selects `labels`: its shared labels,
+        `DoesNotExist` on keys none of its pods had, `NotIn` the values none had, `Exists` on keys all had."""
+        return self.everywhere <= labels.keys() and all(v in self.values.get(k, ()) for k, v in labels.items())
 
     def join(self, other: _Group) -> _Group:
         """The group of both: their workloads and label sets."""
-        return _Group(
-            tuple(sorted({*self.workloads, *other.workloads})),
-            _distinct([*self.sets, *other.sets]),
-            self.rejected | other.rejected,
-        )
+        workloads = tuple(sorted({*self.workloads, *other.workloads}))
+        return _Group.of(workloads, [*self.sets, *other.sets], self.rejected | other.rejected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ def _clean(workload: str, label_sets: Iterable[Labels], settings: Settings) -> _
                 continue
             kept[key] = value
         cleaned.append(kept)
-    return _Group((workload,), _distinct(cleaned or [{}]), frozenset(rejected))
+    return _Group.of((workload,), cleaned, frozenset(rejected))
 
 
 def _distinct(sets: Iterable[dict[str, str]]) -> tuple[dict[str, str], ...]:
@@ -199,7 +200,7 @@ def resolve_identities(
     for namespace, members in by_namespace.items():
         final = _merge_inseparable(members)
         for group in final:
-            others = _distinct(labels for other in final if other is not group for labels in other.sets)
+            others = [labels for other in final if other is not group for labels in other.sets]
             identity = _choose(namespace, group, others, settings)
             _prove(identity, group, others)
             for workload in group.workloads:
@@ -208,37 +209,63 @@ def resolve_identities(
 
 
 def _merge_inseparable(groups: list[_Group]) -> list[_Group]:
-    """Join groups until every selectable one can leave out every other's pods (a fixed point: joining
-    only widens what a group admits, so the order of the joins does not change the result)."""
-    groups = sorted(groups, key=lambda g: g.workloads)
-    while True:
-        pair = next(
+    """Join groups until every selectable one can leave out every other's pods.
+
+    Groups are taken in sorted order, and a joined group is taken again at once (it admits more than its
+    parts), so the result is deterministic. A group is compared only with the groups that carry the rarest
+    of its shared labels: every pod it admits carries them all.
+    """
+    alive = {group.workloads: group for group in groups}
+    carriers: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+    for member in alive.values():
+        _carry(carriers, member, add=True)
+    queue = collections.deque(sorted(alive))
+    while queue:
+        group = alive.get(queue.popleft())
+        if group is None or not group.shared:
+            continue  # joined already, or cannot be selected (needs no selector to leave the others out)
+        rarest = min(group.shared.items(), key=lambda pair: len(carriers[pair]))
+        theirs = next(
             (
-                (mine, theirs)
-                for mine in groups
-                if mine.shared()
-                for theirs in groups
-                if theirs is not mine and any(mine.admits_at_most(labels) for labels in theirs.sets)
+                alive[key]
+                for key in sorted(carriers[rarest] - {group.workloads})
+                if any(group.admits_at_most(labels) for labels in alive[key].sets)
             ),
             None,
         )
-        if pair is None:
-            return groups
-        mine, theirs = pair
-        groups = sorted([g for g in groups if g is not mine and g is not theirs] + [mine.join(theirs)],
-                        key=lambda g: g.workloads)
+        if theirs is None:
+            continue
+        joined = group.join(theirs)
+        for old in (group, theirs):
+            del alive[old.workloads]
+            _carry(carriers, old, add=False)
+        alive[joined.workloads] = joined
+        _carry(carriers, joined, add=True)
+        queue.appendleft(joined.workloads)
+    return sorted(alive.values(), key=lambda g: g.workloads)
+
+
+def _carry(carriers: dict[tuple[str, str], set[tuple[str, ...]]], group: _Group, *, add: bool) -> None:
+    """Index (or unindex) the group under every label its pods carry."""
+    for labels in group.sets:
+        for pair in labels.items():
+            holders = carriers.setdefault(pair, set())
+            if add:
+                holders.add(group.workloads)
+            else:
+                holders.discard(group.workloads)
 
 
 def _choose(namespace: str, group: _Group, others: Sequence[Mapping[str, str]], settings: Settings) -> Identity:
     """Base selector, then the fewest terms that leave out every other group's pods."""
     rejected = tuple(sorted(group.rejected))
     short = group.workloads[0].rsplit("/", 1)[-1]
-    shared = group.shared()
+    shared = group.shared
     if not shared:
         return Identity(namespace, LabelSelector(), "none", group.workloads, short, rejected)
     base, method = _base(shared, settings)
     targets = [labels for labels in others if all(labels.get(k) == shared[k] for k in base)]
-    extra = _fewest(_candidates(group, shared, set(base), others, settings), targets)
+    extra = _fewest(_candidates(group, shared, set(base), targets, settings), targets)
     if extra is None:  # resolve_identities merges such groups first; choose_identity has no others
         raise GenerationError(f"{namespace}/{', '.join(group.workloads)}: no selector leaves out the other pods")
     pairs = [(k, shared[k]) for k in base] + [(t.key, t.value) for t in extra if t.requirement is None]
@@ -278,14 +305,14 @@ def _candidates(
     terms = [_Term(rank(0, k), k, v) for k, v in sorted(shared.items()) if k not in used]
     keys = sorted({k for labels in (*others, *group.sets) for k in labels} - set(shared))
     for key in keys:
-        mine = {labels[key] for labels in group.sets if key in labels}
+        mine = group.values.get(key, frozenset())
         if not mine:
             terms.append(_Term(rank(2, key, "DoesNotExist"), key, requirement=Requirement(key, "DoesNotExist")))
             continue
         foreign = tuple(sorted({labels[key] for labels in others if key in labels} - mine))
         if foreign:
             terms.append(_Term(rank(2, key, "NotIn"), key, requirement=Requirement(key, "NotIn", foreign)))
-        if all(key in labels for labels in group.sets):
+        if key in group.everywhere:
             terms.append(_Term(rank(2, key, "Exists"), key, requirement=Requirement(key, "Exists")))
     return sorted(terms, key=lambda t: t.rank)
 
