@@ -288,11 +288,11 @@ def _base(shared: Mapping[str, str], settings: Settings) -> tuple[list[str], str
 
 
 def _candidates(
-    group: _Group, shared: Mapping[str, str], used: set[str], others: Sequence[Mapping[str, str]], settings: Settings
+    group: _Group, shared: Mapping[str, str], used: set[str], targets: Sequence[Mapping[str, str]], settings: Settings
 ) -> list[_Term]:
-    """Terms true of every pod of the group: its other shared labels, and expressions on the keys where
-    other pods differ (`DoesNotExist` where none of its pods had the key, `NotIn` the values none had,
-    `Exists` where all had it)."""
+    """Terms true of every pod of the group, best first: its other shared labels (well-known keys first),
+    then expressions on the keys where the targets (other pods the base selects) differ: `DoesNotExist`
+    where none of its pods had the key, `NotIn` the targets' values none had, `Exists` where all had it."""
     preferred = [k for key, companions in settings.stable_keys for k in (key, *companions)]
     preferred += list(settings.separating_keys)
 
@@ -303,13 +303,13 @@ def _candidates(
         return (category, position, key, _OPERATOR_RANK.get(operator, 0))
 
     terms = [_Term(rank(0, k), k, v) for k, v in sorted(shared.items()) if k not in used]
-    keys = sorted({k for labels in (*others, *group.sets) for k in labels} - set(shared))
+    keys = sorted({k for labels in (*targets, *group.sets) for k in labels} - set(shared))
     for key in keys:
         mine = group.values.get(key, frozenset())
         if not mine:
             terms.append(_Term(rank(2, key, "DoesNotExist"), key, requirement=Requirement(key, "DoesNotExist")))
             continue
-        foreign = tuple(sorted({labels[key] for labels in others if key in labels} - mine))
+        foreign = tuple(sorted({labels[key] for labels in targets if key in labels} - mine))
         if foreign:
             terms.append(_Term(rank(2, key, "NotIn"), key, requirement=Requirement(key, "NotIn", foreign)))
         if key in group.everywhere:
