@@ -378,7 +378,7 @@ def selection_problems(
     exactly the pods of their identity among every pod seen in that namespace.
 
     `members` maps (namespace, selector key) to the pods that identity's flows came from; `skip` lists
-    selectors that are not workload identities (the configured DNS pods).
+    peer selectors that are not workload identities (the configured DNS pods).
     """
     owner = {(ns, pod): key for (ns, key), pods in members.items() for pod in pods}
     ignored = {s.canonical() for s in skip}
@@ -388,10 +388,11 @@ def selection_problems(
         for rule in (*policy.ingress, *policy.egress):
             for peer in rule.peers:
                 namespace = _single_namespace(peer.namespace_selector, policy.namespace)
-                if peer.pod_selector is not None and namespace is not None:
-                    used.append((namespace, peer.pod_selector, "peer podSelector"))
+                selector = peer.pod_selector
+                if selector is not None and namespace is not None and selector.canonical() not in ignored:
+                    used.append((namespace, selector, "peer podSelector"))
         for namespace, selector, what in used:
-            if selector.is_empty or selector.canonical() in ignored:
+            if selector.is_empty:
                 continue
             key = selector.canonical()
             for (pod_ns, pod), labels in sorted(pod_labels.items()):
