@@ -9,6 +9,7 @@ import pytest
 import yaml
 from flowbuilder import Peer as FlowPeer
 from flowbuilder import Pod, flow, write
+from test_report import report_of
 
 from synth.app.generation import generate
 from synth.app.ingest import import_files
@@ -24,7 +25,6 @@ from synth.core.identity import (
     valid_label_value,
 )
 from synth.core.model import LabelSelector, NetworkPolicy, Peer, Requirement, Rule
-from synth.render.report import ReportSettings, build_report
 from synth.store.dataset import Store
 
 S = Settings()
@@ -466,14 +466,13 @@ def test_inseparable_workloads_share_rules_and_are_reported(tmp_path: Path) -> N
     one = Pod("ns", "a-5d8f7c9b6d-x2x4z", {"app": "x", "pod-template-hash": "5d8f7c9b6d"}, "10.0.0.1", "Deployment/a")
     two = Pod("ns", "b-7c9d5b8f6c-k2l9m", {"app": "x", "pod-template-hash": "7c9d5b8f6c"}, "10.0.0.2", "Deployment/b")
     db = Pod("ns", "db-0", {"app": "db"}, "10.0.0.3", "StatefulSet/db")
-    generated = generate(_store(tmp_path, [flow(one, db, 5432), flow(two, db, 6379)]), S, namespaces=["ns"])
+    generated, report = report_of(_store(tmp_path, [flow(one, db, 5432), flow(two, db, 6379)]), ["ns"])
     (finding,) = [f for f in generated.synthesis.findings if f.kind == "inseparable"]
     assert finding.subject == "ns/Deployment/a, Deployment/b"
     assert finding.detail.startswith("cannot be separated by labels: label the pods")
     egress = next(p for p in generated.synthesis.policies.policies if p.name == "x-egress")
     assert egress.pod_selector.canonical() == "app=x"
     assert any(line.startswith("No stable label tells these workloads apart") for line in egress.comment)
-    report = build_report(Store(str(tmp_path / "store")), generated, ReportSettings())
     (risk,) = [r for r in report.risks if r.kind == "inseparable"]
     assert risk.title == "Workloads no label can separate"
     assert [i.subject for i in risk.items] == ["ns/Deployment/a, Deployment/b"]

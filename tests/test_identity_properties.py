@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +15,6 @@ from synth.base.config import Settings
 from synth.core.aggregate import AggregateStats, EdgeSet
 from synth.core.identity import Identity, Labels, dns_label, policy_base_names, resolve_identities
 from synth.core.synthesize import synthesize
-from synth.store.schema import EDGE_SCHEMA
 
 S = Settings()
 KEYS = (
@@ -121,8 +119,7 @@ def test_merged_workloads_are_reported_and_names_are_unique(
     pods = pods_of(drawn)
     identities = resolved(pods)
     by_key = {("ns", i.key): i for i in identities.values()}
-    empty = pa.Table.from_pylist([], schema=EDGE_SCHEMA)
-    synthesis = synthesize(EdgeSet(empty, by_key, {}, {}, AggregateStats()), ["ns"], S)
+    synthesis = synthesize(EdgeSet((), by_key, {}, {}, AggregateStats()), ["ns"], S)
     reported = {f.subject for f in synthesis.findings if f.kind == "inseparable"}
     merged = {f"ns/{', '.join(i.workloads)}" for i in by_key.values() if i.merged and i.method != "none"}
     assert reported == merged
