@@ -267,6 +267,7 @@ def test_the_policies_allow_exactly_what_was_observed(run: AppRun) -> None:
     assert sorted(allowed & denied) == [], "connections allowed for some pods of a workload and denied for others"
     assert not [f for f in run.generated.synthesis.findings if f.kind == "inseparable"]
     assert run.generated.verification.ok
+    assert run.generated.verification.over_permissive == ()  # synth's own second half agrees
 
 
 def test_tiered_app_selectors(runs: dict[str, AppRun]) -> None:
