@@ -16,6 +16,7 @@ The script has three layers; the first two live in `shop_model.py`, so that othe
 Usage:
     python scripts/gen_flows.py sample --out sample_flows/
     python scripts/gen_flows.py big --flows 1000000 --out /tmp/flows.json.gz [--format legacy]
+    python scripts/gen_flows.py apps --out /tmp/apps/   # tiered.json, versions.json, rollout.json (`apps_model.py`)
 
 Everything is seeded: the same arguments give byte-identical files (gzip is written with mtime 0, no file name).
 """
@@ -44,6 +45,7 @@ _SCRIPTS = str(Path(__file__).resolve().parent)
 if _SCRIPTS not in sys.path:  # the sibling modules, also when this file is loaded by path (tests)
     sys.path.insert(0, _SCRIPTS)
 
+import apps_model  # noqa: E402
 import calico_render  # noqa: E402
 from shop_model import (  # noqa: E402
     NS_PER_H,
@@ -784,6 +786,17 @@ def write_big(path: Path, flows: int, fmt: HubbleFormat, scale: int = 4, seed: i
         )
 
 
+def write_apps(out_dir: Path, seed: int = SEED) -> dict[str, int]:
+    """Write one `hubble observe -o jsonpb` file per app of `apps_model` (`<app>.json`); return lines per file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for app in apps_model.APPS:
+        shop = apps_model.build_app(app, seed)
+        with _Output(out_dir / f"{app}.json") as out:
+            counts[f"{app}.json"] = write_hubble(out, shop, NEWER, shop.start_ns, shop.end_ns, 1.0, seed=seed)
+    return counts
+
+
 # ------------------------------------------------------------------------------------------------ describing
 
 
@@ -949,7 +962,7 @@ events; `api_template_hashes` counts distinct ReplicaSet hashes of `payments/api
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: `sample` or `big`."""
+    """Command-line entry point: `sample`, `big` or `apps`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sample = sub.add_parser("sample", help="write the bundled sample files and their README")
@@ -959,9 +972,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     big.add_argument("--out", type=Path, required=True)
     big.add_argument("--format", choices=("jsonpb", "legacy"), default="jsonpb")
     big.add_argument("--scale", type=int, default=4, help="multiplies nodes and replicas")
-    for p in (sample, big):
+    apps = sub.add_parser("apps", help="write the apps whose workloads share labels, one Hubble file each")
+    apps.add_argument("--out", type=Path, required=True)
+    for p in (sample, big, apps):
         p.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
+    if args.command == "apps":
+        for name, lines in write_apps(args.out, args.seed).items():
+            print(f"{args.out / name}: {lines} lines")
+        return 0
     if args.command == "sample":
         counts = write_sample(args.out, args.seed)
         for name, c in counts.items():

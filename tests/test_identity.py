@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import pytest
+import yaml
+from flowbuilder import Peer as FlowPeer
+from flowbuilder import Pod, flow, write
+from test_report import report_of
+
+from synth.app.generation import generate
+from synth.app.ingest import import_files
 from synth.base.config import Settings
 from synth.core.identity import (
     Labels,
@@ -11,9 +20,12 @@ from synth.core.identity import (
     owner_of_pod,
     policy_base_names,
     resolve_identities,
+    selection_problems,
     valid_label_key,
     valid_label_value,
 )
+from synth.core.model import LabelSelector, NetworkPolicy, Peer, Requirement, Rule
+from synth.store.dataset import Store
 
 S = Settings()
 
@@ -184,21 +196,18 @@ def test_owner_from_pod_name(pod: str, owner: str) -> None:
     assert owner_of_pod(pod) == owner
 
 
-def test_workloads_sharing_a_selector_merge_and_names_are_stable() -> None:
+def test_workloads_sharing_app_are_told_apart_by_version_and_names_are_stable() -> None:
     groups = {
         ("bookinfo", "Deployment/reviews-v1"): [L(("app", "reviews"), ("version", "v1"))],
         ("bookinfo", "Deployment/reviews-v2"): [L(("app", "reviews"), ("version", "v2"))],
         ("bookinfo", "Deployment/details"): [L(("app", "details"))],
     }
     identities = resolve_identities(groups, S)
-    reviews = identities[("bookinfo", "Deployment/reviews-v1")]
-    assert (
-        reviews is identities[("bookinfo", "Deployment/reviews-v2")]
-        or reviews == identities[("bookinfo", "Deployment/reviews-v2")]
-    )
-    assert reviews.workloads == ("Deployment/reviews-v1", "Deployment/reviews-v2")
+    assert identities[("bookinfo", "Deployment/reviews-v1")].key == "app=reviews,version=v1"
+    assert identities[("bookinfo", "Deployment/reviews-v2")].key == "app=reviews,version=v2"
     names = policy_base_names(identities.values())
-    assert names[("bookinfo", "app=reviews")] == "reviews"
+    assert names[("bookinfo", "app=reviews,version=v1")] == "reviews-v1"
+    assert names[("bookinfo", "app=reviews,version=v2")] == "reviews-v2"
     assert names[("bookinfo", "app=details")] == "details"
 
 
@@ -212,3 +221,284 @@ def test_colliding_names_get_a_deterministic_suffix() -> None:
     assert first == second
     assert first[("ns", "app.kubernetes.io/name=web")] == "web"
     assert first[("ns", "app=web")].startswith("web-") and len(first[("ns", "app=web")]) == len("web-") + 6
+
+
+# --- separating selectors: one namespace, several workloads -------------------------------------------------
+
+TIERED = {
+    "Deployment/web": [L(("app", "retail"), ("tier", "web"), ("pod-template-hash", "5d8f7c9b6"))],
+    "Deployment/api": [L(("app", "retail"), ("tier", "api"), ("pod-template-hash", "7c9d5b8f6"))],
+    "Deployment/api-canary": [
+        L(("app", "retail"), ("tier", "api"), ("track", "canary"), ("pod-template-hash", "6b7c8d9f5"))
+    ],
+    "Deployment/worker": [L(("app", "retail"), ("tier", "worker"))],
+    "StatefulSet/cache": [L(("app", "retail"), ("tier", "cache"), ("statefulset.kubernetes.io/pod-name", "cache-0"))],
+    "StatefulSet/db": [L(("app", "retail"), ("tier", "db"), ("statefulset.kubernetes.io/pod-name", "db-0"))],
+}
+
+LAYOUTS = [
+    # name, {workload: label sets}, {workload: expected selector}, expected groups of merged workloads
+    (
+        "one app, tiers and a canary",
+        TIERED,
+        {
+            "Deployment/web": "app=retail,tier=web",
+            "Deployment/api": "app=retail,tier=api,track DoesNotExist",
+            "Deployment/api-canary": "app=retail,track=canary",
+            "Deployment/worker": "app=retail,tier=worker",
+            "StatefulSet/cache": "app=retail,tier=cache",
+            "StatefulSet/db": "app=retail,tier=db",
+        },
+        [],
+    ),
+    (
+        "one app, versions",
+        {
+            "Deployment/reviews-v1": [L(("app", "reviews"), ("version", "v1"))],
+            "Deployment/reviews-v2": [L(("app", "reviews"), ("version", "v2"))],
+            "Deployment/reviews-v3": [L(("app", "reviews"), ("version", "v3"))],
+            "Deployment/ratings-v1": [L(("app", "ratings"), ("version", "v1"))],
+        },
+        {
+            "Deployment/reviews-v1": "app=reviews,version=v1",
+            "Deployment/reviews-v2": "app=reviews,version=v2",
+            "Deployment/reviews-v3": "app=reviews,version=v3",
+            "Deployment/ratings-v1": "app=ratings",
+        },
+        [],
+    ),
+    (
+        "app.kubernetes.io/name with component (its companion), and a plain component key",
+        {
+            "Deployment/shop-api": [L(("app.kubernetes.io/name", "shop"), ("app.kubernetes.io/component", "api"))],
+            "Deployment/shop-worker": [
+                L(("app.kubernetes.io/name", "shop"), ("app.kubernetes.io/component", "worker"))
+            ],
+            "Deployment/front": [L(("app", "store"), ("component", "frontend"))],
+            "Deployment/back": [L(("app", "store"), ("component", "backend"))],
+        },
+        {
+            "Deployment/shop-api": "app.kubernetes.io/component=api,app.kubernetes.io/name=shop",
+            "Deployment/shop-worker": "app.kubernetes.io/component=worker,app.kubernetes.io/name=shop",
+            "Deployment/front": "app=store,component=frontend",
+            "Deployment/back": "app=store,component=backend",
+        },
+        [],
+    ),
+    (
+        "stable with another track value, stable without track, canary",
+        {
+            "Deployment/api": [L(("app", "api"), ("track", "stable"))],
+            "Deployment/api-plain": [L(("app", "api"))],
+            "Deployment/api-canary": [L(("app", "api"), ("track", "canary"))],
+        },
+        {
+            "Deployment/api": "app=api,track=stable",
+            "Deployment/api-plain": "app=api,track DoesNotExist",
+            "Deployment/api-canary": "app=api,track=canary",
+        },
+        [],
+    ),
+    (
+        "NotIn when some of the stable pods carry the key (NotIn also matches the pods without it)",
+        {
+            "Deployment/api": [L(("app", "api"), ("track", "stable")), L(("app", "api"))],
+            "Deployment/api-canary": [L(("app", "api"), ("track", "canary"))],
+        },
+        {"Deployment/api": "app=api,track NotIn (canary)", "Deployment/api-canary": "app=api,track=canary"},
+        [],
+    ),
+    (
+        "a rollout changing version inside one Deployment never puts version in its selector",
+        {
+            "Deployment/api": [L(("app", "api"), ("version", "1.4")), L(("app", "api"), ("version", "1.5"))],
+            "Deployment/api-worker": [L(("app", "api"), ("role", "worker"))],
+        },
+        {"Deployment/api": "app=api,role DoesNotExist", "Deployment/api-worker": "app=api,role=worker"},
+        [],
+    ),
+    (
+        "Exists when every pod carries a key the other workload lacks, with changing values",
+        {
+            "Deployment/api": [L(("app", "x"), ("version", "a")), L(("app", "x"), ("version", "b"))],
+            "Deployment/sidecar": [L(("app", "x"))],
+        },
+        {"Deployment/api": "app=x,version Exists", "Deployment/sidecar": "app=x,version DoesNotExist"},
+        [],
+    ),
+    (
+        "a well-known key is preferred to an arbitrary one",
+        {
+            "Deployment/a": [L(("app", "x"), ("tier", "a"), ("flavor", "p"))],
+            "Deployment/b": [L(("app", "x"), ("tier", "b"), ("flavor", "q"))],
+        },
+        {"Deployment/a": "app=x,tier=a", "Deployment/b": "app=x,tier=b"},
+        [],
+    ),
+    (
+        "fewer keys before well-known ones",
+        {
+            "Deployment/w": [L(("app", "a"), ("tier", "t"), ("role", "r"), ("flavor", "w"))],
+            "Deployment/x": [L(("app", "a"), ("tier", "t"), ("role", "s"), ("flavor", "x"))],
+            "Deployment/y": [L(("app", "a"), ("tier", "u"), ("role", "r"), ("flavor", "y"))],
+        },
+        {
+            "Deployment/w": "app=a,flavor=w",
+            "Deployment/x": "app=a,role=s",
+            "Deployment/y": "app=a,tier=u",
+        },
+        [],
+    ),
+    (
+        "no stable key: the intersection, plus what leaves out the superset",
+        {
+            "Deployment/a": [L(("team", "x"), ("tier", "web"))],
+            "Deployment/b": [L(("team", "x"), ("tier", "web"), ("debug", "on"))],
+        },
+        {"Deployment/a": "team=x,tier=web,debug DoesNotExist", "Deployment/b": "debug=on,team=x,tier=web"},
+        [],
+    ),
+    (
+        "identical labels cannot be separated: one identity for both",
+        {
+            "Deployment/a": [L(("app", "x"), ("pod-template-hash", "1"))],
+            "Deployment/b": [L(("app", "x"), ("pod-template-hash", "2"))],
+            "Deployment/c": [L(("app", "y"))],
+        },
+        {"Deployment/a": "app=x", "Deployment/b": "app=x", "Deployment/c": "app=y"},
+        [("Deployment/a", "Deployment/b")],
+    ),
+    (
+        "a label combination no single term excludes cannot be separated",
+        {
+            "Deployment/w": [L(("a", "1"), ("b", "1"), ("c", "1")), L(("a", "1"), ("b", "2"), ("c", "2"))],
+            "Deployment/x": [L(("a", "1"), ("b", "1"), ("c", "2"))],
+        },
+        {"Deployment/w": "a=1", "Deployment/x": "a=1"},
+        [("Deployment/w", "Deployment/x")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "layout", "expected", "merged"), LAYOUTS, ids=[c[0] for c in LAYOUTS])
+def test_separating_selectors(
+    name: str, layout: dict[str, list[Labels]], expected: dict[str, str], merged: list[tuple[str, ...]]
+) -> None:
+    identities = resolve_identities({("ns", w): sets for w, sets in layout.items()}, S)
+    assert {w: identities[("ns", w)].key for w in layout} == expected
+    assert sorted({i.workloads for i in identities.values() if i.merged}) == merged
+    for workload, identity in ((w, identities[("ns", w)]) for w in layout):
+        for other, sets in layout.items():  # every label set seen: its own all selected, the others' none
+            selected = other in identity.workloads
+            assert all(identity.selector.matches(dict(labels)) is selected for labels in sets), (workload, other)
+    reordered = resolve_identities({("ns", w): sets for w, sets in reversed(layout.items())}, S)
+    assert reordered == identities
+
+
+def test_tiered_names_are_readable_and_unique() -> None:
+    identities = resolve_identities({("retail", w): sets for w, sets in TIERED.items()}, S)
+    names = policy_base_names(identities.values())
+    assert sorted(names.values()) == [
+        "retail-api",
+        "retail-cache",
+        "retail-canary",
+        "retail-db",
+        "retail-web",
+        "retail-worker",
+    ]
+
+
+def test_namespaces_are_separated_independently() -> None:
+    groups = {
+        ("a", "Deployment/api"): [L(("app", "api"), ("tier", "x"))],
+        ("a", "Deployment/web"): [L(("app", "web"))],
+        ("b", "Deployment/api"): [L(("app", "api"), ("tier", "y"))],
+    }
+    identities = resolve_identities(groups, S)
+    assert identities[("a", "Deployment/api")].key == "app=api"
+    assert identities[("b", "Deployment/api")].key == "app=api"
+
+
+def test_canonical_selector_is_the_same_whatever_the_order_of_its_parts() -> None:
+    first = LabelSelector(
+        (("tier", "api"), ("app", "retail")),
+        (Requirement("track", "NotIn", ("qa", "canary")), Requirement("debug", "DoesNotExist")),
+    )
+    second = LabelSelector(
+        (("app", "retail"), ("tier", "api")),
+        (Requirement("debug", "DoesNotExist"), Requirement("track", "NotIn", ("canary", "qa"))),
+    )
+    assert first.canonical() == second.canonical() == "app=retail,tier=api,debug DoesNotExist,track NotIn (canary|qa)"
+
+
+def test_selection_problems_catch_a_selector_that_selects_another_workloads_pods() -> None:
+    pods = {
+        ("ns", "web-1"): L(("app", "retail"), ("tier", "web")),
+        ("ns", "db-0"): L(("app", "retail"), ("tier", "db")),
+    }
+    members = {("ns", "app=retail,tier=web"): ["web-1"], ("ns", "app=retail,tier=db"): ["db-0"]}
+    too_wide = NetworkPolicy("retail-ingress", "ns", LabelSelector.of({"app": "retail"}), ("Ingress",))
+    exact = NetworkPolicy("web-ingress", "ns", LabelSelector.of({"app": "retail", "tier": "web"}), ("Ingress",))
+    peer = Rule(peers=(Peer(pod_selector=LabelSelector.of({"app": "retail"})),))
+    db = LabelSelector.of({"app": "retail", "tier": "db"})
+    wide_peer = NetworkPolicy("db-ingress", "ns", db, ("Ingress",), (peer,))
+    assert selection_problems([exact], members, pods) == ()
+    assert selection_problems([too_wide], members, pods) == (
+        "ns/retail-ingress: podSelector {app=retail} selects pod ns/db-0 of app=retail,tier=db",
+        "ns/retail-ingress: podSelector {app=retail} selects pod ns/web-1 of app=retail,tier=web",
+    )
+    assert selection_problems([wide_peer], members, pods) == (
+        "ns/db-ingress: peer podSelector {app=retail} selects pod ns/db-0 of app=retail,tier=db",
+        "ns/db-ingress: peer podSelector {app=retail} selects pod ns/web-1 of app=retail,tier=web",
+    )
+
+
+# --- end to end: what synthesis and the report make of it ---------------------------------------------------
+
+
+def _store(tmp_path: Path, flows: list[dict[str, Any]]) -> Store:
+    store = Store(str(tmp_path / "store"))
+    import_files(store, "hubble", [str(write(tmp_path / "flows.json", flows))])
+    return store
+
+
+def test_inseparable_workloads_share_rules_and_are_reported(tmp_path: Path) -> None:
+    one = Pod("ns", "a-5d8f7c9b6d-x2x4z", {"app": "x", "pod-template-hash": "5d8f7c9b6d"}, "10.0.0.1", "Deployment/a")
+    two = Pod("ns", "b-7c9d5b8f6c-k2l9m", {"app": "x", "pod-template-hash": "7c9d5b8f6c"}, "10.0.0.2", "Deployment/b")
+    db = Pod("ns", "db-0", {"app": "db"}, "10.0.0.3", "StatefulSet/db")
+    generated, report = report_of(_store(tmp_path, [flow(one, db, 5432), flow(two, db, 6379)]), ["ns"])
+    (finding,) = [f for f in generated.synthesis.findings if f.kind == "inseparable"]
+    assert finding.subject == "ns/Deployment/a, Deployment/b"
+    assert finding.detail.startswith("cannot be separated by labels: label the pods")
+    egress = next(p for p in generated.synthesis.policies.policies if p.name == "x-egress")
+    assert egress.pod_selector.canonical() == "app=x"
+    assert any(line.startswith("No stable label tells these workloads apart") for line in egress.comment)
+    (risk,) = [r for r in report.risks if r.kind == "inseparable"]
+    assert risk.title == "Workloads no label can separate"
+    assert [i.subject for i in risk.items] == ["ns/Deployment/a, Deployment/b"]
+
+
+def test_tiered_workloads_get_one_policy_each_and_pass_the_self_check(tmp_path: Path) -> None:
+    def pod(name: str, tier: str, ip: str, **extra: str) -> Pod:
+        labels = {"app": "retail", "tier": tier, **extra}
+        return Pod("retail", f"{name}-5d8f7c9b6d-x2x4z", labels, ip, f"Deployment/{name}")
+
+    web, api = pod("web", "web", "10.0.0.1"), pod("api", "api", "10.0.0.2")
+    canary = pod("api-canary", "api", "10.0.0.3", track="canary")
+    flows = [flow(web, api, 8080), flow(web, canary, 8080), flow(canary, FlowPeer("world", "203.0.113.9"), 443)]
+    generated = generate(_store(tmp_path, flows), S, namespaces=["retail"])
+    selectors = {p.name: p.pod_selector.canonical() for p in generated.synthesis.policies.policies}
+    assert selectors == {
+        "allow-dns": "",
+        "default-deny": "",
+        "retail-api-ingress": "app=retail,tier=api,track DoesNotExist",
+        "retail-canary-egress": "app=retail,track=canary",
+        "retail-canary-ingress": "app=retail,track=canary",
+        "retail-web-egress": "app=retail,tier=web",
+    }
+    assert not [f for f in generated.synthesis.findings if f.kind == "inseparable"]
+    text = generated.files["retail/retail-api-ingress.yaml"]
+    assert yaml.safe_load(text)["spec"]["podSelector"] == {
+        "matchLabels": {"app": "retail", "tier": "api"},
+        "matchExpressions": [{"key": "track", "operator": "DoesNotExist"}],
+    }

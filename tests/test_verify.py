@@ -371,8 +371,9 @@ def test_real_captures_broken_cluster(synth: Callable[..., Run], captures_store:
     ] == [
         ("bookinfo", "app=productpage", "app=details", 9080, 46),
         ("bookinfo", "app=ratings", "app=productpage", 9080, 55),
-        ("bookinfo", "app=reviews", "app=ratings", 9080, 5),
-        ("istio-system", "app=prometheus", "app=reviews", 15090, 1),
+        # reviews-v1, -v2 and -v3 share `app: reviews` and differ by `version`: each is its own endpoint
+        ("bookinfo", "app=reviews,version=v2", "app=ratings", 9080, 5),
+        ("istio-system", "app=prometheus", "app=reviews,version=v1", 15090, 1),
     ]
     assert all("is isolated for ingress by bookinfo/deny-ingress" in d["reasons"][0] for d in denied)
 

@@ -25,7 +25,8 @@ VOLATILE_LABELS: tuple[str, ...] = (
     "chart",
 )
 VOLATILE_PREFIXES: tuple[str, ...] = ("io.cilium.k8s.policy.", "io.cilium.k8s.namespace.labels.")
-# Dropped only when a stable identity key is present too (otherwise they may be all there is).
+# Left out when a stable identity key is present, unless needed to tell workloads apart (otherwise they may be
+# all there is).
 SOFT_VOLATILE_LABELS: tuple[str, ...] = ("version",)
 
 # Stable identity keys, most preferred first. Each entry is (required key, optional companions).
@@ -34,6 +35,18 @@ STABLE_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app", ()),
     ("k8s-app", ()),
     ("name", ()),
+)
+
+# Keys that commonly tell apart workloads sharing a stable key (one `app`, several tiers, versions or a canary),
+# most preferred first; the stable keys above come before them, any other key after them.
+SEPARATING_KEYS: tuple[str, ...] = (
+    "tier",
+    "component",
+    "role",
+    "track",
+    "version",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/part-of",
 )
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -69,6 +82,7 @@ class Settings:
     volatile_prefixes: tuple[str, ...] = VOLATILE_PREFIXES
     soft_volatile_labels: tuple[str, ...] = SOFT_VOLATILE_LABELS
     stable_keys: tuple[tuple[str, tuple[str, ...]], ...] = STABLE_KEYS
+    separating_keys: tuple[str, ...] = SEPARATING_KEYS
     dns: DnsTarget = field(default_factory=DnsTarget)
     system_namespaces: tuple[str, ...] = SYSTEM_NAMESPACES
     # Distinct world sources on one port at or above which ingress is treated as public.

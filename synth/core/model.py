@@ -61,9 +61,14 @@ class LabelSelector:
         )
 
     def canonical(self) -> str:
-        """`key=value,...` sorted; expressions follow as `key op (values)`. Stable for comparison."""
-        parts = [f"{k}={v}" for k, v in self.match_labels]
-        parts += [f"{r.key} {r.operator} ({'|'.join(r.values)})" for r in self.match_expressions]
+        """`key=value,...` sorted by key; expressions follow, sorted, as `key Op (v1|v2)` or `key Op`.
+
+        The same selector gives the same string whatever order its parts were given in (edges and
+        names are keyed by it).
+        """
+        parts = [f"{k}={v}" for k, v in sorted(self.match_labels)]
+        expressions = sorted((r.key, r.operator, tuple(sorted(set(r.values)))) for r in self.match_expressions)
+        parts += [f"{key} {op} ({'|'.join(values)})" if values else f"{key} {op}" for key, op, values in expressions]
         return ",".join(parts)
 
 

@@ -17,9 +17,10 @@ from enum import StrEnum
 from typing import Any
 
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
+from synth.base.errors import GenerationError
 from synth.core.aggregate import Edge, EdgeSet, Side, datetime_of
 from synth.core.enforceability import unenforceable_reason
-from synth.core.identity import Identity, policy_base_names
+from synth.core.identity import Identity, policy_base_names, selection_problems
 from synth.core.model import Evidence, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Protocol, Rule
 
 MANAGED_BY = (("app.kubernetes.io/managed-by", "synth"),)
@@ -43,6 +44,7 @@ class FindingKind(StrEnum):
     DNS_NOT_COVERED = "dns-not-covered"
     UNKNOWN_PEER = "unknown-peer"
     NOT_ENFORCEABLE = "not-enforceable"
+    INSEPARABLE = "inseparable"  # workloads no stable label tells apart: one selector, its rules cover all
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,25 @@ def synthesize(edges: EdgeSet, namespaces: Sequence[str], settings: Settings) ->
         policies.extend(builder.policies())
         findings.extend(builder.findings)
     findings.sort(key=lambda f: (f.namespace, f.kind, f.subject, f.detail))
+    _check_selection(policies, edges, settings)
     return Synthesis(PolicySet.of(policies), tuple(findings), tuple(sorted(set(namespaces))))
+
+
+def _check_selection(policies: list[NetworkPolicy], edges: EdgeSet, settings: Settings) -> None:
+    """Every generated selector selects exactly its workload's pods among every pod seen in the
+    namespace (none of another workload's): a failure is a bug, and the policies must not be applied."""
+    members: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for edge in edges.edges:
+        for end in (edge.src, edge.dst):
+            if end.kind == "pod" and not end.selector.startswith("?"):
+                members[(end.namespace or "", end.selector)].update(end.pods)
+    skip = (LabelSelector(settings.dns.pod_labels),)
+    problems = selection_problems(policies, members, edges.pod_labels, skip)
+    if problems:
+        raise GenerationError(
+            "the generated selectors fail their check (a bug in synth; please report it, and do not apply "
+            "the policies):\n  " + "\n  ".join(problems)
+        )
 
 
 class _NamespaceBuilder:
@@ -362,6 +382,11 @@ class _NamespaceBuilder:
                 self._find(FindingKind.REJECTED_LABELS, ", ".join(identity.workloads),
                            f"labels that are not valid Kubernetes labels were left out of the selector: "
                            f"{', '.join(identity.rejected_labels)}")
+            if identity.merged and identity.method != "none":
+                self._find(FindingKind.INSEPARABLE, f"{self.namespace}/{', '.join(identity.workloads)}",
+                           f"cannot be separated by labels: label the pods. One selector {{{identity.key}}} "
+                           "selects the pods of all these workloads, so each may use the rules made from the "
+                           "others' traffic (broader than observed)")
         self._public_ingress()
         result = [self._default_deny(), self._allow_dns()]
         for selector in sorted(set(self.ingress) | set(self.egress)):
@@ -453,6 +478,8 @@ class _NamespaceBuilder:
         comment = [f"{direction} of {', '.join(identity.workloads)}, selected by {identity.method} labels."]
         if identity.method == "intersection":
             comment.append("No stable identity label was found: the selector is the labels all its pods share.")
+        if identity.merged:
+            comment.append("No stable label tells these workloads apart: the rules cover all of them. Label the pods.")
         return NetworkPolicy(
             name=name,
             namespace=self.namespace,

@@ -1,6 +1,6 @@
 """What a reviewer must look at before approving generated policies, each kind with the reason it matters.
 
-From synthesis findings (public exposure, denied attempts, host traffic, intersection selectors,
+From synthesis findings (public exposure, denied attempts, host traffic, inseparable workloads, intersection selectors,
 everything not turned into a rule), from the rules (external addresses grouped by DNS name, rules
 with little evidence or seen in one short burst), from the edges (workloads seen for part of the
 window) and from the recording (hours without flows, events the source lost).
@@ -98,6 +98,13 @@ RISK_KINDS: tuple[tuple[str, str, str], ...] = (
         "Cilium, egress to the API server needs `toEntities: kube-apiserver`.",
     ),
     (
+        "inseparable",
+        "Workloads no label can separate",
+        "These workloads carry the same stable labels, so one selector selects the pods of all of them and each "
+        "may use the rules made from the others' traffic: broader than observed. Give each workload a label of "
+        "its own (`app.kubernetes.io/component`, `tier`) and regenerate.",
+    ),
+    (
         "intersection-selector",
         "Selectors from a label intersection",
         "No stable identity label (`app.kubernetes.io/name`, `app`, `k8s-app`, `name`) was found, so the "
@@ -121,6 +128,7 @@ _FINDING_KIND: dict[FindingKind, str] = {
     FindingKind.HOST_TRAFFIC: "host-traffic",
     FindingKind.KUBE_APISERVER: "host-traffic",
     FindingKind.INTERSECTION_SELECTOR: "intersection-selector",
+    FindingKind.INSEPARABLE: "inseparable",
     FindingKind.REJECTED_LABELS: "rejected-labels",
     FindingKind.EXTERNAL_EGRESS: "",  # listed from the rules, grouped by DNS name
 }
