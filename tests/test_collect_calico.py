@@ -1,15 +1,13 @@
-"""Live collection from Calico OSS Goldmane (an in-process fake `goldmane.Flows` on 127.0.0.1).
+"""Live collection from Calico OSS Goldmane (the stand-in `synth.testing.goldmane`, in process on 127.0.0.1).
 
-The fake keeps flows per key and 15-second bucket and answers as Goldmane does: `List` aggregates
-each key over the whole requested window (newest first, pages from 0), `Stream` backfills completed
-buckets from `start_time_gte`, then sends fed flows live. The flows are the Goldmane emitter lines
-of tests/fixtures/calico/goldmane.ndjson, repeated over many buckets; the stored rows must be the
-ones `synth import calico` stores for the same lines, whatever faults happen.
+The stand-in keeps flows per key and 15-second bucket and answers List and Stream as Goldmane does.
+The flows are the Goldmane emitter lines of tests/fixtures/calico/goldmane.ndjson, repeated over
+many buckets; the stored rows must be the ones `synth import calico` stores for the same lines,
+whatever faults happen.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import signal
@@ -20,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +25,6 @@ import grpc
 import pyarrow as pa
 import pytest
 from conftest import FIXTURES, ROOT, Run
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
 from synth._proto.goldmane import api_pb2
@@ -41,6 +34,9 @@ from synth.collect.loop import summary_lines
 from synth.sources.calico.stream import GoldmaneDecoder, flow_dict, tls_options
 from synth.sources.columns import FlowColumns
 from synth.store.dataset import Store
+from synth.testing import goldmane as fake_goldmane
+from synth.testing.goldmane import FakeGoldmane
+from synth.testing.pki import certificate, key_pem, new_key
 
 PLAIN = tls_options(insecure_plaintext=True)
 FIRST_BUCKET = 1795168800  # the fixture's first start_time (2026-11-20T10:00:00Z)
@@ -63,135 +59,6 @@ def _flow(line: dict[str, Any]) -> api_pb2.Flow:
     return json_format.ParseDict(line, api_pb2.Flow())
 
 
-class FakeGoldmane:
-    """`goldmane.Flows` List and Stream over per-bucket flows, with faults steered by attributes."""
-
-    def __init__(self, flows: Sequence[api_pb2.Flow] = ()) -> None:
-        self.windows: dict[bytes, dict[int, api_pb2.Flow]] = {}
-        self.ids: dict[bytes, int] = {}
-        self.list_requests: list[api_pb2.FlowListRequest] = []
-        self.stream_requests: list[api_pb2.FlowStreamRequest] = []
-        self.refuse_lists: set[int] = set()  # these List calls (counted from 1) fail with UNAVAILABLE
-        self.break_after: list[int] = []  # the next Streams abort after N results
-        self.streaming = threading.Event()
-        self._live: list[api_pb2.Flow] = []
-        self._changed = threading.Condition()
-        self._closing = False
-        self.add(flows)
-
-    def add(self, flows: Sequence[api_pb2.Flow]) -> None:
-        """Store flows (the backlog)."""
-        for flow in flows:
-            key = flow.Key.SerializeToString(deterministic=True)
-            self.ids.setdefault(key, len(self.ids) + 1)
-            self.windows.setdefault(key, {})[flow.start_time] = flow
-
-    def feed(self, flows: Sequence[api_pb2.Flow]) -> None:
-        """New completed buckets: stored, and sent to open Streams."""
-        with self._changed:
-            self.add(flows)
-            self._live.extend(flows)
-            self._changed.notify_all()
-
-    def close(self) -> None:
-        """End the Stream loops."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-
-    def list(self, request: api_pb2.FlowListRequest, context: grpc.ServicerContext) -> api_pb2.FlowListResult:
-        """Goldmane's List: one flow per key over [gte, lt), newest first, one page."""
-        self.list_requests.append(request)
-        if len(self.list_requests) in self.refuse_lists:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: not ready")
-        starts = [start for windows in self.windows.values() for start in windows]
-        gte = request.start_time_gte or min(starts, default=0)
-        lt = request.start_time_lt or int(time.time())
-        if gte >= lt:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"startTimeGt ({gte}) must be less than startTimeLt ({lt})")
-        matched = []
-        for key, windows in self.windows.items():
-            if not any(gte <= start < lt for start in windows):
-                continue
-            inside = [w for start, w in sorted(windows.items()) if start >= gte and w.end_time <= lt]
-            matched.append(api_pb2.FlowResult(id=self.ids[key], flow=_aggregate(inside)))
-        matched.sort(key=lambda r: (r.flow.start_time, r.id), reverse=True)
-        total, size = len(matched), request.page_size
-        if size:
-            matched = matched[request.page * size : (request.page + 1) * size]
-        pages = -(-total // size) if size else 1
-        return api_pb2.FlowListResult(meta=api_pb2.ListMetadata(totalPages=pages, totalResults=total), flows=matched)
-
-    def stream(self, request: api_pb2.FlowStreamRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
-        """Goldmane's Stream: stored buckets from start_time_gte (0: none), then fed ones as they come."""
-        self.stream_requests.append(request)
-        limit = self.break_after.pop(0) if self.break_after else None
-        sent = 0
-        with self._changed:
-            position = len(self._live)
-            backfill = sorted(
-                (flow.start_time, self.ids[key], flow)
-                for key, windows in self.windows.items()
-                for flow in windows.values()
-                if request.start_time_gte and flow.start_time >= request.start_time_gte
-            )
-        self.streaming.set()
-        for _, flow_id, flow in backfill:
-            if limit is not None and sent >= limit:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: connection lost")
-            yield api_pb2.FlowResult(id=flow_id, flow=flow).SerializeToString()
-            sent += 1
-        while context.is_active():
-            with self._changed:
-                if position >= len(self._live) and not self._closing:
-                    self._changed.wait(0.1)
-                if self._closing:
-                    return
-                fresh = self._live[position:]
-            for flow in fresh:
-                position += 1
-                if limit is not None and sent >= limit:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: connection lost")
-                key = flow.Key.SerializeToString(deterministic=True)
-                yield api_pb2.FlowResult(id=self.ids[key], flow=flow).SerializeToString()
-                sent += 1
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The generic handler serving this fake as `goldmane.Flows`."""
-        return grpc.method_handlers_generic_handler(
-            "goldmane.Flows",
-            {
-                "List": grpc.unary_unary_rpc_method_handler(
-                    self.list,
-                    request_deserializer=api_pb2.FlowListRequest.FromString,
-                    response_serializer=api_pb2.FlowListResult.SerializeToString,
-                ),
-                "Stream": grpc.unary_stream_rpc_method_handler(
-                    self.stream, request_deserializer=api_pb2.FlowStreamRequest.FromString, response_serializer=bytes
-                ),
-            },
-        )
-
-
-def _aggregate(windows: list[api_pb2.Flow]) -> api_pb2.Flow:
-    """Goldmane's DiachronicFlow.Aggregate: counters summed, labels intersected, the span of the windows."""
-    flow = api_pb2.Flow()
-    if not windows:
-        return flow  # Goldmane answers a key without windows in range with an empty flow (start_time 0)
-    flow.Key.CopyFrom(windows[0].Key)
-    flow.start_time, flow.end_time = windows[0].start_time, windows[-1].end_time
-    source, dest = set(windows[0].source_labels), set(windows[0].dest_labels)
-    for w in windows:
-        source &= set(w.source_labels)
-        dest &= set(w.dest_labels)
-        for name in ("packets_in", "packets_out", "bytes_in", "bytes_out", "num_connections_started",
-                     "num_connections_completed", "num_connections_live"):  # fmt: skip
-            setattr(flow, name, getattr(flow, name) + getattr(w, name))
-    flow.source_labels.extend(sorted(source))
-    flow.dest_labels.extend(sorted(dest))
-    return flow
-
-
 @pytest.fixture
 def goldmane() -> Iterator[Callable[..., tuple[FakeGoldmane, str]]]:
     started: list[tuple[FakeGoldmane, grpc.Server]] = []
@@ -200,22 +67,13 @@ def goldmane() -> Iterator[Callable[..., tuple[FakeGoldmane, str]]]:
         flows: Sequence[api_pb2.Flow] = (), tls: tuple[bytes, bytes, bytes] | None = None
     ) -> tuple[FakeGoldmane, str]:
         fake = FakeGoldmane(flows)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[fake.handler()])
-        if tls is None:
-            port = server.add_insecure_port("127.0.0.1:0")
-        else:
-            key, chain, client_ca = tls
-            credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
-                                                      require_client_auth=True)  # fmt: skip
-            port = server.add_secure_port("127.0.0.1:0", credentials)
-        server.start()
+        server, port = fake_goldmane.start(fake, tls=tls)
         started.append((fake, server))
         return fake, f"127.0.0.1:{port}"
 
     yield make
     for fake, server in started:
-        fake.close()
-        server.stop(grace=None).wait()
+        fake_goldmane.stop(server, fake)
 
 
 def _rows(store: Path) -> list[tuple[tuple[str, str], ...]]:
@@ -393,38 +251,18 @@ def test_follow_then_sigterm_flushes_and_exits_0(
 # ----- TLS and unreachable servers
 
 
-def _certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-                 ca: bool) -> bytes:  # fmt: skip
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA as in goldmane-key-pair, Goldmane's server certificate, a node-certs client pair, another CA."""
     out = tmp_path_factory.mktemp("pki")
-    ca_key, other_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
-    encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    ca_key, other_key, server_key, client_key = (new_key() for _ in range(4))
     pems = {
-        "ca.crt": _certificate("tigera-ca", ca_key, None, True),
-        "other-ca.crt": _certificate("other-ca", other_key, None, True),
-        "goldmane.crt": _certificate("goldmane.calico-system.svc", server_key, ("tigera-ca", ca_key), False),
-        "goldmane.key": server_key.private_bytes(encoding, private_format, serialization.NoEncryption()),
-        "node.crt": _certificate("calico-node", client_key, ("tigera-ca", ca_key), False),
-        "node.key": client_key.private_bytes(encoding, private_format, serialization.NoEncryption()),
+        "ca.crt": certificate("tigera-ca", ca_key, None, True),
+        "other-ca.crt": certificate("other-ca", other_key, None, True),
+        "goldmane.crt": certificate("goldmane.calico-system.svc", server_key, ("tigera-ca", ca_key), False),
+        "goldmane.key": key_pem(server_key),
+        "node.crt": certificate("calico-node", client_key, ("tigera-ca", ca_key), False),
+        "node.key": key_pem(client_key),
     }
     files = {}
     for name, pem in pems.items():

@@ -6,7 +6,6 @@ stored rows must be the ones `synth import` stores for the same JSON, whatever f
 
 from __future__ import annotations
 
-import datetime
 import os
 import signal
 import subprocess
@@ -21,16 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from conftest import ROOT, SAMPLE_FLOWS, SHARED_CAPTURES, Run
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from synth._proto.observer import observer_pb2
 from synth.base.errors import CollectError
 from synth.collect.hubble import CollectOptions, TlsOptions, collect_hubble, summary_lines
 from synth.store.dataset import Store
 from synth.testing import hubble_relay
+from synth.testing.pki import certificate, key_pem, new_key
 
 
 def _input_files() -> list[Path]:
@@ -200,44 +196,18 @@ def test_server_restart_during_follow_resumes_without_gaps(
     assert _flow_keys(tmp_path) == _served_keys(flows)
 
 
-def _certificate(
-    name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None, ca: bool
-) -> bytes:
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
-    return key.private_bytes(encoding, private_format, serialization.NoEncryption())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("pki")
     files = {}
-    ca_key, other_ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key, other_ca_key, server_key, client_key = (new_key() for _ in range(4))
     pems = {
-        "ca.pem": _certificate("synth-test-ca", ca_key, None, True),
-        "other-ca.pem": _certificate("synth-other-ca", other_ca_key, None, True),
-        "server.pem": _certificate("relay.hubble-grpc.test", server_key, ("synth-test-ca", ca_key), False),
-        "server.key": _key_pem(server_key),
-        "client.pem": _certificate("synth-client", client_key, ("synth-test-ca", ca_key), False),
-        "client.key": _key_pem(client_key),
+        "ca.pem": certificate("synth-test-ca", ca_key, None, True),
+        "other-ca.pem": certificate("synth-other-ca", other_ca_key, None, True),
+        "server.pem": certificate("relay.hubble-grpc.test", server_key, ("synth-test-ca", ca_key), False),
+        "server.key": key_pem(server_key),
+        "client.pem": certificate("synth-client", client_key, ("synth-test-ca", ca_key), False),
+        "client.key": key_pem(client_key),
     }
     for name, pem in pems.items():
         files[name] = out / name
