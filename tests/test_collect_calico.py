@@ -9,13 +9,8 @@ whatever faults happen.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -24,7 +19,8 @@ from typing import Any
 import grpc
 import pyarrow as pa
 import pytest
-from conftest import FIXTURES, ROOT, Run
+from collecting import Collection, CollectorProcess
+from conftest import FIXTURES, Run
 from google.protobuf import json_format
 
 from synth._proto.goldmane import api_pb2
@@ -176,20 +172,18 @@ def test_stream_drop_resumes_from_the_newest_start_without_duplicates(
     live = sorted(_lines(10, offset=10), key=lambda line: line["start_time"])  # Goldmane streams bucket by bucket
     fake, address = goldmane([_flow(line) for line in backlog])
     fake.break_after = [7]  # the first Stream breaks after 7 results (the resent last bucket and 2 fed flows)
-    options = CalicoOptions(server=address, tls=PLAIN, since_ns=FIRST_BUCKET * 10**9, duration_s=4,
+    options = CalicoOptions(server=address, tls=PLAIN, since_ns=FIRST_BUCKET * 10**9, follow=True,
                             retry_initial_s=0.05, compact=False)  # fmt: skip
-    result: list[object] = []
-    worker = threading.Thread(target=lambda: result.append(collect_calico(Store(str(tmp_path)), options)))
-    worker.start()
-    assert fake.streaming.wait(10)
-    fake.feed([_flow(line) for line in live[:25]])
-    time.sleep(0.8)
-    fake.feed([_flow(line) for line in live[25:]])
-    worker.join(20)
-    assert not worker.is_alive()
-    (report,) = result
-    assert report.reconnects == 1  # type: ignore[attr-defined]
-    assert report.duplicates >= 5  # type: ignore[attr-defined]  # the newest bucket, resent by each Stream
+    with Collection(collect_calico, tmp_path, options) as collection:
+        assert fake.streaming.wait(30)
+        fake.feed([_flow(line) for line in live[:25]])
+        collection.wait_for_notice("stream resumed")  # the first Stream broke off, the second one is open
+        fake.feed([_flow(line) for line in live[25:]])
+        collection.wait_for_flows(len(backlog) + len(live))
+        report = collection.finish()
+    assert report.stopped == "interrupted"
+    assert report.reconnects == 1
+    assert report.duplicates >= 5  # the newest bucket, resent by each Stream
     assert _keys(tmp_path) == _expected_keys(backlog + live)
     newest_listed = max(line["start_time"] for line in backlog)
     assert fake.stream_requests[0].start_time_gte == newest_listed
@@ -216,30 +210,20 @@ def test_a_refused_list_mid_backlog_is_retried(
     assert (resumed.start_time_gte, resumed.start_time_lt) == (FIRST_BUCKET + 30, until)
 
 
-def _collector(address: str, store: Path, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "synth", "collect", "calico", "--server", address, "--insecure-plaintext",
-               "--store", str(store), *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_follow_then_sigterm_flushes_and_exits_0(
     goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path
 ) -> None:
     backlog, live = _lines(4), _lines(4, offset=4)
     fake, address = goldmane([_flow(line) for line in backlog])
-    collector = _collector(address, tmp_path, "--follow", "--flush-interval", "10m")
-    try:
+    args = ("calico", "--server", address, "--insecure-plaintext", "--store", str(tmp_path), "--follow",
+            "--flush-interval", "10m")  # fmt: skip
+    with CollectorProcess(*args) as collector:
         assert fake.streaming.wait(30)
         fake.feed([_flow(line) for line in live])
-        time.sleep(1.0)
-        assert not Store(str(tmp_path)).files()  # nothing flushed yet: the interval is 10 minutes
-        collector.send_signal(signal.SIGTERM)
-        out, err = collector.communicate(timeout=30)
-    finally:
-        collector.kill()
-        collector.communicate()
-    assert collector.returncode == 0, err
+        collector.wait_for_flows(len(backlog) + len(live))
+        assert not Store(str(tmp_path)).files()  # every flow taken, none flushed yet: the interval is 10 minutes
+        code, out, err = collector.stop(signal.SIGTERM)
+    assert code == 0, err
     assert "(interrupted)" in out
     # Compacted per minute: the same edges, and the counts add up.
     assert {key[1:] for key in _keys(tmp_path)} == {key[1:] for key in _expected_keys(backlog + live)}

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from collecting import Collection, CollectorProcess, wait_for
 from conftest import ROOT, SAMPLE_FLOWS, SHARED_CAPTURES, Run
 
 from synth._proto.observer import observer_pb2
@@ -91,6 +91,11 @@ def _flow_keys(store: Path) -> Counter[tuple[int, str]]:
         for moment, node, count in zip(times, nodes, counts, strict=True):
             keys[(moment, node)] += count
     return keys
+
+
+def _count(responses: list[hubble_relay.Response]) -> int:
+    """The flows a collector stores of these responses."""
+    return sum(_served_keys(responses).values())
 
 
 def _served_keys(responses: list[hubble_relay.Response]) -> Counter[tuple[int, str]]:
@@ -176,23 +181,21 @@ def test_server_restart_during_follow_resumes_without_gaps(
     backlog, live = flows[: len(flows) // 2], flows[len(flows) // 2 :]
     relay = relay_factory(backlog)
     options = CollectOptions(
-        server=relay.address, since_ns=0, duration_s=6, retry_initial_s=0.1, retry_max_s=0.2, compact=False
+        server=relay.address, since_ns=0, follow=True, retry_initial_s=0.1, retry_max_s=0.2, compact=False
     )
-    result: list[object] = []
-    worker = threading.Thread(target=lambda: result.append(collect_hubble(Store(str(tmp_path)), options)))
-    worker.start()
-    assert relay.observer.backlog_sent.wait(10)
-    time.sleep(0.3)
-    hubble_relay.stop(relay.server, relay.observer)  # type: ignore[arg-type]
-    relay.observer.responses.extend(live[:100])  # flows that happened while the relay was down
-    time.sleep(0.5)
-    relay.restart()
-    time.sleep(1.0)
-    relay.observer.feed(live[100:])
-    worker.join(20)
-    assert not worker.is_alive()
-    (report,) = result
-    assert report.reconnects >= 1  # type: ignore[attr-defined]
+    with Collection(collect_hubble, tmp_path, options) as collection:
+        collection.wait_for_flows(_count(backlog))
+        hubble_relay.stop(relay.server, relay.observer)  # type: ignore[arg-type]
+        relay.observer.responses.extend(live[:100])  # flows that happened while the relay was down
+        collection.wait_for_notice("stream lost")
+        before = len(relay.observer.requests)
+        relay.restart()
+        wait_for(lambda: len(relay.observer.requests) > before, 30, "the collector to reconnect")
+        relay.observer.feed(live[100:])
+        collection.wait_for_flows(_count(flows))
+        report = collection.finish()
+    assert report.stopped == "interrupted"
+    assert report.reconnects >= 1
     assert _flow_keys(tmp_path) == _served_keys(flows)
 
 
@@ -295,11 +298,9 @@ def _collector(relay: Relay, store: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*command, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def _locked(store: Path) -> bool:
+    lock = store / "collect.lock"
+    return lock.exists() and "pid" in lock.read_text()
 
 
 def test_sigterm_flushes_and_a_second_collector_is_refused(
@@ -307,21 +308,16 @@ def test_sigterm_flushes_and_a_second_collector_is_refused(
     synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     relay = relay_factory(responses[:2000], live_backlog=True)
-    first = _collector(relay, tmp_path, "--follow", "--flush-interval", "10m")
-    try:
-        _wait_for(relay.observer.backlog_sent.is_set, 30)
-        _wait_for(lambda: "pid" in (tmp_path / "collect.lock").read_text(), 10)
+    args = ("hubble", "--server", relay.address, "--store", str(tmp_path), "--follow", "--flush-interval", "10m")
+    with CollectorProcess(*args) as first:
+        wait_for(lambda: _locked(tmp_path), 30, "the first collector to take the lock")
         second = synth("collect", "hubble", "--server", relay.address, "--follow", "--store", tmp_path)
         assert second.code == 3
         assert "another `synth collect` is writing to this store (pid " in second.err
-        time.sleep(1.0)
-        assert not Store(str(tmp_path)).files()  # nothing flushed yet: the interval is 10 minutes
-        first.send_signal(signal.SIGTERM)
-        out, err = first.communicate(timeout=30)
-    finally:
-        first.kill()
-        first.communicate()
-    assert first.returncode == 0, err
+        first.wait_for_flows(_count(responses[:2000]))
+        assert not Store(str(tmp_path)).files()  # every flow taken, none flushed yet: the interval is 10 minutes
+        code, out, err = first.stop(signal.SIGTERM)
+    assert code == 0, err
     assert "(interrupted)" in out
     stored, served = _flow_keys(tmp_path), _served_keys(responses[:2000])
     assert sum(stored.values()) == sum(served.values())  # compacted: counts add up, times are served ones
@@ -337,17 +333,20 @@ def test_kill_9_leaves_a_readable_store(
     stop = threading.Event()
 
     def feed() -> None:
+        """Feed 200 flows at a time, each batch once the relay has sent the ones before (until stopped)."""
         for start in range(0, len(flows), 200):
+            relay.observer.feed(flows[start : start + 200])
+            sent = min(start + 200, len(flows))
+            while relay.observer.sent < sent and not stop.is_set():
+                stop.wait(0.01)
             if stop.is_set():
                 return
-            relay.observer.feed(flows[start : start + 200])
-            time.sleep(0.01)
 
     feeder = threading.Thread(target=feed)
     try:
-        _wait_for(lambda: (tmp_path / "collect.lock").exists() and "pid" in (tmp_path / "collect.lock").read_text(), 30)
+        wait_for(lambda: _locked(tmp_path), 30, "the collector to take the lock")
         feeder.start()
-        _wait_for(lambda: len(Store(str(tmp_path)).files()) >= 2, 30)
+        wait_for(lambda: len(Store(str(tmp_path)).files()) >= 2, 30, "two flushed files")
         collector.send_signal(signal.SIGKILL)
         collector.wait(10)
     finally:
