@@ -9,8 +9,13 @@ whatever faults happen.
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
 import signal
 import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,7 +25,7 @@ import grpc
 import pyarrow as pa
 import pytest
 from collecting import Collection, CollectorProcess
-from conftest import FIXTURES, Run
+from conftest import FIXTURES, ROOT, Run
 from google.protobuf import json_format
 
 from synth._proto.goldmane import api_pb2
@@ -295,6 +300,75 @@ def test_unreachable_server_and_bad_window_are_one_line(synth: Callable[..., Run
 
     window = synth("collect", "calico", "--server", "127.0.0.1:1", "--follow", "--until", "1h", "--store", tmp_path)
     assert window.code == 2
+
+
+# ----- scripts/serve_goldmane.py, the stand-in a user can run
+
+SERVE_GOLDMANE = ROOT / "scripts" / "serve_goldmane.py"
+
+
+def _serve_goldmane(*args: str | Path) -> subprocess.Popen[str]:
+    command = [sys.executable, str(SERVE_GOLDMANE), "--port", "0", *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _announced_address(server: subprocess.Popen[str], seconds: float) -> str:
+    """The address the script says it serves on (its first line), waiting at most `seconds`."""
+    assert server.stdout is not None
+    ready, _, _ = select.select([server.stdout], [], [], seconds)
+    assert ready, f"serve_goldmane.py said nothing within {seconds:g}s"
+    line = server.stdout.readline()
+    found = re.search(r" on (127\.0\.0\.1:\d+) over ", line)
+    assert found, line + (server.stderr.read() if server.stderr and server.poll() is not None else "")
+    return found.group(1)
+
+
+@pytest.mark.parametrize("transport", ["plaintext", "mutual-tls"])
+def test_serve_goldmane_script_serves_synth_collect_calico(
+    transport: str, tmp_path: Path, synth: Callable[..., Run]
+) -> None:
+    lines = _lines(1)
+    served = [*lines, *(json.loads(json.dumps(line)) for line in lines)]
+    for line in served[len(lines) :]:  # --repeat 2: the copy starts where the file's three buckets end
+        line["start_time"] += 45
+        line["end_time"] += 45
+    ndjson = tmp_path / "served.ndjson"
+    ndjson.write_text("".join(json.dumps(line) + "\n" for line in served))
+    assert synth("import", "calico", ndjson, "--store", tmp_path / "imported").code == 0
+
+    pki = tmp_path / "pki"
+    extra = ["--make-certs", pki] if transport == "mutual-tls" else []
+    server = _serve_goldmane("--repeat", "2", FIXTURES / "calico" / "goldmane.ndjson", *extra)
+    try:
+        address = _announced_address(server, 60)
+        tls: list[str | Path] = ["--insecure-plaintext"]
+        if transport == "mutual-tls":
+            tls = ["--tls-server-name", "goldmane.calico-system.svc", "--tls-ca-cert-files", pki / "ca.crt",
+                   "--tls-client-cert-file", pki / "client.crt", "--tls-client-key-file", pki / "client.key"]
+        # Without --follow/--duration the collection ends once Goldmane's backlog is listed: bounded by itself.
+        done = synth("collect", "calico", "--server", address, *tls, "--store", tmp_path / "live")
+    finally:
+        server.kill()
+        server.communicate()
+    assert done.code == 0, done.err
+    assert done.out == (f"{address}: 10 flows stored in 1 files, 2026-11-20T10:00:00Z .. 2026-11-20T10:01:15Z "
+                        "(stream ended)\n")  # fmt: skip
+    assert _rows(tmp_path / "live") == _rows(tmp_path / "imported")
+
+
+def test_serve_goldmane_script_refuses_flows_goldmane_does_not_serve() -> None:
+    server = _serve_goldmane(ROOT / "sample_flows" / "calico-flows.log.gz")
+    try:
+        _, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 2
+    assert err == (
+        f"serve_goldmane: error: {ROOT / 'sample_flows' / 'calico-flows.log.gz'}:1: flowlog data, not Goldmane "
+        "flows; Goldmane serves its own flows only (emitter NDJSON or protojson; import other Calico files with "
+        "`synth import calico`)\n"
+    )
 
 
 # ----- the proto subset: Goldmane's numbers (docs: reference/calico.md section 5.1)

@@ -4,7 +4,8 @@ It keeps flows per key and 15-second bucket and answers as Goldmane does: `List`
 over the whole requested window (newest first, pages from 0), `Stream` backfills completed buckets
 from `start_time_gte`, then sends fed flows live. Tests steer faults through attributes:
 `refuse_lists` fails chosen List calls, `break_after` aborts the next Streams after N results,
-`feed()` adds live flows.
+`feed()` adds live flows. `load_flows` reads Goldmane flow files (emitter NDJSON, protojson as
+`grpcurl` prints it, `.gz` or not); `scripts/serve_goldmane.py` serves them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent import futures
+from pathlib import Path
 
 import grpc
+from google.protobuf import json_format
 
 from synth._proto.goldmane import api_pb2
+from synth.base.errors import InputError
+from synth.sources.calico.files import detect_format
+from synth.sources.calico.goldmane import goldmane_flows, looks_like_goldmane
+from synth.sources.calico.records import BadField
+from synth.sources.reader import InputFile
 
 INTERVAL_S = 15  # Goldmane's bucket width
 _COUNTERS = ("packets_in", "packets_out", "bytes_in", "bytes_out", "num_connections_started",
@@ -181,3 +189,59 @@ def stop(server: grpc.Server, fake: FakeGoldmane) -> None:
     """Stop serving at once (Stream loops end, open calls are cancelled)."""
     fake.close()
     server.stop(grace=None).wait()
+
+
+def load_flows(paths: Iterable[Path | str]) -> list[api_pb2.Flow]:
+    """Every Goldmane flow of the files (emitter NDJSON, protojson Flow/FlowResult/List answers), in file order.
+
+    InputError names the file and line of a record that is no Goldmane flow (Goldmane serves nothing else).
+    """
+    flows = []
+    for path in paths:
+        with InputFile(str(path)) as source:
+            for record in source.records():
+                where = f"{source.display}:{record.line}"
+                value = record.value
+                if record.error or not isinstance(value, dict):
+                    raise InputError(f"{where}: {record.error or 'expected a JSON object'}")
+                if not looks_like_goldmane(value):
+                    found = detect_format(value)
+                    what = f"{found} data" if found else "no Calico flow data"
+                    raise InputError(
+                        f"{where}: {what}, not Goldmane flows; Goldmane serves its own flows only "
+                        "(emitter NDJSON or protojson; import other Calico files with `synth import calico`)"
+                    )
+                for prefix, flow in goldmane_flows(value):
+                    flows.append(_parse_flow(flow, f"{where}: {prefix}"))
+    return flows
+
+
+def _parse_flow(value: object, where: str) -> api_pb2.Flow:
+    if isinstance(value, BadField):
+        raise InputError(f"{where}{value}")
+    flow = api_pb2.Flow()
+    try:
+        json_format.ParseDict(value, flow, ignore_unknown_fields=True)
+    except json_format.ParseError as e:
+        raise InputError(f"{where}not a Goldmane flow ({e})") from e
+    return flow
+
+
+def repeat(flows: Sequence[api_pb2.Flow], times: int) -> list[api_pb2.Flow]:
+    """The flows `times` over, each copy starting where the buckets of the one before end.
+
+    A file of a few buckets served as a longer backlog (a quiet cluster's hour, say).
+    """
+    if not flows:
+        return []
+    starts = [flow.start_time for flow in flows]
+    span = max(starts) - min(starts) + INTERVAL_S
+    spread = []
+    for k in range(times):
+        for flow in flows:
+            moved = api_pb2.Flow()
+            moved.CopyFrom(flow)
+            moved.start_time += k * span
+            moved.end_time += k * span
+            spread.append(moved)
+    return spread
