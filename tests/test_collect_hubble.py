@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,19 +140,33 @@ def test_full_window_stores_the_rows_the_importer_stores(
     assert final["node_states"] == {"NODE_CONNECTED": 2}
 
 
-def test_duration_against_the_demo_server_generates_the_imported_policies(
+def test_following_the_demo_server_generates_the_imported_policies(
     responses: list[hubble_relay.Response], imported: Path, relay_factory: Callable[..., Relay],
     tmp_path: Path, synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     relay = relay_factory(responses, live_backlog=True)
-    done = synth("collect", "hubble", "--server", relay.address, "--duration", "8s", "--store", tmp_path)
-    assert done.code == 0, done.err
-    assert "(duration reached)" in done.out
+    with CollectorProcess("hubble", "--server", relay.address, "--follow", "--store", str(tmp_path)) as collector:
+        collector.wait_for_flows(_count(responses))
+        code, out, err = collector.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "(interrupted)" in out
     collected = synth("generate", "--all-namespaces", "--store", tmp_path)
     expected = synth("generate", "--all-namespaces", "--store", imported)
     assert collected.code == expected.code == 0
     assert collected.out == expected.out
     assert collected.out.count("kind: NetworkPolicy") > 0
+
+
+def test_duration_ends_a_live_collection(
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path,
+    synth: Callable[..., Run],
+) -> None:  # fmt: skip
+    relay = relay_factory(responses[:300], live_backlog=True)
+    started = time.monotonic()
+    done = synth("collect", "hubble", "--server", relay.address, "--duration", "1s", "--store", tmp_path)
+    assert done.code == 0, done.err
+    assert "(duration reached)" in done.out
+    assert time.monotonic() - started >= 1.0  # the wall-clock duration is what ended it
 
 
 # ----- faults
