@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -177,9 +178,14 @@ def test_stream_drop_resumes_from_the_newest_start_without_duplicates(
     live = sorted(_lines(10, offset=10), key=lambda line: line["start_time"])  # Goldmane streams bucket by bucket
     fake, address = goldmane([_flow(line) for line in backlog])
     fake.break_after = [7]  # the first Stream breaks after 7 results (the resent last bucket and 2 fed flows)
+    # The collector opens its Stream from the newest start it has decoded, in another thread than the one
+    # that lists: hold the List past the backlog's end until the whole backlog is decoded.
+    fake.hold_quiet_lists = backlog_decoded = threading.Event()
     options = CalicoOptions(server=address, tls=PLAIN, since_ns=FIRST_BUCKET * 10**9, follow=True,
-                            retry_initial_s=0.05, compact=False)  # fmt: skip
+                            request_timeout_s=120, retry_initial_s=0.05, compact=False)  # fmt: skip
     with Collection(collect_calico, tmp_path, options) as collection:
+        collection.wait_for_flows(len(backlog))
+        backlog_decoded.set()
         assert fake.streaming.wait(30)
         fake.feed([_flow(line) for line in live[:25]])
         collection.wait_for_notice("stream resumed")  # the first Stream broke off, the second one is open

@@ -4,7 +4,8 @@ It keeps flows per key and 15-second bucket and answers as Goldmane does: `List`
 over the whole requested window (newest first, pages from 0), `Stream` backfills completed buckets
 from `start_time_gte`, then sends fed flows live. Tests steer faults through attributes:
 `refuse_lists` fails chosen List calls, `break_after` aborts the next Streams after N results,
-`feed()` adds live flows. `load_flows` reads Goldmane flow files (emitter NDJSON, protojson as
+`hold_quiet_lists` holds List calls that find nothing (the end of the backlog) until an event is
+set, `feed()` adds live flows. `load_flows` reads Goldmane flow files (emitter NDJSON, protojson as
 `grpcurl` prints it, `.gz` or not); `scripts/serve_goldmane.py` serves them.
 """
 
@@ -27,6 +28,7 @@ from synth.sources.calico.records import BadField
 from synth.sources.reader import InputFile
 
 INTERVAL_S = 15  # Goldmane's bucket width
+_HOLD_LIMIT_S = 60  # a held List answers after this long anyway (a failing test must not hang the server)
 _COUNTERS = ("packets_in", "packets_out", "bytes_in", "bytes_out", "num_connections_started",
              "num_connections_completed", "num_connections_live")  # fmt: skip
 
@@ -41,6 +43,7 @@ class FakeGoldmane:
         self.stream_requests: list[api_pb2.FlowStreamRequest] = []
         self.refuse_lists: set[int] = set()  # these List calls (counted from 1) fail with UNAVAILABLE
         self.break_after: list[int] = []  # the next Streams abort after N results
+        self.hold_quiet_lists: threading.Event | None = None  # set: List calls that find nothing wait for it
         self.streaming = threading.Event()
         self._live: list[api_pb2.Flow] = []
         self._changed = threading.Condition()
@@ -83,6 +86,8 @@ class FakeGoldmane:
                 continue
             inside = [w for start, w in sorted(windows.items()) if start >= gte and w.end_time <= lt]
             matched.append(api_pb2.FlowResult(id=self.ids[key], flow=aggregate(inside)))
+        if not matched and self.hold_quiet_lists is not None:
+            self.hold_quiet_lists.wait(_HOLD_LIMIT_S)  # a test holds the collector where its backlog ends
         matched.sort(key=lambda r: (r.flow.start_time, r.id), reverse=True)
         total, size = len(matched), request.page_size
         if size:
