@@ -1,37 +1,32 @@
-"""Live collection from Calico OSS Goldmane (an in-process fake `goldmane.Flows` on 127.0.0.1).
+"""Live collection from Calico OSS Goldmane (the stand-in `synth.testing.goldmane`, in process on 127.0.0.1).
 
-The fake keeps flows per key and 15-second bucket and answers as Goldmane does: `List` aggregates
-each key over the whole requested window (newest first, pages from 0), `Stream` backfills completed
-buckets from `start_time_gte`, then sends fed flows live. The flows are the Goldmane emitter lines
-of tests/fixtures/calico/goldmane.ndjson, repeated over many buckets; the stored rows must be the
-ones `synth import calico` stores for the same lines, whatever faults happen.
+The stand-in keeps flows per key and 15-second bucket and answers List and Stream as Goldmane does.
+The flows are the Goldmane emitter lines of tests/fixtures/calico/goldmane.ndjson, repeated over
+many buckets; the stored rows must be the ones `synth import calico` stores for the same lines,
+whatever faults happen.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pyarrow as pa
 import pytest
+from collecting import Collection, CollectorProcess
 from conftest import FIXTURES, ROOT, Run
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import json_format
 
 from synth._proto.goldmane import api_pb2
@@ -41,6 +36,9 @@ from synth.collect.loop import summary_lines
 from synth.sources.calico.stream import GoldmaneDecoder, flow_dict, tls_options
 from synth.sources.columns import FlowColumns
 from synth.store.dataset import Store
+from synth.testing import goldmane as fake_goldmane
+from synth.testing.goldmane import FakeGoldmane
+from synth.testing.pki import certificate, key_pem, new_key
 
 PLAIN = tls_options(insecure_plaintext=True)
 FIRST_BUCKET = 1795168800  # the fixture's first start_time (2026-11-20T10:00:00Z)
@@ -63,135 +61,6 @@ def _flow(line: dict[str, Any]) -> api_pb2.Flow:
     return json_format.ParseDict(line, api_pb2.Flow())
 
 
-class FakeGoldmane:
-    """`goldmane.Flows` List and Stream over per-bucket flows, with faults steered by attributes."""
-
-    def __init__(self, flows: Sequence[api_pb2.Flow] = ()) -> None:
-        self.windows: dict[bytes, dict[int, api_pb2.Flow]] = {}
-        self.ids: dict[bytes, int] = {}
-        self.list_requests: list[api_pb2.FlowListRequest] = []
-        self.stream_requests: list[api_pb2.FlowStreamRequest] = []
-        self.refuse_lists: set[int] = set()  # these List calls (counted from 1) fail with UNAVAILABLE
-        self.break_after: list[int] = []  # the next Streams abort after N results
-        self.streaming = threading.Event()
-        self._live: list[api_pb2.Flow] = []
-        self._changed = threading.Condition()
-        self._closing = False
-        self.add(flows)
-
-    def add(self, flows: Sequence[api_pb2.Flow]) -> None:
-        """Store flows (the backlog)."""
-        for flow in flows:
-            key = flow.Key.SerializeToString(deterministic=True)
-            self.ids.setdefault(key, len(self.ids) + 1)
-            self.windows.setdefault(key, {})[flow.start_time] = flow
-
-    def feed(self, flows: Sequence[api_pb2.Flow]) -> None:
-        """New completed buckets: stored, and sent to open Streams."""
-        with self._changed:
-            self.add(flows)
-            self._live.extend(flows)
-            self._changed.notify_all()
-
-    def close(self) -> None:
-        """End the Stream loops."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-
-    def list(self, request: api_pb2.FlowListRequest, context: grpc.ServicerContext) -> api_pb2.FlowListResult:
-        """Goldmane's List: one flow per key over [gte, lt), newest first, one page."""
-        self.list_requests.append(request)
-        if len(self.list_requests) in self.refuse_lists:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: not ready")
-        starts = [start for windows in self.windows.values() for start in windows]
-        gte = request.start_time_gte or min(starts, default=0)
-        lt = request.start_time_lt or int(time.time())
-        if gte >= lt:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"startTimeGt ({gte}) must be less than startTimeLt ({lt})")
-        matched = []
-        for key, windows in self.windows.items():
-            if not any(gte <= start < lt for start in windows):
-                continue
-            inside = [w for start, w in sorted(windows.items()) if start >= gte and w.end_time <= lt]
-            matched.append(api_pb2.FlowResult(id=self.ids[key], flow=_aggregate(inside)))
-        matched.sort(key=lambda r: (r.flow.start_time, r.id), reverse=True)
-        total, size = len(matched), request.page_size
-        if size:
-            matched = matched[request.page * size : (request.page + 1) * size]
-        pages = -(-total // size) if size else 1
-        return api_pb2.FlowListResult(meta=api_pb2.ListMetadata(totalPages=pages, totalResults=total), flows=matched)
-
-    def stream(self, request: api_pb2.FlowStreamRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
-        """Goldmane's Stream: stored buckets from start_time_gte (0: none), then fed ones as they come."""
-        self.stream_requests.append(request)
-        limit = self.break_after.pop(0) if self.break_after else None
-        sent = 0
-        with self._changed:
-            position = len(self._live)
-            backfill = sorted(
-                (flow.start_time, self.ids[key], flow)
-                for key, windows in self.windows.items()
-                for flow in windows.values()
-                if request.start_time_gte and flow.start_time >= request.start_time_gte
-            )
-        self.streaming.set()
-        for _, flow_id, flow in backfill:
-            if limit is not None and sent >= limit:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: connection lost")
-            yield api_pb2.FlowResult(id=flow_id, flow=flow).SerializeToString()
-            sent += 1
-        while context.is_active():
-            with self._changed:
-                if position >= len(self._live) and not self._closing:
-                    self._changed.wait(0.1)
-                if self._closing:
-                    return
-                fresh = self._live[position:]
-            for flow in fresh:
-                position += 1
-                if limit is not None and sent >= limit:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake goldmane: connection lost")
-                key = flow.Key.SerializeToString(deterministic=True)
-                yield api_pb2.FlowResult(id=self.ids[key], flow=flow).SerializeToString()
-                sent += 1
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The generic handler serving this fake as `goldmane.Flows`."""
-        return grpc.method_handlers_generic_handler(
-            "goldmane.Flows",
-            {
-                "List": grpc.unary_unary_rpc_method_handler(
-                    self.list,
-                    request_deserializer=api_pb2.FlowListRequest.FromString,
-                    response_serializer=api_pb2.FlowListResult.SerializeToString,
-                ),
-                "Stream": grpc.unary_stream_rpc_method_handler(
-                    self.stream, request_deserializer=api_pb2.FlowStreamRequest.FromString, response_serializer=bytes
-                ),
-            },
-        )
-
-
-def _aggregate(windows: list[api_pb2.Flow]) -> api_pb2.Flow:
-    """Goldmane's DiachronicFlow.Aggregate: counters summed, labels intersected, the span of the windows."""
-    flow = api_pb2.Flow()
-    if not windows:
-        return flow  # Goldmane answers a key without windows in range with an empty flow (start_time 0)
-    flow.Key.CopyFrom(windows[0].Key)
-    flow.start_time, flow.end_time = windows[0].start_time, windows[-1].end_time
-    source, dest = set(windows[0].source_labels), set(windows[0].dest_labels)
-    for w in windows:
-        source &= set(w.source_labels)
-        dest &= set(w.dest_labels)
-        for name in ("packets_in", "packets_out", "bytes_in", "bytes_out", "num_connections_started",
-                     "num_connections_completed", "num_connections_live"):  # fmt: skip
-            setattr(flow, name, getattr(flow, name) + getattr(w, name))
-    flow.source_labels.extend(sorted(source))
-    flow.dest_labels.extend(sorted(dest))
-    return flow
-
-
 @pytest.fixture
 def goldmane() -> Iterator[Callable[..., tuple[FakeGoldmane, str]]]:
     started: list[tuple[FakeGoldmane, grpc.Server]] = []
@@ -200,22 +69,13 @@ def goldmane() -> Iterator[Callable[..., tuple[FakeGoldmane, str]]]:
         flows: Sequence[api_pb2.Flow] = (), tls: tuple[bytes, bytes, bytes] | None = None
     ) -> tuple[FakeGoldmane, str]:
         fake = FakeGoldmane(flows)
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[fake.handler()])
-        if tls is None:
-            port = server.add_insecure_port("127.0.0.1:0")
-        else:
-            key, chain, client_ca = tls
-            credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
-                                                      require_client_auth=True)  # fmt: skip
-            port = server.add_secure_port("127.0.0.1:0", credentials)
-        server.start()
+        server, port = fake_goldmane.start(fake, tls=tls)
         started.append((fake, server))
         return fake, f"127.0.0.1:{port}"
 
     yield make
     for fake, server in started:
-        fake.close()
-        server.stop(grace=None).wait()
+        fake_goldmane.stop(server, fake)
 
 
 def _rows(store: Path) -> list[tuple[tuple[str, str], ...]]:
@@ -318,20 +178,23 @@ def test_stream_drop_resumes_from_the_newest_start_without_duplicates(
     live = sorted(_lines(10, offset=10), key=lambda line: line["start_time"])  # Goldmane streams bucket by bucket
     fake, address = goldmane([_flow(line) for line in backlog])
     fake.break_after = [7]  # the first Stream breaks after 7 results (the resent last bucket and 2 fed flows)
-    options = CalicoOptions(server=address, tls=PLAIN, since_ns=FIRST_BUCKET * 10**9, duration_s=4,
-                            retry_initial_s=0.05, compact=False)  # fmt: skip
-    result: list[object] = []
-    worker = threading.Thread(target=lambda: result.append(collect_calico(Store(str(tmp_path)), options)))
-    worker.start()
-    assert fake.streaming.wait(10)
-    fake.feed([_flow(line) for line in live[:25]])
-    time.sleep(0.8)
-    fake.feed([_flow(line) for line in live[25:]])
-    worker.join(20)
-    assert not worker.is_alive()
-    (report,) = result
-    assert report.reconnects == 1  # type: ignore[attr-defined]
-    assert report.duplicates >= 5  # type: ignore[attr-defined]  # the newest bucket, resent by each Stream
+    # The collector opens its Stream from the newest start it has decoded, in another thread than the one
+    # that lists: hold the List past the backlog's end until the whole backlog is decoded.
+    fake.hold_quiet_lists = backlog_decoded = threading.Event()
+    options = CalicoOptions(server=address, tls=PLAIN, since_ns=FIRST_BUCKET * 10**9, follow=True,
+                            request_timeout_s=120, retry_initial_s=0.05, compact=False)  # fmt: skip
+    with Collection(collect_calico, tmp_path, options) as collection:
+        collection.wait_for_flows(len(backlog))
+        backlog_decoded.set()
+        assert fake.streaming.wait(30)
+        fake.feed([_flow(line) for line in live[:25]])
+        collection.wait_for_notice("stream resumed")  # the first Stream broke off, the second one is open
+        fake.feed([_flow(line) for line in live[25:]])
+        collection.wait_for_flows(len(backlog) + len(live))
+        report = collection.finish()
+    assert report.stopped == "interrupted"
+    assert report.reconnects == 1
+    assert report.duplicates >= 5  # the newest bucket, resent by each Stream
     assert _keys(tmp_path) == _expected_keys(backlog + live)
     newest_listed = max(line["start_time"] for line in backlog)
     assert fake.stream_requests[0].start_time_gte == newest_listed
@@ -358,30 +221,20 @@ def test_a_refused_list_mid_backlog_is_retried(
     assert (resumed.start_time_gte, resumed.start_time_lt) == (FIRST_BUCKET + 30, until)
 
 
-def _collector(address: str, store: Path, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "synth", "collect", "calico", "--server", address, "--insecure-plaintext",
-               "--store", str(store), *extra]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_follow_then_sigterm_flushes_and_exits_0(
     goldmane: Callable[..., tuple[FakeGoldmane, str]], tmp_path: Path
 ) -> None:
     backlog, live = _lines(4), _lines(4, offset=4)
     fake, address = goldmane([_flow(line) for line in backlog])
-    collector = _collector(address, tmp_path, "--follow", "--flush-interval", "10m")
-    try:
+    args = ("calico", "--server", address, "--insecure-plaintext", "--store", str(tmp_path), "--follow",
+            "--flush-interval", "10m")  # fmt: skip
+    with CollectorProcess(*args) as collector:
         assert fake.streaming.wait(30)
         fake.feed([_flow(line) for line in live])
-        time.sleep(1.0)
-        assert not Store(str(tmp_path)).files()  # nothing flushed yet: the interval is 10 minutes
-        collector.send_signal(signal.SIGTERM)
-        out, err = collector.communicate(timeout=30)
-    finally:
-        collector.kill()
-        collector.communicate()
-    assert collector.returncode == 0, err
+        collector.wait_for_flows(len(backlog) + len(live))
+        assert not Store(str(tmp_path)).files()  # every flow taken, none flushed yet: the interval is 10 minutes
+        code, out, err = collector.stop(signal.SIGTERM)
+    assert code == 0, err
     assert "(interrupted)" in out
     # Compacted per minute: the same edges, and the counts add up.
     assert {key[1:] for key in _keys(tmp_path)} == {key[1:] for key in _expected_keys(backlog + live)}
@@ -393,38 +246,18 @@ def test_follow_then_sigterm_flushes_and_exits_0(
 # ----- TLS and unreachable servers
 
 
-def _certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-                 ca: bool) -> bytes:  # fmt: skip
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA as in goldmane-key-pair, Goldmane's server certificate, a node-certs client pair, another CA."""
     out = tmp_path_factory.mktemp("pki")
-    ca_key, other_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
-    encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    ca_key, other_key, server_key, client_key = (new_key() for _ in range(4))
     pems = {
-        "ca.crt": _certificate("tigera-ca", ca_key, None, True),
-        "other-ca.crt": _certificate("other-ca", other_key, None, True),
-        "goldmane.crt": _certificate("goldmane.calico-system.svc", server_key, ("tigera-ca", ca_key), False),
-        "goldmane.key": server_key.private_bytes(encoding, private_format, serialization.NoEncryption()),
-        "node.crt": _certificate("calico-node", client_key, ("tigera-ca", ca_key), False),
-        "node.key": client_key.private_bytes(encoding, private_format, serialization.NoEncryption()),
+        "ca.crt": certificate("tigera-ca", ca_key, None, True),
+        "other-ca.crt": certificate("other-ca", other_key, None, True),
+        "goldmane.crt": certificate("goldmane.calico-system.svc", server_key, ("tigera-ca", ca_key), False),
+        "goldmane.key": key_pem(server_key),
+        "node.crt": certificate("calico-node", client_key, ("tigera-ca", ca_key), False),
+        "node.key": key_pem(client_key),
     }
     files = {}
     for name, pem in pems.items():
@@ -473,6 +306,75 @@ def test_unreachable_server_and_bad_window_are_one_line(synth: Callable[..., Run
 
     window = synth("collect", "calico", "--server", "127.0.0.1:1", "--follow", "--until", "1h", "--store", tmp_path)
     assert window.code == 2
+
+
+# ----- scripts/serve_goldmane.py, the stand-in a user can run
+
+SERVE_GOLDMANE = ROOT / "scripts" / "serve_goldmane.py"
+
+
+def _serve_goldmane(*args: str | Path) -> subprocess.Popen[str]:
+    command = [sys.executable, str(SERVE_GOLDMANE), "--port", "0", *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _announced_address(server: subprocess.Popen[str], seconds: float) -> str:
+    """The address the script says it serves on (its first line), waiting at most `seconds`."""
+    assert server.stdout is not None
+    ready, _, _ = select.select([server.stdout], [], [], seconds)
+    assert ready, f"serve_goldmane.py said nothing within {seconds:g}s"
+    line = server.stdout.readline()
+    found = re.search(r" on (127\.0\.0\.1:\d+) over ", line)
+    assert found, line + (server.stderr.read() if server.stderr and server.poll() is not None else "")
+    return found.group(1)
+
+
+@pytest.mark.parametrize("transport", ["plaintext", "mutual-tls"])
+def test_serve_goldmane_script_serves_synth_collect_calico(
+    transport: str, tmp_path: Path, synth: Callable[..., Run]
+) -> None:
+    lines = _lines(1)
+    served = [*lines, *(json.loads(json.dumps(line)) for line in lines)]
+    for line in served[len(lines) :]:  # --repeat 2: the copy starts where the file's three buckets end
+        line["start_time"] += 45
+        line["end_time"] += 45
+    ndjson = tmp_path / "served.ndjson"
+    ndjson.write_text("".join(json.dumps(line) + "\n" for line in served))
+    assert synth("import", "calico", ndjson, "--store", tmp_path / "imported").code == 0
+
+    pki = tmp_path / "pki"
+    extra = ["--make-certs", pki] if transport == "mutual-tls" else []
+    server = _serve_goldmane("--repeat", "2", FIXTURES / "calico" / "goldmane.ndjson", *extra)
+    try:
+        address = _announced_address(server, 60)
+        tls: list[str | Path] = ["--insecure-plaintext"]
+        if transport == "mutual-tls":
+            tls = ["--tls-server-name", "goldmane.calico-system.svc", "--tls-ca-cert-files", pki / "ca.crt",
+                   "--tls-client-cert-file", pki / "client.crt", "--tls-client-key-file", pki / "client.key"]
+        # Without --follow/--duration the collection ends once Goldmane's backlog is listed: bounded by itself.
+        done = synth("collect", "calico", "--server", address, *tls, "--store", tmp_path / "live")
+    finally:
+        server.kill()
+        server.communicate()
+    assert done.code == 0, done.err
+    assert done.out == (f"{address}: 10 flows stored in 1 files, 2026-11-20T10:00:00Z .. 2026-11-20T10:01:15Z "
+                        "(stream ended)\n")  # fmt: skip
+    assert _rows(tmp_path / "live") == _rows(tmp_path / "imported")
+
+
+def test_serve_goldmane_script_refuses_flows_goldmane_does_not_serve() -> None:
+    server = _serve_goldmane(ROOT / "sample_flows" / "calico-flows.log.gz")
+    try:
+        _, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 2
+    assert err == (
+        f"serve_goldmane: error: {ROOT / 'sample_flows' / 'calico-flows.log.gz'}:1: flowlog data, not Goldmane "
+        "flows; Goldmane serves its own flows only (emitter NDJSON or protojson; import other Calico files with "
+        "`synth import calico`)\n"
+    )
 
 
 # ----- the proto subset: Goldmane's numbers (docs: reference/calico.md section 5.1)

@@ -6,7 +6,6 @@ stored rows must be the ones `synth import` stores for the same JSON, whatever f
 
 from __future__ import annotations
 
-import datetime
 import os
 import signal
 import subprocess
@@ -20,17 +19,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from collecting import Collection, CollectorProcess, wait_for
 from conftest import ROOT, SAMPLE_FLOWS, SHARED_CAPTURES, Run
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from synth._proto.observer import observer_pb2
 from synth.base.errors import CollectError
 from synth.collect.hubble import CollectOptions, TlsOptions, collect_hubble, summary_lines
 from synth.store.dataset import Store
 from synth.testing import hubble_relay
+from synth.testing.pki import certificate, key_pem, new_key
 
 
 def _input_files() -> list[Path]:
@@ -97,6 +94,11 @@ def _flow_keys(store: Path) -> Counter[tuple[int, str]]:
     return keys
 
 
+def _count(responses: list[hubble_relay.Response]) -> int:
+    """The flows a collector stores of these responses."""
+    return sum(_served_keys(responses).values())
+
+
 def _served_keys(responses: list[hubble_relay.Response]) -> Counter[tuple[int, str]]:
     keys: Counter[tuple[int, str]] = Counter()
     for moment, data in responses:
@@ -138,19 +140,33 @@ def test_full_window_stores_the_rows_the_importer_stores(
     assert final["node_states"] == {"NODE_CONNECTED": 2}
 
 
-def test_duration_against_the_demo_server_generates_the_imported_policies(
+def test_following_the_demo_server_generates_the_imported_policies(
     responses: list[hubble_relay.Response], imported: Path, relay_factory: Callable[..., Relay],
     tmp_path: Path, synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     relay = relay_factory(responses, live_backlog=True)
-    done = synth("collect", "hubble", "--server", relay.address, "--duration", "8s", "--store", tmp_path)
-    assert done.code == 0, done.err
-    assert "(duration reached)" in done.out
+    with CollectorProcess("hubble", "--server", relay.address, "--follow", "--store", str(tmp_path)) as collector:
+        collector.wait_for_flows(_count(responses))
+        code, out, err = collector.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert "(interrupted)" in out
     collected = synth("generate", "--all-namespaces", "--store", tmp_path)
     expected = synth("generate", "--all-namespaces", "--store", imported)
     assert collected.code == expected.code == 0
     assert collected.out == expected.out
     assert collected.out.count("kind: NetworkPolicy") > 0
+
+
+def test_duration_ends_a_live_collection(
+    responses: list[hubble_relay.Response], relay_factory: Callable[..., Relay], tmp_path: Path,
+    synth: Callable[..., Run],
+) -> None:  # fmt: skip
+    relay = relay_factory(responses[:300], live_backlog=True)
+    started = time.monotonic()
+    done = synth("collect", "hubble", "--server", relay.address, "--duration", "1s", "--store", tmp_path)
+    assert done.code == 0, done.err
+    assert "(duration reached)" in done.out
+    assert time.monotonic() - started >= 1.0  # the wall-clock duration is what ended it
 
 
 # ----- faults
@@ -180,64 +196,36 @@ def test_server_restart_during_follow_resumes_without_gaps(
     backlog, live = flows[: len(flows) // 2], flows[len(flows) // 2 :]
     relay = relay_factory(backlog)
     options = CollectOptions(
-        server=relay.address, since_ns=0, duration_s=6, retry_initial_s=0.1, retry_max_s=0.2, compact=False
+        server=relay.address, since_ns=0, follow=True, retry_initial_s=0.1, retry_max_s=0.2, compact=False
     )
-    result: list[object] = []
-    worker = threading.Thread(target=lambda: result.append(collect_hubble(Store(str(tmp_path)), options)))
-    worker.start()
-    assert relay.observer.backlog_sent.wait(10)
-    time.sleep(0.3)
-    hubble_relay.stop(relay.server, relay.observer)  # type: ignore[arg-type]
-    relay.observer.responses.extend(live[:100])  # flows that happened while the relay was down
-    time.sleep(0.5)
-    relay.restart()
-    time.sleep(1.0)
-    relay.observer.feed(live[100:])
-    worker.join(20)
-    assert not worker.is_alive()
-    (report,) = result
-    assert report.reconnects >= 1  # type: ignore[attr-defined]
+    with Collection(collect_hubble, tmp_path, options) as collection:
+        collection.wait_for_flows(_count(backlog))
+        hubble_relay.stop(relay.server, relay.observer)  # type: ignore[arg-type]
+        relay.observer.responses.extend(live[:100])  # flows that happened while the relay was down
+        collection.wait_for_notice("stream lost")
+        before = len(relay.observer.requests)
+        relay.restart()
+        wait_for(lambda: len(relay.observer.requests) > before, 30, "the collector to reconnect")
+        relay.observer.feed(live[100:])
+        collection.wait_for_flows(_count(flows))
+        report = collection.finish()
+    assert report.stopped == "interrupted"
+    assert report.reconnects >= 1
     assert _flow_keys(tmp_path) == _served_keys(flows)
-
-
-def _certificate(
-    name: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None, ca: bool
-) -> bytes:
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
-    return key.private_bytes(encoding, private_format, serialization.NoEncryption())
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("pki")
     files = {}
-    ca_key, other_ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key, other_ca_key, server_key, client_key = (new_key() for _ in range(4))
     pems = {
-        "ca.pem": _certificate("synth-test-ca", ca_key, None, True),
-        "other-ca.pem": _certificate("synth-other-ca", other_ca_key, None, True),
-        "server.pem": _certificate("relay.hubble-grpc.test", server_key, ("synth-test-ca", ca_key), False),
-        "server.key": _key_pem(server_key),
-        "client.pem": _certificate("synth-client", client_key, ("synth-test-ca", ca_key), False),
-        "client.key": _key_pem(client_key),
+        "ca.pem": certificate("synth-test-ca", ca_key, None, True),
+        "other-ca.pem": certificate("synth-other-ca", other_ca_key, None, True),
+        "server.pem": certificate("relay.hubble-grpc.test", server_key, ("synth-test-ca", ca_key), False),
+        "server.key": key_pem(server_key),
+        "client.pem": certificate("synth-client", client_key, ("synth-test-ca", ca_key), False),
+        "client.key": key_pem(client_key),
     }
     for name, pem in pems.items():
         files[name] = out / name
@@ -325,11 +313,9 @@ def _collector(relay: Relay, store: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*command, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def _locked(store: Path) -> bool:
+    lock = store / "collect.lock"
+    return lock.exists() and "pid" in lock.read_text()
 
 
 def test_sigterm_flushes_and_a_second_collector_is_refused(
@@ -337,21 +323,16 @@ def test_sigterm_flushes_and_a_second_collector_is_refused(
     synth: Callable[..., Run],
 ) -> None:  # fmt: skip
     relay = relay_factory(responses[:2000], live_backlog=True)
-    first = _collector(relay, tmp_path, "--follow", "--flush-interval", "10m")
-    try:
-        _wait_for(relay.observer.backlog_sent.is_set, 30)
-        _wait_for(lambda: "pid" in (tmp_path / "collect.lock").read_text(), 10)
+    args = ("hubble", "--server", relay.address, "--store", str(tmp_path), "--follow", "--flush-interval", "10m")
+    with CollectorProcess(*args) as first:
+        wait_for(lambda: _locked(tmp_path), 30, "the first collector to take the lock")
         second = synth("collect", "hubble", "--server", relay.address, "--follow", "--store", tmp_path)
         assert second.code == 3
         assert "another `synth collect` is writing to this store (pid " in second.err
-        time.sleep(1.0)
-        assert not Store(str(tmp_path)).files()  # nothing flushed yet: the interval is 10 minutes
-        first.send_signal(signal.SIGTERM)
-        out, err = first.communicate(timeout=30)
-    finally:
-        first.kill()
-        first.communicate()
-    assert first.returncode == 0, err
+        first.wait_for_flows(_count(responses[:2000]))
+        assert not Store(str(tmp_path)).files()  # every flow taken, none flushed yet: the interval is 10 minutes
+        code, out, err = first.stop(signal.SIGTERM)
+    assert code == 0, err
     assert "(interrupted)" in out
     stored, served = _flow_keys(tmp_path), _served_keys(responses[:2000])
     assert sum(stored.values()) == sum(served.values())  # compacted: counts add up, times are served ones
@@ -367,17 +348,20 @@ def test_kill_9_leaves_a_readable_store(
     stop = threading.Event()
 
     def feed() -> None:
+        """Feed 200 flows at a time, each batch once the relay has sent the ones before (until stopped)."""
         for start in range(0, len(flows), 200):
+            relay.observer.feed(flows[start : start + 200])
+            sent = min(start + 200, len(flows))
+            while relay.observer.sent < sent and not stop.is_set():
+                stop.wait(0.01)
             if stop.is_set():
                 return
-            relay.observer.feed(flows[start : start + 200])
-            time.sleep(0.01)
 
     feeder = threading.Thread(target=feed)
     try:
-        _wait_for(lambda: (tmp_path / "collect.lock").exists() and "pid" in (tmp_path / "collect.lock").read_text(), 30)
+        wait_for(lambda: _locked(tmp_path), 30, "the collector to take the lock")
         feeder.start()
-        _wait_for(lambda: len(Store(str(tmp_path)).files()) >= 2, 30)
+        wait_for(lambda: len(Store(str(tmp_path)).files()) >= 2, 30, "two flushed files")
         collector.send_signal(signal.SIGKILL)
         collector.wait(10)
     finally:

@@ -85,13 +85,16 @@ def from_a(name: str, peers: str, ports: str = "[]") -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Case:
+    """One connection under some policies: the verdict, and why, direction by direction, as the engine says it."""
+
     name: str
     policies: tuple[dict[str, Any], ...]
     src: Endpoint
     dst: Endpoint
     port: int | None
     verdict: Verdict
-    reason: str = ""
+    egress: str  # the reason of the egress decision (at the source), exactly
+    ingress: str  # the reason of the ingress decision (at the destination), exactly
     allowed_by: tuple[str, ...] = ()
     isolated_by: tuple[str, ...] | None = None
     protocol: str = "TCP"
@@ -99,6 +102,27 @@ class Case:
 
 def c(name: str, policies: Any, src: Endpoint, dst: Endpoint, port: int | None, verdict: Verdict, **kw: Any) -> Case:
     return Case(name, tuple(policies), src, dst, port, verdict, **kw)
+
+
+# The reasons the engine gives most often, spelled once; the rarer ones are written out in the cases.
+def not_selected(pod: str, direction: str) -> str:
+    """No policy of the pod's namespace selects it for this direction."""
+    return f"allowed: pod {pod} is not selected by any {direction} policy, not isolated"
+
+
+def not_a_pod(end: str) -> str:
+    """The end is no pod, so nothing isolates it."""
+    return f"allowed: {end} is not a pod, not isolated"
+
+
+def rules(*refs: str) -> str:
+    """These rules (`ns/name direction[index]`, sorted) allow the connection."""
+    return f"allowed by {', '.join(refs)}"
+
+
+def denied(pod: str, direction: str, policies: str, connection: str) -> str:
+    """`policies` isolate the pod and no rule allows `connection` (`TCP/80 from pod y/a`)."""
+    return f"denied: pod {pod} is isolated for {direction} by {policies} and no rule allows {connection}"
 
 
 XA, XB, XC = pod("x/a"), pod("x/b"), pod("x/c")
@@ -116,7 +140,8 @@ CASES = [
         XB,
         80,
         A,
-        reason="not selected by any egress policy, not isolated",
+        egress=not_selected("x/a", "egress"),
+        ingress=not_selected("x/b", "ingress"),
     ),
     c(
         "e2e default-deny-ingress: denies other ns",
@@ -125,10 +150,21 @@ CASES = [
         XA,
         80,
         D,
-        reason="pod x/a is isolated for ingress by x/deny-in and no rule allows TCP/80 from pod y/a",
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/deny-in", "TCP/80 from pod y/a"),
         isolated_by=("x/deny-in",),
     ),
-    c("e2e default-deny-ingress: does not isolate egress", [DENY_IN], XA, ZB, 80, A, isolated_by=()),
+    c(
+        "e2e default-deny-ingress: does not isolate egress",
+        [DENY_IN],
+        XA,
+        ZB,
+        80,
+        A,
+        egress=not_selected("x/a", "egress"),
+        ingress=not_selected("z/b", "ingress"),
+        isolated_by=(),
+    ),
     c(
         "e2e default-deny-all: egress denied to other ns",
         [DENY_ALL],
@@ -136,10 +172,21 @@ CASES = [
         YB,
         80,
         D,
-        reason="pod x/a is isolated for egress by x/deny-all",
+        egress=denied("x/a", "egress", "x/deny-all", "TCP/80 to pod y/b"),
+        ingress=not_selected("y/b", "ingress"),
         isolated_by=("x/deny-all",),
     ),
-    c("e2e deny egress for all pods in namespace", [DENY_OUT], XB, ZC, 81, D, isolated_by=("x/deny-out",)),
+    c(
+        "e2e deny egress for all pods in namespace",
+        [DENY_OUT],
+        XB,
+        ZC,
+        81,
+        D,
+        egress=denied("x/b", "egress", "x/deny-out", "TCP/81 to pod z/c"),
+        ingress=not_selected("z/c", "ingress"),
+        isolated_by=("x/deny-out",),
+    ),
     c(
         "egress-only policy does not isolate ingress",
         [DENY_OUT],
@@ -147,7 +194,8 @@ CASES = [
         XA,
         80,
         A,
-        reason="not selected by any ingress policy",
+        egress=not_selected("y/a", "egress"),
+        ingress=not_selected("x/a", "ingress"),
         isolated_by=(),
     ),
     c(
@@ -157,6 +205,8 @@ CASES = [
         XB,
         80,
         A,
+        egress=not_selected("x/a", "egress"),
+        ingress=not_selected("x/b", "ingress"),
     ),
     c(
         "podSelector targets only matching pods",
@@ -165,6 +215,8 @@ CASES = [
         XB,
         80,
         A,
+        egress=not_selected("x/a", "egress"),
+        ingress=not_selected("x/b", "ingress"),
         isolated_by=(),
     ),
     # --- policyTypes defaulting ----------------------------------------------------------------
@@ -175,7 +227,8 @@ CASES = [
         YB,
         80,
         A,
-        reason="egress allowed: pod x/a is not selected by any egress policy",
+        egress=not_selected("x/a", "egress"),
+        ingress=not_selected("y/b", "ingress"),
     ),
     c(
         "types default: egress rules add Egress",
@@ -184,6 +237,8 @@ CASES = [
         YB,
         80,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_selected("y/b", "ingress"),
         allowed_by=("x/p egress[0]",),
         isolated_by=("x/p",),
     ),
@@ -194,7 +249,8 @@ CASES = [
         XA,
         80,
         D,
-        reason="isolated for ingress by x/p",
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/a"),
     ),
     c(
         "types explicit Egress: ingress rules ignored",
@@ -203,7 +259,8 @@ CASES = [
         XA,
         80,
         A,
-        reason="not selected by any ingress policy",
+        egress=not_selected("z/a", "egress"),
+        ingress=not_selected("x/a", "ingress"),
     ),
     c(
         "types explicit Ingress: egress rules ignored",
@@ -212,7 +269,8 @@ CASES = [
         ZA,
         80,
         A,
-        reason="egress allowed: pod x/a is not selected",
+        egress=not_selected("x/a", "egress"),
+        ingress=not_selected("z/a", "ingress"),
     ),
     # --- additivity -----------------------------------------------------------------------------
     c(
@@ -222,6 +280,8 @@ CASES = [
         XA,
         81,
         A,
+        egress=not_selected("z/c", "egress"),
+        ingress=rules("x/allow-all-in ingress[0]"),
         allowed_by=("x/allow-all-in ingress[0]",),
         isolated_by=("x/allow-all-in", "x/deny-in"),
     ),
@@ -232,6 +292,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p80 ingress[0]"),
         allowed_by=("x/p80 ingress[0]",),
     ),
     c(
@@ -241,6 +303,8 @@ CASES = [
         XA,
         81,
         A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p81 ingress[0]"),
         allowed_by=("x/p81 ingress[0]",),
     ),
     c(
@@ -250,6 +314,8 @@ CASES = [
         XA,
         82,
         D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p80, x/p81", "TCP/82 from pod x/b"),
         isolated_by=("x/p80", "x/p81"),
     ),
     c(
@@ -259,17 +325,91 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/r1 ingress[0]", "x/r2 ingress[0]"),
         allowed_by=("x/r1 ingress[0]", "x/r2 ingress[0]"),
     ),
     # --- pod and namespace selectors -------------------------------------------------------------
-    c("e2e podSelector {} peer: same namespace allowed", [to_a("p", "[{podSelector: {}}]")], XC, XA, 80, A),
-    c("e2e podSelector {} peer: other namespaces denied", [to_a("p", "[{podSelector: {}}]")], YC, XA, 80, D),
-    c("e2e podSelector peer: matching pod allowed", [to_a("p", POD_B)], XB, XA, 80, A),
-    c("e2e podSelector peer: other pod denied", [to_a("p", POD_B)], XC, XA, 80, D),
-    c("e2e podSelector peer: only the policy's namespace", [to_a("p", POD_B)], YB, XA, 80, D),
-    c("e2e namespaceSelector peer: matching namespace", [to_a("p", NS_Y)], YC, XA, 80, A),
-    c("e2e namespaceSelector peer: other namespace", [to_a("p", NS_Y)], ZC, XA, 80, D),
-    c("e2e namespaceSelector peer: not even own namespace", [to_a("p", NS_Y)], XB, XA, 80, D),
+    c(
+        "e2e podSelector {} peer: same namespace allowed",
+        [to_a("p", "[{podSelector: {}}]")],
+        XC,
+        XA,
+        80,
+        A,
+        egress=not_selected("x/c", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "e2e podSelector {} peer: other namespaces denied",
+        [to_a("p", "[{podSelector: {}}]")],
+        YC,
+        XA,
+        80,
+        D,
+        egress=not_selected("y/c", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/c"),
+    ),
+    c(
+        "e2e podSelector peer: matching pod allowed",
+        [to_a("p", POD_B)],
+        XB,
+        XA,
+        80,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "e2e podSelector peer: other pod denied",
+        [to_a("p", POD_B)],
+        XC,
+        XA,
+        80,
+        D,
+        egress=not_selected("x/c", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/c"),
+    ),
+    c(
+        "e2e podSelector peer: only the policy's namespace",
+        [to_a("p", POD_B)],
+        YB,
+        XA,
+        80,
+        D,
+        egress=not_selected("y/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/b"),
+    ),
+    c(
+        "e2e namespaceSelector peer: matching namespace",
+        [to_a("p", NS_Y)],
+        YC,
+        XA,
+        80,
+        A,
+        egress=not_selected("y/c", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "e2e namespaceSelector peer: other namespace",
+        [to_a("p", NS_Y)],
+        ZC,
+        XA,
+        80,
+        D,
+        egress=not_selected("z/c", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod z/c"),
+    ),
+    c(
+        "e2e namespaceSelector peer: not even own namespace",
+        [to_a("p", NS_Y)],
+        XB,
+        XA,
+        80,
+        D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/b"),
+    ),
     c(
         "e2e namespaceSelector {}: pods of every namespace",
         [to_a("p", "[{namespaceSelector: {}}]")],
@@ -277,6 +417,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("z/c", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "namespaceSelector {}: not external IPs",
@@ -285,7 +427,8 @@ CASES = [
         XA,
         80,
         D,
-        reason="no rule allows TCP/80 from world 8.8.8.8",
+        egress=not_a_pod("world 8.8.8.8"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from world 8.8.8.8"),
     ),
     c(
         "e2e AND peer (ns=y and pod=b): y/b",
@@ -294,6 +437,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("y/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "e2e AND peer (ns=y and pod=b): y/c denied",
@@ -302,6 +447,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("y/c", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/c"),
     ),
     c(
         "e2e AND peer (ns=y and pod=b): x/b denied",
@@ -310,9 +457,29 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/b"),
     ),
-    c("e2e OR peers (ns=y | pod=b): y/c", [to_a("p", f"[{NS_Y[1:-1]}, {POD_B[1:-1]}]")], YC, XA, 80, A),
-    c("e2e OR peers (ns=y | pod=b): x/b", [to_a("p", f"[{NS_Y[1:-1]}, {POD_B[1:-1]}]")], XB, XA, 80, A),
+    c(
+        "e2e OR peers (ns=y | pod=b): y/c",
+        [to_a("p", f"[{NS_Y[1:-1]}, {POD_B[1:-1]}]")],
+        YC,
+        XA,
+        80,
+        A,
+        egress=not_selected("y/c", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "e2e OR peers (ns=y | pod=b): x/b",
+        [to_a("p", f"[{NS_Y[1:-1]}, {POD_B[1:-1]}]")],
+        XB,
+        XA,
+        80,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
     c(
         "e2e OR peers (ns=y | pod=b): z/b denied",
         [to_a("p", f"[{NS_Y[1:-1]}, {POD_B[1:-1]}]")],
@@ -320,6 +487,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("z/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod z/b"),
     ),
     c(
         "podSelector and namespaceSelector {}: pod=b anywhere",
@@ -328,6 +497,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("z/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "e2e PodSelector with matchExpressions In",
@@ -336,6 +507,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("x/c", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "NotIn excludes listed values",
@@ -344,6 +517,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/b"),
     ),
     c(
         "NotIn matches a pod without the key (upstream, unlike policy-assistant)",
@@ -352,6 +527,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "Exists matches a pod with the key",
@@ -360,6 +537,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("x/c", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "DoesNotExist rejects a pod with the key",
@@ -368,6 +547,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("x/c", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/c"),
     ),
     c(
         "e2e NamespaceSelector with matchExpressions NotIn",
@@ -376,6 +557,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("z/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "e2e Multiple PodSelectors and NamespaceSelectors",
@@ -390,6 +573,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/a"),
     ),
     c(
         "e2e namespace by default label kubernetes.io/metadata.name",
@@ -398,6 +583,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "unknown namespace labels: assume the name label",
@@ -406,6 +593,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "unknown namespace labels: other labels do not match",
@@ -414,10 +603,30 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/a"),
     ),
     # --- ports and protocols -----------------------------------------------------------------------
-    c("e2e enforce policy based on ports: 80", [to_a("p", POD_B, "[{port: 80}]")], XB, XA, 80, A),
-    c("e2e enforce policy based on ports: 81", [to_a("p", POD_B, "[{port: 81}]")], XB, XA, 80, D),
+    c(
+        "e2e enforce policy based on ports: 80",
+        [to_a("p", POD_B, "[{port: 80}]")],
+        XB,
+        XA,
+        80,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "e2e enforce policy based on ports: 81",
+        [to_a("p", POD_B, "[{port: 81}]")],
+        XB,
+        XA,
+        80,
+        D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/b"),
+    ),
     c(
         "protocol defaults to TCP: UDP 80 denied",
         [to_a("p", POD_B, "[{port: 80}]")],
@@ -425,6 +634,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "UDP/80 from pod x/b"),
         protocol="UDP",
     ),
     c(
@@ -434,6 +645,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_selected("y/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
         protocol="UDP",
     ),
     c(
@@ -443,6 +656,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("y/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/b"),
     ),
     c(
         "pa: allowing a protocol implicitly denies others (IP)",
@@ -451,9 +666,20 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_a_pod("world 1.2.3.4"),
+        ingress=denied("x/a", "ingress", "x/p", "SCTP/80 from world 1.2.3.4"),
         protocol="SCTP",
     ),
-    c("e2e any port on a specific protocol: TCP 81", [to_a("p", "[]", "[{protocol: TCP}]")], YB, XA, 81, A),
+    c(
+        "e2e any port on a specific protocol: TCP 81",
+        [to_a("p", "[]", "[{protocol: TCP}]")],
+        YB,
+        XA,
+        81,
+        A,
+        egress=not_selected("y/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
     c(
         "e2e any port on a specific protocol: UDP 81 denied",
         [to_a("p", "[]", "[{protocol: TCP}]")],
@@ -461,16 +687,92 @@ CASES = [
         XA,
         81,
         D,
+        egress=not_selected("y/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "UDP/81 from pod y/b"),
         protocol="UDP",
     ),
-    c("e2e not allow TCP when policy allows only UDP", [to_a("p", "[]", "[{protocol: UDP}]")], YB, XA, 81, D),
-    c("e2e SCTP is not TCP", [to_a("p", "[]", "[{protocol: SCTP, port: 80}]")], YB, XA, 80, D),
-    c("e2e SCTP allowed", [to_a("p", "[]", "[{protocol: SCTP, port: 80}]")], YB, XA, 80, A, protocol="SCTP"),
-    c("empty ports: every port and protocol", [to_a("p", POD_B)], XB, XA, 9999, A, protocol="udp"),
-    c("pa end-port: lower bound inclusive", [to_a("p", "[]", "[{port: 80, endPort: 82}]")], YA, XA, 80, A),
-    c("pa end-port: upper bound inclusive", [to_a("p", "[]", "[{port: 80, endPort: 82}]")], YA, XA, 82, A),
-    c("pa end-port: above the range", [to_a("p", "[]", "[{port: 80, endPort: 82}]")], YA, XA, 83, D),
-    c("pa end-port: below the range", [to_a("p", "[]", "[{port: 80, endPort: 82}]")], YA, XA, 79, D),
+    c(
+        "e2e not allow TCP when policy allows only UDP",
+        [to_a("p", "[]", "[{protocol: UDP}]")],
+        YB,
+        XA,
+        81,
+        D,
+        egress=not_selected("y/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/81 from pod y/b"),
+    ),
+    c(
+        "e2e SCTP is not TCP",
+        [to_a("p", "[]", "[{protocol: SCTP, port: 80}]")],
+        YB,
+        XA,
+        80,
+        D,
+        egress=not_selected("y/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/b"),
+    ),
+    c(
+        "e2e SCTP allowed",
+        [to_a("p", "[]", "[{protocol: SCTP, port: 80}]")],
+        YB,
+        XA,
+        80,
+        A,
+        egress=not_selected("y/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+        protocol="SCTP",
+    ),
+    c(
+        "empty ports: every port and protocol",
+        [to_a("p", POD_B)],
+        XB,
+        XA,
+        9999,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+        protocol="udp",
+    ),
+    c(
+        "pa end-port: lower bound inclusive",
+        [to_a("p", "[]", "[{port: 80, endPort: 82}]")],
+        YA,
+        XA,
+        80,
+        A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "pa end-port: upper bound inclusive",
+        [to_a("p", "[]", "[{port: 80, endPort: 82}]")],
+        YA,
+        XA,
+        82,
+        A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "pa end-port: above the range",
+        [to_a("p", "[]", "[{port: 80, endPort: 82}]")],
+        YA,
+        XA,
+        83,
+        D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/83 from pod y/a"),
+    ),
+    c(
+        "pa end-port: below the range",
+        [to_a("p", "[]", "[{port: 80, endPort: 82}]")],
+        YA,
+        XA,
+        79,
+        D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/79 from pod y/a"),
+    ),
     c(
         "unknown port with a port rule",
         [to_a("p", "[]", "[{port: 80}]")],
@@ -478,9 +780,19 @@ CASES = [
         XA,
         None,
         U,
-        reason="destination port unknown",
+        egress=not_selected("y/a", "egress"),
+        ingress="unknown: destination port unknown",
     ),
-    c("unknown port with an any-port rule", [to_a("p", "[]")], YA, XA, None, A),
+    c(
+        "unknown port with an any-port rule",
+        [to_a("p", "[]")],
+        YA,
+        XA,
+        None,
+        A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
     c(
         "ICMP at an isolated pod is undefined",
         [DENY_IN],
@@ -488,10 +800,21 @@ CASES = [
         XA,
         None,
         U,
+        egress=not_selected("y/a", "egress"),
+        ingress="unknown: ICMPv4 is not defined by NetworkPolicy and pod x/a is isolated for ingress",
         protocol="ICMPv4",
-        reason="ICMPv4 is not defined by NetworkPolicy",
     ),
-    c("ICMP between pods that are not isolated", [], YA, XA, None, A, protocol="ICMPv6"),
+    c(
+        "ICMP between pods that are not isolated",
+        [],
+        YA,
+        XA,
+        None,
+        A,
+        egress=not_selected("y/a", "egress"),
+        ingress=not_selected("x/a", "ingress"),
+        protocol="ICMPv6",
+    ),
     # --- named ports ---------------------------------------------------------------------------------
     c(
         "e2e one named port (ingress): serve-81-tcp on 81",
@@ -500,9 +823,20 @@ CASES = [
         XA,
         81,
         A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
         allowed_by=("x/p ingress[0]",),
     ),
-    c("e2e one named port (ingress): 80 denied", [to_a("p", "[]", "[{port: serve-81-tcp}]")], YA, XA, 80, D),
+    c(
+        "e2e one named port (ingress): 80 denied",
+        [to_a("p", "[]", "[{port: serve-81-tcp}]")],
+        YA,
+        XA,
+        80,
+        D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/a"),
+    ),
     c(
         "pa ingress to named port: protocol must match the rule",
         [to_a("p", "[]", "[{port: serve-81-udp}]")],
@@ -510,6 +844,8 @@ CASES = [
         XA,
         81,
         D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "UDP/81 from pod y/a"),
         protocol="UDP",
     ),
     c(
@@ -519,6 +855,8 @@ CASES = [
         XA,
         81,
         A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
         protocol="UDP",
     ),
     c(
@@ -528,8 +866,19 @@ CASES = [
         pod("x/a", named_ports={"http": (8080, "TCP")}),
         8080,
         A,
+        egress=not_selected("y/a", "egress"),
+        ingress=rules("x/p ingress[0]"),
     ),
-    c("named port not declared by the destination", [to_a("p", "[]", "[{port: http}]")], YA, XA, 8080, D),
+    c(
+        "named port not declared by the destination",
+        [to_a("p", "[]", "[{port: http}]")],
+        YA,
+        XA,
+        8080,
+        D,
+        egress=not_selected("y/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/8080 from pod y/a"),
+    ),
     c(
         "named port with unknown container ports",
         [to_a("p", "[]", "[{port: serve-81-tcp}]")],
@@ -537,7 +886,8 @@ CASES = [
         pod("x/a", named_ports=None),
         81,
         U,
-        reason="container ports of pod x/a unknown",
+        egress=not_selected("y/a", "egress"),
+        ingress="unknown: named port 'serve-81-tcp': container ports of pod x/a unknown",
     ),
     c(
         "e2e one named port (egress): resolved on the destination pod",
@@ -546,6 +896,8 @@ CASES = [
         YB,
         80,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_selected("y/b", "ingress"),
         protocol="UDP",
         allowed_by=("x/p egress[0]",),
     ),
@@ -556,6 +908,8 @@ CASES = [
         world("1.1.1.1"),
         80,
         D,
+        egress=denied("x/a", "egress", "x/p", "TCP/80 to world 1.1.1.1"),
+        ingress=not_a_pod("world 1.1.1.1"),
     ),
     # --- ipBlock -------------------------------------------------------------------------------------
     c(
@@ -565,6 +919,8 @@ CASES = [
         world("192.168.1.5"),
         443,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_a_pod("world 192.168.1.5"),
         allowed_by=("x/p egress[0]",),
     ),
     c(
@@ -574,7 +930,8 @@ CASES = [
         world("10.9.9.9"),
         443,
         D,
-        reason="no rule allows TCP/443 to world 10.9.9.9",
+        egress=denied("x/a", "egress", "x/p", "TCP/443 to world 10.9.9.9"),
+        ingress=not_a_pod("world 10.9.9.9"),
     ),
     c(
         "e2e except clause (egress) blocks the hole",
@@ -583,6 +940,8 @@ CASES = [
         world("192.168.1.5"),
         443,
         D,
+        egress=denied("x/a", "egress", "x/p", "TCP/443 to world 192.168.1.5"),
+        ingress=not_a_pod("world 192.168.1.5"),
     ),
     c(
         "e2e IP in both cidr and except is allowed by another policy",
@@ -594,6 +953,8 @@ CASES = [
         YB,
         80,
         A,
+        egress=rules("x/p2 egress[0]"),
+        ingress=not_selected("y/b", "ingress"),
         allowed_by=("x/p2 egress[0]",),
     ),
     c(
@@ -603,6 +964,8 @@ CASES = [
         YB,
         80,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_selected("y/b", "ingress"),
     ),
     c(
         "e2e egress to a server in a CIDR block (pod IP)",
@@ -611,6 +974,8 @@ CASES = [
         YB,
         80,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_selected("y/b", "ingress"),
     ),
     c(
         "ipBlock of another pod does not match",
@@ -619,6 +984,8 @@ CASES = [
         YC,
         80,
         D,
+        egress=denied("x/a", "egress", "x/p", "TCP/80 to pod y/c"),
+        ingress=not_selected("y/c", "ingress"),
     ),
     c(
         "IPv4 0.0.0.0/0 does not match IPv6",
@@ -627,6 +994,8 @@ CASES = [
         world("2001:db8::1"),
         443,
         D,
+        egress=denied("x/a", "egress", "x/p", "TCP/443 to world 2001:db8::1"),
+        ingress=not_a_pod("world 2001:db8::1"),
     ),
     c(
         "IPv6 ::/0 matches IPv6",
@@ -635,6 +1004,8 @@ CASES = [
         world("2001:db8::1"),
         443,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_a_pod("world 2001:db8::1"),
     ),
     c(
         "IPv6 except",
@@ -643,6 +1014,8 @@ CASES = [
         world("2001:db8:1::7"),
         443,
         D,
+        egress=denied("x/a", "egress", "x/p", "TCP/443 to world 2001:db8:1::7"),
+        ingress=not_a_pod("world 2001:db8:1::7"),
     ),
     c(
         "ingress from world by ipBlock",
@@ -651,6 +1024,8 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_a_pod("world 1.2.3.4"),
+        ingress=rules("x/p ingress[0]"),
     ),
     c(
         "ipBlock with unknown address",
@@ -659,7 +1034,8 @@ CASES = [
         world(None),
         80,
         U,
-        reason="IP of world unknown",
+        egress="unknown: IP of world unknown",
+        ingress=not_a_pod("world"),
     ),
     # --- nodes, non-pod ends, both directions ----------------------------------------------------------
     c(
@@ -669,10 +1045,20 @@ CASES = [
         XA,
         10250,
         A,
-        reason="from the pod's own node, which is always allowed",
+        egress=not_a_pod("host 172.18.0.2"),
+        ingress="allowed: from the pod's own node, which is always allowed",
         isolated_by=("x/deny-all",),
     ),
-    c("ingress from another node is not special", [DENY_ALL], REMOTE_NODE, XA, 80, D),
+    c(
+        "ingress from another node is not special",
+        [DENY_ALL],
+        REMOTE_NODE,
+        XA,
+        80,
+        D,
+        egress=not_a_pod("remote-node 172.18.0.3"),
+        ingress=denied("x/a", "ingress", "x/deny-all", "TCP/80 from remote-node 172.18.0.3"),
+    ),
     c(
         "another node allowed by ipBlock",
         [to_a("p", "[{ipBlock: {cidr: 172.18.0.0/24}}]")],
@@ -680,9 +1066,29 @@ CASES = [
         XA,
         80,
         A,
+        egress=not_a_pod("remote-node 172.18.0.3"),
+        ingress=rules("x/p ingress[0]"),
     ),
-    c("egress to the own node follows the rules (implementation-defined)", [DENY_OUT], XA, HOST, 80, D),
-    c("selectors never match nodes", [from_a("p", "[{namespaceSelector: {}}]")], XA, REMOTE_NODE, 80, D),
+    c(
+        "egress to the own node follows the rules (implementation-defined)",
+        [DENY_OUT],
+        XA,
+        HOST,
+        80,
+        D,
+        egress=denied("x/a", "egress", "x/deny-out", "TCP/80 to host 172.18.0.2"),
+        ingress=not_a_pod("host 172.18.0.2"),
+    ),
+    c(
+        "selectors never match nodes",
+        [from_a("p", "[{namespaceSelector: {}}]")],
+        XA,
+        REMOTE_NODE,
+        80,
+        D,
+        egress=denied("x/a", "egress", "x/p", "TCP/80 to remote-node 172.18.0.3"),
+        ingress=not_a_pod("remote-node 172.18.0.3"),
+    ),
     c(
         "world source is not isolated for egress",
         [],
@@ -690,7 +1096,8 @@ CASES = [
         XA,
         80,
         A,
-        reason="egress allowed: world 8.8.8.8 is not a pod, not isolated",
+        egress=not_a_pod("world 8.8.8.8"),
+        ingress=not_selected("x/a", "ingress"),
     ),
     c(
         "e2e egress denied at client even if the server allows",
@@ -699,7 +1106,8 @@ CASES = [
         XA,
         80,
         D,
-        reason="pod x/b is isolated for egress by x/out",
+        egress=denied("x/b", "egress", "x/out", "TCP/80 to pod x/a"),
+        ingress=rules("x/allow-all-in ingress[0]"),
     ),
     c(
         "e2e egress to a server in a different namespace",
@@ -708,6 +1116,8 @@ CASES = [
         YB,
         80,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_selected("y/b", "ingress"),
     ),
     c(
         "e2e ingress and egress in one policy: both rules used",
@@ -716,6 +1126,8 @@ CASES = [
         pod("x/c", labels={"pod": "b"}),
         80,
         A,
+        egress=rules("x/both egress[0]"),
+        ingress=rules("x/both ingress[0]"),
         allowed_by=("x/both egress[0]", "x/both ingress[0]"),
     ),
     c(
@@ -725,7 +1137,8 @@ CASES = [
         XB,
         80,
         D,
-        reason="ingress denied: pod x/b is isolated for ingress by x/both",
+        egress=rules("x/both egress[0]"),
+        ingress=denied("x/b", "ingress", "x/both", "TCP/80 from pod x/a"),
     ),
     c(
         "e2e ingress and egress in one policy: b to a",
@@ -734,7 +1147,8 @@ CASES = [
         XA,
         80,
         D,
-        reason="egress denied: pod x/b is isolated for egress by x/both",
+        egress=denied("x/b", "egress", "x/both", "TCP/80 to pod x/a"),
+        ingress=rules("x/both ingress[0]"),
     ),
     c(
         "both directions allowed lists both rules",
@@ -746,6 +1160,8 @@ CASES = [
         XB,
         80,
         A,
+        egress=rules("x/out egress[0]"),
+        ingress=rules("x/allow-all-in ingress[0]"),
         allowed_by=("x/allow-all-in ingress[0]", "x/out egress[0]"),
     ),
     # --- unknown facts ---------------------------------------------------------------------------------
@@ -756,6 +1172,8 @@ CASES = [
         pod("x/a", labels=None),
         80,
         D,
+        egress=not_selected("z/a", "egress"),
+        ingress=denied("x/a", "ingress", "x/deny-in", "TCP/80 from pod z/a"),
         isolated_by=("x/deny-in",),
     ),
     c(
@@ -765,7 +1183,8 @@ CASES = [
         pod("x/a", labels=None),
         80,
         U,
-        reason="labels of pod x/a unknown",
+        egress=not_selected("y/a", "egress"),
+        ingress="unknown: labels of pod x/a unknown",
     ),
     c(
         "unknown dst labels, selector needs them",
@@ -774,9 +1193,19 @@ CASES = [
         pod("x/a", labels=None),
         80,
         U,
-        reason="labels of pod x/a unknown",
+        egress=not_selected("z/a", "egress"),
+        ingress="unknown: labels of pod x/a unknown",
     ),
-    c("unknown src labels, rule needs them", [to_a("p", POD_B)], pod("x/b", labels=None), XA, 80, U),
+    c(
+        "unknown src labels, rule needs them",
+        [to_a("p", POD_B)],
+        pod("x/b", labels=None),
+        XA,
+        80,
+        U,
+        egress=not_selected("x/b", "egress"),
+        ingress="unknown: labels of pod x/b unknown",
+    ),
     c(
         "unknown src labels, namespace decides",
         [to_a("p", "[{namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: b}}}]")],
@@ -784,6 +1213,8 @@ CASES = [
         XA,
         80,
         D,
+        egress=not_selected("y/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/b"),
     ),
     c(
         "unknown dst kind with a pod rule",
@@ -792,6 +1223,8 @@ CASES = [
         Endpoint(kind="unknown", ip="9.9.9.9"),
         80,
         U,
+        egress="unknown: whether the unknown end is a pod is unknown",
+        ingress=not_a_pod("unknown 9.9.9.9"),
     ),
     c(
         "unknown dst kind, ipBlock decides",
@@ -800,6 +1233,8 @@ CASES = [
         Endpoint(kind="unknown", ip="9.9.9.9"),
         80,
         A,
+        egress=rules("x/p egress[0]"),
+        ingress=not_a_pod("unknown 9.9.9.9"),
     ),
     c(
         "pod without namespace under policies",
@@ -808,10 +1243,29 @@ CASES = [
         pod("x/a", namespace=None),
         80,
         U,
-        reason="namespace of pod ?/a unknown",
+        egress=not_selected("y/a", "egress"),
+        ingress="unknown: namespace of pod ?/a unknown",
     ),
-    c("a pod talking to itself", [DENY_ALL], XA, XA, 80, A, reason="a pod cannot block traffic to itself"),
-    c("e2e deny ingress from pods in other namespaces", [to_a("p", "[{podSelector: {}}]")], ZB, XA, 81, D),
+    c(
+        "a pod talking to itself",
+        [DENY_ALL],
+        XA,
+        XA,
+        80,
+        A,
+        egress="allowed: a pod cannot block traffic to itself",
+        ingress="allowed: a pod cannot block traffic to itself",
+    ),
+    c(
+        "e2e deny ingress from pods in other namespaces",
+        [to_a("p", "[{podSelector: {}}]")],
+        ZB,
+        XA,
+        81,
+        D,
+        egress=not_selected("z/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/81 from pod z/b"),
+    ),
 ]
 
 
@@ -824,7 +1278,7 @@ def test_engine(case: Case) -> None:
     engine = Engine(policy_set(*case.policies))
     decision = engine.evaluate(Traffic(case.src, case.dst, case.protocol, case.port))
     assert decision.verdict == case.verdict, decision.reason
-    assert case.reason in decision.reason
+    assert (decision.egress.reason, decision.ingress.reason) == (case.egress, case.ingress)
     if case.allowed_by:
         assert tuple(sorted(decision.egress.allowed_by + decision.ingress.allowed_by)) == case.allowed_by
     if case.isolated_by is not None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from synth.base.errors import UsageError
 from synth.base.timeutil import format_ns
 from synth.collect.loop import CollectReport, LiveCollector, LiveStream, Progress, check_window, collect_lock
+from synth.collect.stop import StopRequest
 from synth.sources.calico.stream import (
     INTERVAL_S,
     BacklogView,
@@ -35,7 +36,7 @@ from synth.sources.hubble.stream import TlsOptions
 from synth.sources.interface import SourceStats
 from synth.store.dataset import Store
 
-__all__ = ["CalicoOptions", "collect_calico", "tls_options"]
+__all__ = ["CalicoOptions", "StopRequest", "collect_calico", "tls_options"]
 
 _NS_PER_S = 1_000_000_000
 
@@ -67,8 +68,12 @@ def collect_calico(
     *,
     progress: Callable[[Progress], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> CollectReport:
-    """Collect Goldmane flows into the store until the window is listed, the duration is up, or a signal."""
+    """Collect Goldmane flows into the store until the window is listed, the duration is up, or a signal.
+
+    `stop` ends the collection from another thread as a signal would.
+    """
     request = _request(options)
     with collect_lock(store):
         client = GoldmaneClient(options.server, options.tls, options.request_timeout_s)
@@ -77,7 +82,7 @@ def collect_calico(
             view = feed.probe()
             say = notify or (lambda _text: None)
             say(_describe(options.server, view, feed))
-            return _CalicoCollector(store, feed, options, view, progress, say).run()
+            return _CalicoCollector(store, feed, options, view, progress, say).run(stop)
         finally:
             client.close()
 

@@ -28,6 +28,7 @@ from synth.collect.loop import (
     summary_lines,
     tty_progress,
 )
+from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble.stream import (
     FlowDecoder,
@@ -44,6 +45,7 @@ __all__ = [
     "CollectOptions",
     "CollectReport",
     "Progress",
+    "StopRequest",
     "TlsOptions",
     "collect_hubble",
     "summary_lines",
@@ -81,8 +83,12 @@ def collect_hubble(
     *,
     progress: Callable[[Progress], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> CollectReport:
-    """Collect flows from a Hubble server into the store until the window ends, the duration is up, or a signal."""
+    """Collect flows from a Hubble server into the store until the window ends, the duration is up, or a signal.
+
+    `stop` ends the collection from another thread as a signal would.
+    """
     request = _request(options)
     with collect_lock(store):
         client = HubbleClient(options.server, options.tls, options.request_timeout_s)
@@ -91,7 +97,7 @@ def collect_hubble(
             say = notify or (lambda _text: None)
             say(_describe(options.server, info))
             collector = _HubbleCollector(store, client, request, options, info, progress, say)
-            return collector.run()
+            return collector.run(stop)
         finally:
             client.close()
 

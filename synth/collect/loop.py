@@ -5,8 +5,8 @@ A reader thread pulls a source's stream items into a queue; the calling thread c
 flows the buffered rows are written and renamed into place, so `synth edges` sees them while the
 collection runs and `kill -9` loses at most the rows since the last flush (a file is only visible
 once complete). A stream that breaks off (`StreamBroken`) is reopened with exponential backoff from
-where it stopped, as the source decides; SIGINT/SIGTERM flush what is buffered and end the
-collection normally.
+where it stopped, as the source decides; SIGINT/SIGTERM (or, from another thread, a `StopRequest`)
+flush what is buffered and end the collection normally.
 
 One collector per store: an exclusive `flock` on `<store>/collect.lock` refuses a second one. The
 lock works for local stores only; for `s3://...` stores nothing prevents two collectors.
@@ -39,6 +39,7 @@ import pyarrow.fs as pafs
 
 from synth.base.errors import CollectError, StoreError, UsageError
 from synth.base.timeutil import format_ns
+from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble.stream import ServerInfo, StreamBroken
 from synth.sources.interface import SourceStats
@@ -259,16 +260,20 @@ class LiveCollector:
         }
 
     # ----- the loop
-    def run(self) -> CollectReport:
-        """Collect until the stream ends (a window), the duration is up, or a signal; flush; report."""
+    def run(self, stop: StopRequest | None = None) -> CollectReport:
+        """Collect until the stream ends (a window), the duration is up, a signal or `stop`; flush; report."""
         remove_stale_temporaries(self.store)
         start = time.monotonic()
         deadline = start + self.settings.duration_s if self.settings.duration_s is not None else math.inf
         previous = self._install_signals()
+        if stop is not None:
+            stop.attach(self.interrupt)
         try:
             self._open(resuming=False)
             stopped = self._loop(deadline)
         finally:
+            if stop is not None:
+                stop.attach(None)
             self._close_stream()
             self._drain()
             self._flush()
@@ -394,14 +399,18 @@ class LiveCollector:
         self.writer.flush()
         self.flushed_flows = self.stats.flows
 
-    # ----- signals, progress
+    # ----- signals, stop requests, progress
+    def interrupt(self) -> None:
+        """End the collection as SIGINT/SIGTERM do (safe from a signal handler and from other threads)."""
+        self.stopping = True
+        self.items.put(_WAKE)  # SimpleQueue.put is safe in a signal handler; the loop notices at once
+
     def _install_signals(self) -> dict[int, object]:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def stop(_signum: int, _frame: FrameType | None) -> None:
-            self.stopping = True
-            self.items.put(_WAKE)  # SimpleQueue.put is safe in a signal handler
+            self.interrupt()
 
         return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
