@@ -393,9 +393,10 @@ def test_hours_without_flows_and_a_late_workload_are_risks(tmp_path: Path) -> No
     assert (window.hours, window.hours_with_flows) == (7, 4)
     assert [(g.start.hour, g.hours) for g in window.gaps] == [(2, 3)]
     risks = {risk.kind: risk for risk in report.risks}
-    assert [(i.subject, i.detail) for i in risks["recording"].items] == [
+    assert [(i.subject, i.detail) for i in risks["recording"].items][1:] == [
         ("all namespaces", "no flows recorded for 3 hour(s)")
     ]
+    assert risks["recording"].items[0].detail.startswith("the recording covers 7 hour(s), less than 24")
     assert [(i.subject, i.detail) for i in risks["partial-workload"].items] == [
         ("gaps/StatefulSet/late", "first seen 6 h after the first flow")
     ]
@@ -498,3 +499,23 @@ def test_the_readme_excerpt_is_the_top_of_the_golden_description() -> None:
     excerpt = docs.split("````markdown\n", 1)[1].split("\n````", 1)[0]
     assert excerpt.startswith("# NetworkPolicies for payments")
     assert (REPORT_GOLDEN / "payments.md").read_text().startswith(excerpt + "\n")
+
+
+def test_a_short_recording_is_a_risk_and_generate_says_so(
+    tmp_path: Path, synth: Callable[..., Run], sample_store: Path
+) -> None:
+    """Two hours of flows give a green verdict, but daily jobs may be missing: the reviewer and the SRE are told."""
+    web = Pod("short", "web-7d4b9c-x7k2p", {"app": "web"}, "10.244.3.10", "Deployment/web")
+    db = Pod("short", "db-0", {"app": "db"}, "10.244.3.11", "StatefulSet/db")
+    capture = write(tmp_path / "short.json", [flow(web, db, 5432, time=f"2026-11-20T10:{m:02d}:00Z") for m in (0, 50)])
+    store = Store(str(tmp_path / "store"))
+    import_files(store, "hubble", [str(capture)])
+    _, report = report_of(store, ["short"])
+    recording = [r for r in report.risks if r.kind == "recording"]
+    assert recording
+    assert "the recording covers 1 hour(s), less than 24: daily and weekly jobs" in recording[0].items[0].detail
+    run = synth("generate", "-n", "short", "--store", tmp_path / "store")
+    assert run.code == 0
+    assert "warning: the recording covers 0.8 hours, less than a day: daily jobs may be missing" in run.err
+    two_days = synth("generate", "-n", "payments", "--store", sample_store)
+    assert two_days.code == 0 and "warning: the recording covers" not in two_days.err

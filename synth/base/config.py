@@ -51,6 +51,9 @@ SEPARATING_KEYS: tuple[str, ...] = (
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
+# A recording shorter than this may miss daily jobs (backups, reports, CronJobs): said wherever a verdict is given.
+SHORT_WINDOW_HOURS = 24
+
 # Namespaces of the cluster itself and of its network plugin: a default-deny there can take down
 # name resolution, node components or the CNI, so `--all-namespaces` leaves them out unless named.
 SYSTEM_NAMESPACES: tuple[str, ...] = (

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from synth.base.config import SHORT_WINDOW_HOURS
 from synth.base.errors import UsageError
 from synth.cli.common import (
     cli,
@@ -135,6 +136,12 @@ def _say_summary(generated: Generated) -> None:
         notes = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         say(f"{namespace}: {count} policies" + (f"; findings: {notes}" if notes else ""))
     say(generated.verification.summary())
+    stats = generated.edges.stats
+    if stats.first_ns is not None and stats.last_ns is not None:
+        hours = (stats.last_ns - stats.first_ns) / 3_600_000_000_000
+        if hours < SHORT_WINDOW_HOURS:
+            say(f"warning: the recording covers {hours:.1f} hours, less than a day: daily jobs may be missing; "
+                "record 24-48 h before enforcing")
 
 
 def _say_diff(diff: DiffResult, diff_out: str | None) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from synth.base.config import SHORT_WINDOW_HOURS
 from synth.core.aggregate import Edge
 from synth.core.identity import Identity
 from synth.core.synthesize import Finding, FindingKind
@@ -28,6 +29,7 @@ class RiskThresholds:
     rare_flows: int = 5  # rules with fewer flows than this
     burst_seconds: int = 3600  # rules seen only within this span of a longer window
     partial_seconds: int = 3600  # workloads first seen this much late, or last seen this much early
+    short_window_hours: int = SHORT_WINDOW_HOURS  # a recording shorter than this may miss daily jobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,7 @@ def risks(
     groups["external-egress"] = _external(workloads)
     groups["little-evidence"] = _little_evidence(workloads, window, thresholds)
     groups["partial-workload"] = _partial(rows, naming, window, thresholds, namespaces)
-    groups["recording"] = _recording(window, sources)
+    groups["recording"] = _recording(window, sources, thresholds)
     groups["rejected-labels"] += _rejected(identities, namespaces, groups["rejected-labels"])
     return tuple(Risk(kind, title, why, tuple(groups[kind])) for kind, title, why in RISK_KINDS if groups[kind])
 
@@ -235,8 +237,17 @@ def _partial(
     return items
 
 
-def _recording(window: Window, sources: Sequence[Source]) -> list[RiskItem]:
-    items = [
+def _recording(window: Window, sources: Sequence[Source], thresholds: RiskThresholds) -> list[RiskItem]:
+    items = []
+    if window.hours < thresholds.short_window_hours:
+        items.append(RiskItem(
+            "all namespaces",
+            f"the recording covers {window.hours} hour(s), less than {thresholds.short_window_hours}: daily and "
+            "weekly jobs (backups, reports, CronJobs) may be missing from it, and default-deny would block them; "
+            "record at least a day (48 h recommended) before enforcing",
+            None, window.start, window.end,
+        ))  # fmt: skip
+    items += [
         RiskItem("all namespaces", f"no flows recorded for {gap.hours} hour(s)", None, gap.start, gap.end)
         for gap in window.gaps
     ]
