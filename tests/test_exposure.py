@@ -147,9 +147,17 @@ def test_ingress_from_any_address_is_one_flagged_public_allowance(observed: Obse
     assert public_lines == ["world 0.0.0.0/0 -> x/web TCP/80"]
 
 
-def test_pods_no_policy_isolates_are_not_the_policy_sets_doing(observed: Observed) -> None:
+def test_a_direction_no_policy_isolates_is_one_allowance_per_workload(observed: Observed) -> None:
     result = verify(observed, PolicySet.of([]), ["x"])
-    assert result.unobserved == ()
+    workloads = ("api", "db", "web", "worker-a", "worker-b")
+    assert sorted(line for _, line, _ in lines(result)) == sorted(
+        [f"x/{w} -> anything on any port" for w in workloads] + [f"anything -> x/{w} on any port" for w in workloads]
+    )
+    assert {rules for _, _, rules in lines(result)} == {
+        ("no egress policy selects it",), ("no ingress policy selects it",)
+    }
+    # With default-deny only the directions stay closed; nothing is allowed at all.
+    assert verify(observed, policies(DEFAULT_DENY), ["x"]).unobserved == ()
 
 
 def test_dns_flags_follow_the_configured_dns_pods(observed: Observed) -> None:

@@ -169,8 +169,12 @@ def test_a_set_that_breaks_real_edges_denies_exactly_them_with_reasons() -> None
     assert result.attempts == 2 and not result.attempts_allowed
     assert edges_of(result, "attempts_denied") == [("x/app=web -> x/app=db TCP/5432", "", 2)]
     assert result.summary() == (
-        "verify: 4 observed flows denied, 1 unjudged (protocol); 0 connections allowed that no flow used"
+        "verify: 4 observed flows denied, 1 unjudged (protocol); 3 connections allowed that no flow used"
     )
+    # the set isolates ingress only: each workload of x may send anything anywhere
+    assert sorted(a.line() for a in result.over_permissive) == [
+        "x/api -> anything on any port", "x/db -> anything on any port", "x/web -> anything on any port"
+    ]
 
 
 def test_a_set_that_allows_everything_denies_nothing_and_lets_attempts_through() -> None:
@@ -239,8 +243,9 @@ def test_verify_command_exit_codes_and_json(synth: Callable[..., Run], small_sto
     run = synth("verify", "--policies", broken, "--store", small_store)
     assert run.code == 1
     assert "DENIED: 2 edges, 4 flows" in run.out
+    # all namespaces: mon has no policy at all, so its prom is open both ways besides x's open egress
     assert run.out.endswith(
-        "verify: 4 observed flows denied, 1 unjudged (protocol); 0 connections allowed that no flow used\n"
+        "verify: 4 observed flows denied, 1 unjudged (protocol); 5 connections allowed that no flow used\n"
     )
     run = synth("verify", "--policies", broken, "-n", "x", "-o", "json", "--store", small_store)
     assert run.code == 1
@@ -251,6 +256,8 @@ def test_verify_command_exit_codes_and_json(synth: Callable[..., Run], small_sto
         ("app=api", "app=db", 5432),
     ]
     assert document["unjudged"][0]["category"] == "protocol"
+    workloads = sorted(a["src"]["workload"] for a in document["allowed_unobserved"])
+    assert workloads == ["Deployment/api", "Deployment/web", "StatefulSet/db"]
     open_set = write_policies(tmp_path / "open.yaml", ALLOW_ALL_INGRESS)
     assert synth("verify", "--policies", open_set, "--store", small_store).code == 0
 

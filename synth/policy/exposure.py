@@ -9,8 +9,9 @@ Candidates are built from the recording, so they speak of workloads that exist:
   (outside its `except` ranges) and one documentation address (RFC 5737/3849), so an address range
   wider than the addresses seen shows.
 
-A candidate counts when the engine allows it and a rule of an isolating policy is what allows it
-(a connection between two pods no policy isolates is not the policy set's doing). Some allowances
+A candidate counts when the engine allows it and a rule of an isolating policy is what allows it.
+A workload in scope that no policy isolates in a direction is one allowance (`-> any`, `any ->`):
+everything is allowed that way. Some allowances
 are meant and flagged, not hidden: cluster DNS for every pod (`dns`), ingress open to any address
 (`public`), and connections between workloads no label can tell apart (`inseparable`: the same
 selectors as an observed connection).
@@ -31,10 +32,12 @@ from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import EndpointRef, ObservedPair, unobserved_connections
 
-__all__ = ["Allowance", "Flag", "unobserved_allowances"]
+__all__ = ["ANYTHING", "Allowance", "Flag", "unobserved_allowances"]
 
 Flag = Literal["", "dns", "public", "inseparable"]
 _PROBE_ADDRESSES = ("192.0.2.1", "192.0.2.2", "2001:db8:ffff::1", "2001:db8:ffff::2")
+ANYTHING = EndpointRef("any", None, "")
+"""Every peer: the other end of a direction no policy isolates."""
 _ANY_V4 = ipaddress.ip_network("0.0.0.0/0")
 _ANY_V6 = ipaddress.ip_network("::/0")
 
@@ -57,8 +60,15 @@ class Allowance:
     flag: Flag = ""
 
     def port_text(self) -> str:
-        """`TCP/80`, or `TCP/*` for any port."""
+        """`TCP/80`, `TCP/*` for any port, `any port` for any protocol."""
+        if self.protocol == "any":
+            return "on any port"
         return f"{self.protocol}/{'*' if self.port is None else self.port}"
+
+    @property
+    def unisolated(self) -> bool:
+        """Whether this is a whole direction no policy isolates (`x -> anything on any port`)."""
+        return ANYTHING in (self.src, self.dst)
 
     def line(self) -> str:
         """`src -> dst TCP/80`, naming the workloads where they were told apart."""
@@ -73,6 +83,8 @@ class Allowance:
 
 
 def _end_text(ref: EndpointRef, workload: str) -> str:
+    if ref == ANYTHING:
+        return "anything"
     if ref.kind == "pod" and workload:
         return f"{ref.namespace}/{workload.rsplit('/', 1)[-1]}"
     return ref.text()
@@ -96,7 +108,27 @@ def unobserved_allowances(
         port = None if traffic.port == probe_port else traffic.port  # allowed on a port nothing names: any port
         allowance = Allowance(src, dst, traffic.protocol, port, rules, src_workload, dst_workload, flag)
         found.setdefault(allowance.order, allowance)
+    for allowance in _not_isolated(pairs, engine, namespaces, probe_port):
+        found.setdefault(allowance.order, allowance)
     return tuple(sorted(found.values(), key=lambda a: a.order))
+
+
+def _not_isolated(
+    pairs: Sequence[ObservedPair], engine: Engine, namespaces: Sequence[str], probe_port: int
+) -> Iterator[Allowance]:
+    """Workloads of the namespaces in scope that no policy isolates in a direction: everything is
+    allowed that way, said once per workload and direction rather than connection by connection."""
+    wanted = set(namespaces)
+    outside = Endpoint("world", ip=_PROBE_ADDRESSES[0])
+    for (ref, workload), end in _workloads(pairs).items():
+        if wanted and ref.namespace not in wanted:
+            continue
+        egress = engine.evaluate(Traffic(end, outside, "TCP", probe_port)).egress
+        if egress.verdict == Verdict.ALLOWED and not egress.isolated_by:
+            yield Allowance(ref, ANYTHING, "any", None, ("no egress policy selects it",), workload, "")
+        ingress = engine.evaluate(Traffic(outside, end, "TCP", probe_port)).ingress
+        if ingress.verdict == Verdict.ALLOWED and not ingress.isolated_by:
+            yield Allowance(ANYTHING, ref, "any", None, ("no ingress policy selects it",), "", workload)
 
 
 Candidate = tuple[EndpointRef, EndpointRef, Traffic, str, str]

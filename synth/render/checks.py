@@ -86,7 +86,8 @@ def _allowance_lines(result: VerifyResult, limit: int = 50) -> list[str]:
     if over:
         lines.append(f"ALLOWED, NEVER OBSERVED: {plural(len(over), 'connection')}")
         for allowance in over[:limit]:
-            lines.append(f"  {allowance.line()}  allowed by {ascii_text(', '.join(allowance.rules))}")
+            how = "allowed:" if allowance.unisolated else "allowed by"
+            lines.append(f"  {allowance.line()}  {how} {ascii_text(', '.join(allowance.rules))}")
         if len(over) > limit:
             lines.append(f"  ... and {len(over) - limit:,} more (-o json lists them all)")
     flagged = [a for a in result.unobserved if a.flag]
