@@ -177,7 +177,8 @@ def test_generate_with_deployed_renames_and_diffs(small_store: Path) -> None:
     assert statuses["api-from-web"] == "changed" and statuses["deny-ingress"] == "removed"
     assert diff_summary(generated.diff) == (
         "diff x: 1 changed, 5 added, 1 removed, 0 unchanged policies; observed traffic: 2 newly allowed, "
-        "0 newly blocked, 5 unchanged; 0 never-observed paths allowed by deployed are closed"
+        "0 newly blocked, 5 unchanged; 0 never-observed paths allowed by deployed are closed; deployed verify: "
+        "4 observed flows denied, 1 unjudged (protocol); 3 connections allowed that no flow used"
     )
 
 

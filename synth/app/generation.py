@@ -98,7 +98,9 @@ def verify_policies(
     until_ns: int | None = None,
 ) -> VerifyResult:
     """Replay the stored request flows (touching `namespaces`, or all) through `policies`."""
-    observed = load_observed(store, settings, namespaces=namespaces or None, since_ns=since_ns, until_ns=until_ns)
+    # every workload recorded, not only those touching `namespaces`: the second half's candidates
+    # (who else could connect) are drawn from all of them, as generate's self-check and diff do
+    observed = load_observed(store, settings, since_ns=since_ns, until_ns=until_ns)
     return verify(observed, policies, namespaces, settings.dns)
 
 
@@ -148,7 +150,9 @@ def generate(
         adopted, renamed = adopt_deployed_names(synthesis.policies, deployed)
         synthesis = replace(synthesis, policies=adopted)
     verification = self_check(observed, synthesis, settings)
-    difference = None if deployed is None else diff(observed, deployed, synthesis.policies, chosen, renamed)
+    difference = None
+    if deployed is not None:
+        difference = diff(observed, deployed, synthesis.policies, chosen, renamed, settings.dns)
     return Generated(synthesis, edges, render_files(synthesis), verification, difference, left_out)
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from synth.base.config import DnsTarget
 from synth.base.text import ascii_text
 from synth.core.model import LabelSelector, NetworkPolicy, PolicySet, PolicyType
 from synth.policy.evaluate import Engine, Verdict
 from synth.policy.manifest import normalised_yaml
 from synth.policy.observed import EndpointRef, Observed, ObservedPair, unobserved_connections
-from synth.policy.verify import decisive_reason, judge
+from synth.policy.verify import VerifyResult, decisive_reason, judge, verify
 
 __all__ = [
     "Change",
@@ -83,6 +84,7 @@ class DiffResult:
     connectivity: tuple[Change, ...]
     surface: tuple[Change, ...]
     renamed: tuple[tuple[str, str, str], ...] = ()
+    deployed_check: VerifyResult | None = None  # both halves of least privilege for the deployed set
 
     @property
     def differs(self) -> bool:
@@ -142,8 +144,10 @@ def diff(
     proposed: PolicySet,
     namespaces: Sequence[str],
     renamed: tuple[tuple[str, str, str], ...] = (),
+    dns: DnsTarget | None = None,
 ) -> DiffResult:
-    """Compare the policies of `namespaces` as text and by what they do to the observed traffic."""
+    """Compare the policies of `namespaces` as text and by what they do to the observed traffic, and
+    measure the deployed set by both halves of least privilege (`dns` for the flags of the second)."""
     chosen = tuple(sorted(set(namespaces)))
     deployed_here = PolicySet.of([p for p in deployed.policies if p.namespace in chosen])
     deployed_engine, proposed_engine = Engine(deployed_here), Engine(proposed)
@@ -154,6 +158,7 @@ def diff(
         connectivity=_connectivity(pairs, deployed_engine, proposed_engine),
         surface=_surface(observed.pairs, chosen, deployed_engine, proposed_engine),
         renamed=renamed,
+        deployed_check=verify(observed, deployed_here, chosen, dns),
     )
 
 

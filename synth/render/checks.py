@@ -172,6 +172,7 @@ def diff_summary(result: DiffResult) -> str:
         f"{changes['unchanged']} unchanged"
         + (f", {changes['changed-unjudged']} changed (unjudged)" if changes["changed-unjudged"] else "")
         + f"; {len(result.surface)} never-observed paths allowed by deployed are closed"
+        + (f"; deployed {result.deployed_check.summary()}" if result.deployed_check else "")
     )
 
 

@@ -90,6 +90,7 @@ class Summary:
     denied_flows: int
     newly_blocked_unexplained: int
     ok: bool
+    deployed_verify: str = ""  # both halves for the deployed set, when one was given
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,7 @@ def build_report(
         denied_flows=verification.denied_flows,
         newly_blocked_unexplained=unexplained,
         ok=verification.ok and unexplained == 0,
+        deployed_verify=diff.deployed_check.summary() if diff and diff.deployed_check else "",
     )
     found = risks(
         synthesis.findings,
