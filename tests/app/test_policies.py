@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import FIXTURES as ALL_FIXTURES
 
 from synth.app.deployed import LoadResult, SkippedObject, load_cluster, load_policies
 from synth.base.errors import InputError, PolicyError
 from synth.core.model import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Requirement, Rule
 from synth.policy.manifest import normalised_yaml, policy_from_object, policy_to_manifest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "policies"
+FIXTURES = ALL_FIXTURES / "policies"
 GOOD = FIXTURES / "good"
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from flowbuilder import Peer as FlowPeer
 from flowbuilder import Pod, flow, write
-from test_report import report_of
+from reports import report_of
 
 from synth.app.generation import generate
 from synth.app.ingest import import_files

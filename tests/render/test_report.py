@@ -8,24 +8,23 @@ import difflib
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import GOLDEN, ROOT, Run
 from flowbuilder import Peer, Pod, flow, write
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from reports import recording, report_of
 
 from synth.app.deployed import load_policies
-from synth.app.generation import Generated, generate
+from synth.app.generation import generate
 from synth.app.ingest import import_files
 from synth.base.config import Settings
 from synth.render.jinja import markdown_text, mermaid_label, render_report
-from synth.render.report import Recording, Report, ReportSettings, build_report, report_json
+from synth.render.report import ReportSettings, build_report, report_json
 from synth.render.risks import RiskThresholds
-from synth.store.coverage import observation_window, recorded_sources
 from synth.store.dataset import Store
 
 REPORT_GOLDEN = GOLDEN / "report"
@@ -118,15 +117,6 @@ def refund_burst(path: Path) -> Path:
     )
     times = ("2026-11-20T20:00:00Z", "2026-11-20T20:05:00Z", "2026-11-20T20:10:00Z")
     return write(path, [flow(worker, LEDGER, 5432, time=t, sport=41000 + i) for i, t in enumerate(times)])
-
-
-def _recording(store: Store) -> Recording:
-    return Recording(observation_window(store), recorded_sources(store))
-
-
-def report_of(store: Store, namespaces: Iterable[str], **kwargs: Any) -> tuple[Generated, Report]:
-    generated = generate(store, Settings(), namespaces=list(namespaces), **kwargs)
-    return generated, build_report(generated, _recording(store), ReportSettings())
 
 
 def check_golden(name: str, text: str, update: bool) -> None:
@@ -388,7 +378,7 @@ def test_hours_without_flows_and_a_late_workload_are_risks(tmp_path: Path) -> No
     store = Store(str(tmp_path / "store"))
     import_files(store, "hubble", [str(write(tmp_path / "gaps.json", flows))])
     generated = generate(store, Settings(), namespaces=["gaps"])
-    report = build_report(generated, _recording(store), ReportSettings(thresholds=RiskThresholds(rare_flows=2)))
+    report = build_report(generated, recording(store), ReportSettings(thresholds=RiskThresholds(rare_flows=2)))
     window = report.summary.window
     assert (window.hours, window.hours_with_flows) == (7, 4)
     assert [(g.start.hour, g.hours) for g in window.gaps] == [(2, 3)]
