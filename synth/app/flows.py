@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from synth.base.config import Settings
 from synth.base.errors import StoreError
@@ -22,7 +23,15 @@ FileProgress = Callable[[int, int, int], None]
 
 
 def require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> None:
-    """Refuse an empty store, or a window with no flows, with what to do about it."""
+    """Refuse a missing store, an empty one, or a window with no flows, with what to do about it."""
+    kind = store.fs.get_file_info(store.root).type
+    if kind == pafs.FileType.NotFound:
+        raise StoreError(
+            f"{store.root_text}: no such store (nothing is there); check --store or $SYNTH_STORE, or import "
+            "flows into it first with `synth import hubble FILE... --store PATH`"
+        )
+    if kind != pafs.FileType.Directory:
+        raise StoreError(f"{store.root_text}: is a file, not a store folder; check --store or $SYNTH_STORE")
     if not store.files(since_ns, until_ns):
         if not store.files():
             raise StoreError(f"{store.root_text}: no flows stored yet; run `synth import hubble FILE...` first")

@@ -26,6 +26,7 @@ def store_option(function: F) -> F:
         "--store",
         "store_path",
         envvar="SYNTH_STORE",
+        show_envvar=True,
         default="./synth-data",
         show_default=True,
         metavar="PATH",
@@ -85,7 +86,11 @@ def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bo
 
 
 def parse_window(since: str | None, until: str | None) -> tuple[int | None, int | None]:
-    return (parse_time(since) if since else None, parse_time(until) if until else None)
+    """`--since`/`--until` as epoch nanoseconds; an empty or reversed window is a usage error."""
+    since_ns, until_ns = (parse_time(since) if since else None, parse_time(until) if until else None)
+    if since_ns is not None and until_ns is not None and since_ns >= until_ns:
+        raise UsageError(f"--since {since} is not before --until {until}: the window is empty")
+    return since_ns, until_ns
 
 
 def say(text: str) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from synth.base.text import plural
 from synth.base.timeutil import format_ns, parse_time
 from synth.cli.common import (
     cli,
@@ -67,9 +68,9 @@ def _print_import(reports: list[FileReport]) -> None:
             continue
         events = ", ".join(f"{n:,} {kind}" for kind, n in report.other_events)
         click.echo(
-            f"{report.input}: {report.flows:,} flows imported, {format_ns(report.first_ns)} .. "
+            f"{report.input}: {plural(report.flows, 'flow')} imported, {format_ns(report.first_ns)} .. "
             f"{format_ns(report.last_ns)}"
-            + (f"; {report.skipped:,} records skipped" if report.skipped else "")
+            + (f"; {plural(report.skipped, 'record')} skipped" if report.skipped else "")
             + (f"; {events} not stored as flows" if events else "")
         )
         if report.lost_events:

@@ -9,6 +9,7 @@ import click
 
 from synth.base.config import SHORT_WINDOW_HOURS
 from synth.base.errors import UsageError
+from synth.base.text import plural
 from synth.cli.common import (
     cli,
     deployed_options,
@@ -117,7 +118,7 @@ def generate_command(
                 since_ns=since_ns, until_ns=until_ns,
             )
         written = write_tree(out_dir, files)
-        click.echo(f"wrote {len(written)} files to {out_dir}")
+        click.echo(f"wrote {plural(len(written), 'file')} to {out_dir}")
         if pull_request:
             click.echo(f"wrote the pull-request description to {out_dir.rstrip('/')}/{pr_name}")
     if generated.diff is not None:

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from synth.base.errors import CollectError, StoreError, UsageError
+from synth.base.text import plural
 from synth.base.timeutil import format_ns
 from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
@@ -449,7 +450,8 @@ def remove_stale_temporaries(store: Store) -> None:
 def summary_lines(report: CollectReport) -> list[str]:
     """The human summary of a collection: what was stored, and the gaps a reviewer must know about."""
     lines = [
-        f"{report.server}: {report.flows:,} flows stored in {report.files} files, {format_ns(report.first_ns)} .. "
+        f"{report.server}: {plural(report.flows, 'flow')} stored in {plural(report.files, 'file')}, "
+        f"{format_ns(report.first_ns)} .. "
         f"{format_ns(report.last_ns)} ({report.stopped}"
         + (f"; {report.reconnects} reconnects, {report.duplicates:,} resent flows dropped" if report.reconnects else "")
         + (f"; {report.skipped:,} records skipped" if report.skipped else "")

@@ -219,7 +219,8 @@ def test_unknown_namespace_is_a_usage_error(sample_store: Path, synth: Callable[
 
 
 def test_empty_store_is_a_clear_error(tmp_path: Path, synth: Callable[..., Run]) -> None:
-    result = synth("generate", "-n", "payments", "--store", tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    result = synth("generate", "-n", "payments", "--store", tmp_path / "empty")
     assert result.code == 3 and "no flows stored yet" in result.err and "Traceback" not in result.err
 
 

@@ -117,3 +117,27 @@ def test_python_dash_m_and_console_script(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 3 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_misleading_store_and_window_messages_are_plain(
+    synth: Callable[..., Run], tmp_path: Path, sample_store: Path
+) -> None:
+    missing = synth("edges", "--store", tmp_path / "typo")
+    assert missing.code == 3
+    assert missing.err.startswith(f"synth: error: {tmp_path / 'typo'}: no such store (nothing is there)")
+    a_file = tmp_path / "flows.json"
+    a_file.write_text("{}\n")
+    assert synth("generate", "-n", "x", "--store", a_file).err == (
+        f"synth: error: {a_file}: is a file, not a store folder; check --store or $SYNTH_STORE\n"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no flows stored yet" in synth("edges", "--store", empty).err
+    reversed_window = synth("edges", "--since", "2026-11-20", "--until", "2026-11-19", "--store", sample_store)
+    assert reversed_window.code == 2
+    assert "--since 2026-11-20 is not before --until 2026-11-19: the window is empty" in reversed_window.err
+
+
+def test_store_help_names_the_environment_variable(synth: Callable[..., Run]) -> None:
+    for command in (("edges",), ("generate",), ("verify",), ("import", "hubble")):
+        assert "SYNTH_STORE" in synth(*command, "--help").out, command

@@ -127,7 +127,7 @@ def test_list_backlog_pages_bucket_by_bucket_and_equals_the_importer(
     options = CalicoOptions(server=address, tls=PLAIN, page_size=2, **_window(12 + 3))
     report = collect_calico(Store(str(tmp_path / "live")), options, notify=said.append)
     assert report.stopped == "stream ended" and report.flows == len(lines) and report.duplicates == 0
-    assert summary_lines(report) == [f"{address}: 60 flows stored in 1 files, 2026-11-20T10:00:00Z .. "
+    assert summary_lines(report) == [f"{address}: 60 flows stored in 1 file, 2026-11-20T10:00:00Z .. "
                                      "2026-11-20T10:03:15Z (stream ended)"]  # fmt: skip
     assert said == [f"{address}: Goldmane holds 5 flow keys from 2026-11-20T10:00:00Z on, listing them in 15-second "
                     "buckets"]  # fmt: skip
@@ -277,7 +277,7 @@ def test_mutual_tls_and_a_wrong_ca_refused_in_one_line(
     client = ["--tls-client-cert-file", pki["node.crt"], "--tls-client-key-file", pki["node.key"]]
     done = synth(*common, "--tls-ca-cert-files", pki["ca.crt"], *client, "--store", tmp_path / "ok")
     assert done.code == 0, done.err
-    assert done.out.startswith(f"{address}: 10 flows stored in 1 files, 2026-11-20T10:00:00Z .. ")
+    assert done.out.startswith(f"{address}: 10 flows stored in 1 file, 2026-11-20T10:00:00Z .. ")
 
     refused = synth(*common, "--tls-ca-cert-files", pki["other-ca.crt"], *client, "--store", tmp_path / "no")
     assert refused.code == 3
@@ -358,7 +358,7 @@ def test_serve_goldmane_script_serves_synth_collect_calico(
         server.kill()
         server.communicate()
     assert done.code == 0, done.err
-    assert done.out == (f"{address}: 10 flows stored in 1 files, 2026-11-20T10:00:00Z .. 2026-11-20T10:01:15Z "
+    assert done.out == (f"{address}: 10 flows stored in 1 file, 2026-11-20T10:00:00Z .. 2026-11-20T10:01:15Z "
                         "(stream ended)\n")  # fmt: skip
     assert _rows(tmp_path / "live") == _rows(tmp_path / "imported")
 
