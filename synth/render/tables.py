@@ -28,7 +28,7 @@ def _stamp(value: datetime) -> str:
 def edges_table(edges: EdgeSet) -> str:
     """An aligned table, one edge per line; untrusted text escaped."""
     header = ("SOURCE", "DESTINATION", "PORT", "FLOWS", "FIRST SEEN", "LAST SEEN", "VERDICT")
-    lines = [header]
+    lines = []
     for edge in edges.edges:
         lines.append(
             (
@@ -41,8 +41,15 @@ def edges_table(edges: EdgeSet) -> str:
                 "allowed" if edge.allowed else "denied",
             )
         )
+    # ordered by what the table shows (the selectors behind the names are in the JSON and CSV forms)
+    lines = [header, *sorted(lines, key=lambda line: (line[0], line[1], _port_order(line[2]), line[6]))]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines) + "\n"
+
+
+def _port_order(text: str) -> tuple[str, int]:
+    protocol, _, port = text.partition("/")
+    return (protocol, int(port) if port.isdigit() else -1)
 
 
 def _plain(edge: Edge) -> dict[str, Any]:
