@@ -398,7 +398,13 @@ class LiveCollector:
             self.cols = FlowColumns()
         self.writer.set_facts(self._facts())
         self.writer.flush()
+        stored = self.stats.flows - self.flushed_flows
         self.flushed_flows = self.stats.flows
+        if self.progress is None and stored:  # no terminal (a pod's log): one line per flush to watch
+            self.notify(
+                f"{self.settings.server}: stored {plural(stored, 'flow')} ({self.stats.flows:,} in total), "
+                f"last flow {format_ns(self.stats.last_time_ns)}"
+            )
 
     # ----- signals, stop requests, progress
     def interrupt(self) -> None:
