@@ -14,7 +14,7 @@ from synth.cli.common import (
     deployed_options,
     parse_window,
     say,
-    say_skipped,
+    say_loaded,
     settings_options,
     store_option,
     window_options,
@@ -23,6 +23,7 @@ from synth.cli.common import (
 if TYPE_CHECKING:
     from synth.app.generation import Generated
     from synth.base.config import Settings
+    from synth.core.model import PolicySet, Workload
     from synth.policy.diff import DiffResult
 
 
@@ -86,13 +87,14 @@ def generate_command(
     if pull_request and out_dir is None:
         raise UsageError("--pr needs --out DIR: the description is written beside the policies")
     since_ns, until_ns = parse_window(since, until)
-    deployed = None
+    deployed: PolicySet | None = None
+    workloads: tuple[Workload, ...] = ()
     if deployed_paths or cluster:
         loaded = pipeline.load_deployed(
             deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
         )
-        say_skipped(loaded.skipped_by_kind())
-        deployed = loaded.policies
+        say_loaded(loaded)
+        deployed, workloads = loaded.policies, loaded.workloads
     elif diff_out:
         raise UsageError("--diff-out needs the deployed policies (--deployed PATH or --cluster)")
     generated = pipeline.generate(
@@ -103,6 +105,7 @@ def generate_command(
         since_ns=since_ns,
         until_ns=until_ns,
         deployed=deployed,
+        workloads=workloads,
     )
     _say_summary(generated)
     pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
@@ -196,17 +199,18 @@ def report_command(
     from synth.store.dataset import Store  # noqa: PLC0415
 
     since_ns, until_ns = parse_window(since, until)
-    deployed = None
+    deployed: PolicySet | None = None
+    workloads: tuple[Workload, ...] = ()
     if deployed_paths or cluster:
         loaded = pipeline.load_deployed(
             deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
         )
-        say_skipped(loaded.skipped_by_kind())
-        deployed = loaded.policies
+        say_loaded(loaded)
+        deployed, workloads = loaded.policies, loaded.workloads
     store = Store(store_path)
     generated = pipeline.generate(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=deployed,
+        deployed=deployed, workloads=workloads,
     )
     text = pipeline.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
