@@ -150,11 +150,13 @@ def _say_summary(generated: Generated) -> None:
 def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
     """The diff against the deployed policies in one line, the whole of it to `diff_out`."""
     from synth.app.generation import write_text  # noqa: PLC0415 - the library loads per command (fast --help)
-    from synth.render.checks import diff_markdown, diff_summary  # noqa: PLC0415
+    from synth.render.checks import diff_markdown, diff_summary, named_ports_text  # noqa: PLC0415
 
     for namespace, proposed, kept in diff.renamed:
         say(f"{namespace}: {proposed} keeps the deployed name {kept}")
     say(diff_summary(diff))
+    if named_ports_text(diff.named_ports):
+        say(f"deployed {named_ports_text(diff.named_ports)}")
     if diff_out:
         write_text(diff_out, diff_markdown(diff))
         say(f"wrote the diff to {diff_out}")

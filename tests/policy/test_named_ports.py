@@ -369,13 +369,20 @@ def test_verify_cluster_resolves_named_ports_on_the_clusters_pods(
     ]
 
 
-def test_diff_and_report_show_what_was_resolved(synth: Callable[..., Run], store: Path, tmp_path: Path) -> None:
+def test_diff_generate_and_report_show_what_was_resolved(
+    synth: Callable[..., Run], store: Path, tmp_path: Path
+) -> None:
     path = write_policies(tmp_path / "all.yaml", *DEPLOYED, API_DEPLOYMENT)
     run = synth("diff", "-n", "x", "--deployed", path, "--store", store)
     assert run.code == 1
     assert (
         "deployed named ports (per destination pod and port name the rules use): 3 resolved from workload manifests"
     ) in run.out.splitlines()
+    generate = synth("generate", "-n", "x", "--deployed", path, "--store", store)
+    assert generate.code == 0
+    assert (
+        "deployed named ports (per destination pod and port name the rules use): 3 resolved from workload manifests"
+    ) in generate.err.splitlines()
     report = synth("report", "-n", "x", "--deployed", path, "--store", store)
     assert report.code == 0
     assert (
