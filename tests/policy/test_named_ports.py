@@ -388,3 +388,13 @@ def test_diff_generate_and_report_show_what_was_resolved(
     assert (
         "Deployed named ports (per destination pod and port name the rules use): 3 resolved from workload manifests."
     ) in report.out.splitlines()
+
+
+def test_the_pr_counts_what_stays_unjudged(synth: Callable[..., Run], store: Path, tmp_path: Path) -> None:
+    path = write_policies(tmp_path / "policies.yaml", *DEPLOYED)
+    report = synth("report", "-n", "x", "--deployed", path, "--store", store)
+    assert report.code == 0
+    assert "0 newly blocked, 0 newly allowed, 3 changed but not judged, 0 unchanged." in report.out
+    assert "Deployed named ports" not in report.out
+    row = next(line for line in report.out.splitlines() if line.startswith("| x/web | x/api | TCP 8080 |"))
+    assert "| ingress unknown: named port 'http': container ports of pod x/{app=api,pod-template-hash=5f6c7d} " in row
