@@ -1,11 +1,15 @@
-"""Load deployed NetworkPolicies (files, `kubectl` Lists, stdin, a live cluster) into a `PolicySet`.
+"""Load deployed NetworkPolicies (files, `kubectl` Lists, stdin, a live cluster) into a `PolicySet`,
+with the workloads their named ports resolve on.
 
-Every source goes through one converter, `synth.policy.manifest.policy_from_object`, which validates as
-strictly as the API server and applies the upstream defaults. Objects that are not
-`networking.k8s.io/v1` NetworkPolicies are skipped and reported, not fatal.
+Every policy goes through one converter, `synth.policy.manifest.policy_from_object`, which validates as
+strictly as the API server and applies the upstream defaults. Workload manifests beside the policies
+(Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs, and their Lists) go
+through `synth.policy.workloads.workload_from_object`, which reads their pod labels and named
+container ports. From a cluster, the Pods are listed too when a policy names a port. Other objects
+are skipped and reported, not fatal.
 
 Origins are `file#N` with N the 1-based YAML document number (`file#N.items[i]` inside a List),
-and the object URL for policies read from a cluster.
+and the object URL for objects read from a cluster.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from typing import Any
 import yaml
 
 from synth.base.errors import InputError, PolicyError
-from synth.core.model import NetworkPolicy, PolicySet
+from synth.core.model import NetworkPolicy, PolicySet, Workload, WorkloadSource
 from synth.policy.manifest import API_VERSION, policy_from_object
+from synth.policy.ports import policy_port_names
+from synth.policy.workloads import is_workload, workload_from_object
 
 __all__ = [
     "LoadResult",
@@ -38,7 +44,7 @@ _PAGE_SIZE = 500
 
 @dataclass(frozen=True, slots=True)
 class SkippedObject:
-    """An object that was read but is not a networking.k8s.io/v1 NetworkPolicy."""
+    """An object that was read but is neither a networking.k8s.io/v1 NetworkPolicy nor a workload."""
 
     kind: str
     api_version: str
@@ -48,12 +54,16 @@ class SkippedObject:
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    """Policies loaded from files or a cluster, plus what was skipped and how much was read."""
+    """Policies loaded from files or a cluster, the workloads their named ports resolve on, what was
+    skipped, how much was read, and warnings to show (a workload no pod can be matched to, pods the
+    credentials may not list)."""
 
     policies: PolicySet
     skipped: tuple[SkippedObject, ...] = ()
     files: int = 0
     documents: int = 0
+    workloads: tuple[Workload, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def loaded(self) -> int:
@@ -75,9 +85,10 @@ class LoadResult:
 def load_policies(paths: Sequence[str], default_namespace: str = "default") -> LoadResult:
     """Load NetworkPolicies from files, folders (recursive, sorted) and `-` (stdin).
 
-    Accepts multi-document YAML, JSON, and `kind: List` / `NetworkPolicyList` documents with
-    `items`. Objects without a namespace get `default_namespace`, as `kubectl apply` would.
-    Raises `PolicyError` for unreadable files, invalid YAML/JSON, invalid or duplicate policies.
+    Accepts multi-document YAML, JSON, and `kind: List` / `NetworkPolicyList` (`PodList`, ...)
+    documents with `items`. Objects without a namespace get `default_namespace`, as `kubectl apply`
+    would. Workload manifests among them are read for their named ports. Raises `PolicyError` for
+    unreadable files, invalid YAML/JSON, invalid or duplicate policies, invalid workload ports or labels.
     """
     collector = _Collector(default_namespace)
     for name, text in _read_sources(paths):
@@ -127,12 +138,19 @@ def _parse_documents(name: str, text: str) -> list[Any]:
 
 
 class _Collector:
-    """Accumulates policies and skips across documents; rejects duplicate (namespace, name)."""
+    """Accumulates policies, workloads and skips across documents; rejects duplicate policies.
 
-    def __init__(self, default_namespace: str) -> None:
+    Workloads may repeat (a kustomize base and its patch): where they disagree on a port, the port
+    stays unresolved (`synth.policy.ports`).
+    """
+
+    def __init__(self, default_namespace: str, source: WorkloadSource = "manifests") -> None:
         self.default_namespace = default_namespace
+        self.source: WorkloadSource = source
         self.policies: dict[tuple[str, str], NetworkPolicy] = {}
+        self.workloads: list[Workload] = []
         self.skipped: list[SkippedObject] = []
+        self.warnings: list[str] = []
         self.files = 0
         self.documents = 0
 
@@ -144,26 +162,39 @@ class _Collector:
             items = doc.get("items") or []
             if not isinstance(items, list):
                 raise PolicyError(f"{origin}: items: must be a list")
-            typed_list = doc.get("kind") == "NetworkPolicyList"
+            item_type = _item_type(doc)
             for i, item in enumerate(items):
-                self.add_object(item, f"{origin}.items[{i}]", typed_list=typed_list)
+                self.add_object(item, f"{origin}.items[{i}]", item_type)
         else:
-            self.add_object(doc, origin, typed_list=False)
+            self.add_object(doc, origin)
 
-    def add_object(self, obj: object, origin: str, typed_list: bool) -> None:
+    def add_object(self, obj: object, origin: str, item_type: tuple[str, str] | None = None) -> None:
+        """One object; `item_type` is the (kind, apiVersion) of a typed List's items, which may omit both."""
         if not isinstance(obj, Mapping):
             self.skipped.append(SkippedObject(type(obj).__name__, "", "", origin))
             return
         kind = str(obj.get("kind") or "")
         api_version = str(obj.get("apiVersion") or "")
-        if typed_list and not kind:  # items of a NetworkPolicyList may omit kind and apiVersion
-            kind, api_version = "NetworkPolicy", api_version or API_VERSION
-        if kind != "NetworkPolicy" or api_version != API_VERSION:
+        if item_type is not None and not kind:
+            kind, api_version = item_type[0], api_version or item_type[1]
+            obj = {**obj, "kind": kind, "apiVersion": api_version}
+        if kind == "NetworkPolicy" and api_version == API_VERSION:
+            self.add_policy(policy_from_object(obj, origin, self.default_namespace))
+        elif is_workload(kind, api_version):
+            self.add_workload(workload_from_object(obj, origin, self.default_namespace, self.source))
+        else:
             metadata = obj.get("metadata")
             name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
             self.skipped.append(SkippedObject(kind, api_version, name, origin))
-            return
-        self.add_policy(policy_from_object(obj, origin, self.default_namespace))
+
+    def add_workload(self, workload: Workload) -> None:
+        if workload.labels:
+            self.workloads.append(workload)
+        elif self.source == "manifests":  # a cluster's unlabelled pods are no news
+            self.warnings.append(
+                f"{workload.origin} ({workload.describe()}): no pod labels (no pod template?), so no pod can be "
+                "matched to it: its named ports are not used"
+            )
 
     def add_policy(self, policy: NetworkPolicy) -> None:
         previous = self.policies.get(policy.key)
@@ -180,6 +211,8 @@ class _Collector:
             skipped=tuple(self.skipped),
             files=self.files,
             documents=self.documents,
+            workloads=tuple(self.workloads),
+            warnings=tuple(self.warnings),
         )
 
 
@@ -188,7 +221,41 @@ def _is_list(doc: Mapping[Any, Any]) -> bool:
     return isinstance(kind, str) and kind.endswith("List") and "items" in doc
 
 
+def _item_type(doc: Mapping[Any, Any]) -> tuple[str, str] | None:
+    """(kind, apiVersion) of the items of a typed List (`NetworkPolicyList`, `PodList`); None for `List`."""
+    kind = str(doc.get("kind")).removesuffix("List")
+    if kind == "NetworkPolicy":
+        return kind, str(doc.get("apiVersion") or API_VERSION)
+    api_version = str(doc.get("apiVersion") or "")
+    return (kind, api_version) if is_workload(kind, api_version) else None
+
+
 # --- cluster ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Resource:
+    """A resource listed from the cluster: its kind, and how messages and origins name it."""
+
+    kind: str
+    api_version: str
+    plural: str  # as messages say it: NetworkPolicies
+    rbac: str  # as RBAC names it: networkpolicies.networking.k8s.io
+    path: str  # URL path segment of the collection: networkpolicies
+
+    @property
+    def prefix(self) -> str:
+        """`apis/networking.k8s.io/v1` or, for the core group, `api/v1`."""
+        return f"apis/{self.api_version}" if "/" in self.api_version else f"api/{self.api_version}"
+
+
+_POLICIES = _Resource("NetworkPolicy", API_VERSION, "NetworkPolicies", "networkpolicies.networking.k8s.io",
+                      "networkpolicies")  # fmt: skip
+_PODS = _Resource("Pod", "v1", "Pods", "pods", "pods")
+
+
+class _Refused(InputError):
+    """The API server refused to list a resource (HTTP 401/403): the credentials lack `list` on it."""
 
 
 def load_cluster(
@@ -197,13 +264,42 @@ def load_cluster(
     namespaces: Sequence[str] | None = None,
     timeout: float = 30.0,
 ) -> LoadResult:
-    """List networking.k8s.io/v1 NetworkPolicies from a cluster (all namespaces, or the given ones).
+    """List networking.k8s.io/v1 NetworkPolicies from a cluster (all namespaces, or the given ones),
+    and the Pods of the same namespaces when a policy names a port (for their container ports).
 
     Uses the kubeconfig (default: `$KUBECONFIG` or `~/.kube/config`), or the in-cluster service
     account when `KUBERNETES_SERVICE_HOST` is set and no kubeconfig is given. Pages through the
-    list with `limit`/`continue`. Raises `InputError` with the server URL and a hint when the
-    configuration is unusable or the server cannot be reached or refuses.
+    lists with `limit`/`continue`. Raises `InputError` with the server URL and a hint when the
+    configuration is unusable or the server cannot be reached or refuses; credentials that may not
+    list Pods only leave named ports unresolved, with a warning.
     """
+    from kubernetes import client as k8s_client  # noqa: PLC0415 - slow import, only when needed
+
+    api_client = _api_client(kubeconfig, context)
+    server = str(api_client.configuration.host)
+    networking, core = k8s_client.NetworkingV1Api(api_client), k8s_client.CoreV1Api(api_client)
+    collector = _Collector("default", source="cluster")
+    scopes: Sequence[str | None] = sorted(set(namespaces)) if namespaces else [None]
+    for namespace in scopes:
+        listing = (networking.list_network_policy_for_all_namespaces, networking.list_namespaced_network_policy)
+        for item in _list_pages(listing, _POLICIES, server, namespace, timeout):
+            collector.documents += 1
+            collector.add_object(item, _origin(server, _POLICIES, item), (_POLICIES.kind, _POLICIES.api_version))
+    if not policy_port_names(PolicySet.of(list(collector.policies.values()))):
+        return collector.result()
+    try:
+        for namespace in scopes:
+            for item in _list_pages((core.list_pod_for_all_namespaces, core.list_namespaced_pod), _PODS, server,
+                                    namespace, timeout):  # fmt: skip
+                collector.add_object(item, _origin(server, _PODS, item), (_PODS.kind, _PODS.api_version))
+    except _Refused as e:
+        collector.workloads.clear()  # some namespaces' pods only: better none than a partial answer
+        collector.warnings.append(f"{e}; named ports of the policies stay unresolved")
+    return collector.result()
+
+
+def _api_client(kubeconfig: str | None, context: str | None) -> Any:
+    """A client for the kubeconfig's (or the in-cluster) API server; `InputError` when unusable."""
     from kubernetes import client as k8s_client  # noqa: PLC0415 - slow import, only when needed
     from kubernetes import config as k8s_config  # noqa: PLC0415
 
@@ -219,41 +315,34 @@ def load_cluster(
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise InputError(f"{where}: cannot load the Kubernetes configuration: {e}") from e
     configuration.retries = 1
-    server = str(configuration.host)
-    api = k8s_client.NetworkingV1Api(k8s_client.ApiClient(configuration))
-    collector = _Collector("default")
-    scopes: Sequence[str | None] = sorted(set(namespaces)) if namespaces else [None]
-    for namespace in scopes:
-        for item in _list_pages(api, server, namespace, timeout):
-            collector.documents += 1
-            meta = item.get("metadata") or {}
-            origin = (
-                f"{server}/apis/{API_VERSION}/namespaces/{meta.get('namespace', '')}"
-                f"/networkpolicies/{meta.get('name', '')}"
-            )
-            typed = {"apiVersion": API_VERSION, "kind": "NetworkPolicy", **item}
-            collector.add_object(typed, origin, typed_list=True)
-    return collector.result()
+    return k8s_client.ApiClient(configuration)
 
 
-def _list_pages(api: Any, server: str, namespace: str | None, timeout: float) -> Iterator[dict[str, Any]]:
-    """Yield raw items of every page; `continue` tokens come from the previous page."""
+def _origin(server: str, resource: _Resource, item: Mapping[str, Any]) -> str:
+    meta = item.get("metadata") or {}
+    return f"{server}/{resource.prefix}/namespaces/{meta.get('namespace', '')}/{resource.path}/{meta.get('name', '')}"
+
+
+def _list_pages(
+    listing: tuple[Any, Any], resource: _Resource, server: str, namespace: str | None, timeout: float
+) -> Iterator[dict[str, Any]]:
+    """Yield raw items of every page of (all namespaces, one namespace) `listing`; `continue` tokens
+    come from the previous page."""
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
     from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
+    list_all, list_namespaced = listing
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"limit": _PAGE_SIZE, "_preload_content": False, "_request_timeout": timeout}
         if token:
             kwargs["_continue"] = token
         try:
-            if namespace is None:
-                response = api.list_network_policy_for_all_namespaces(**kwargs)
-            else:
-                response = api.list_namespaced_network_policy(namespace, **kwargs)
+            response = list_all(**kwargs) if namespace is None else list_namespaced(namespace, **kwargs)
             page = json.loads(response.data)
         except ApiException as e:
-            raise InputError(f"{server}: listing NetworkPolicies failed: {_api_hint(e)}") from e
+            error = _Refused if getattr(e, "status", None) in (401, 403) else InputError
+            raise error(f"{server}: listing {resource.plural} failed: {_api_hint(e, resource)}") from e
         except (HTTPError, OSError) as e:
             raise InputError(
                 f"{server}: cannot reach the Kubernetes API server ({type(e).__name__}); "
@@ -268,14 +357,14 @@ def _list_pages(api: Any, server: str, namespace: str | None, timeout: float) ->
             return
 
 
-def _api_hint(e: Any) -> str:
+def _api_hint(e: Any, resource: _Resource) -> str:
     status = getattr(e, "status", None)
     reason = getattr(e, "reason", "") or ""
     if status in (401, 403):
         return (
             f"HTTP {status} {reason}; the credentials need `list` on "
-            "networkpolicies.networking.k8s.io (try `kubectl auth can-i list networkpolicies -A`)"
+            f"{resource.rbac} (try `kubectl auth can-i list {resource.path} -A`)"
         )
     if status == 404:
-        return f"HTTP 404 {reason}; the server does not serve {API_VERSION} NetworkPolicies"
+        return f"HTTP 404 {reason}; the server does not serve {resource.api_version} {resource.plural}"
     return f"HTTP {status} {reason}".rstrip()

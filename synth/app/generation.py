@@ -12,10 +12,11 @@ from synth.base.config import Settings
 from synth.base.errors import GenerationError, InputError, UnsafePoliciesError, UsageError
 from synth.base.text import plural
 from synth.core.aggregate import EdgeSet
-from synth.core.model import PolicySet
+from synth.core.model import PolicySet, Workload
 from synth.core.synthesize import FindingKind, Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
 from synth.policy.observed import Observed
+from synth.policy.ports import attach_named_ports
 from synth.policy.verify import VerifyResult, generation_gaps, selector_mismatches, verify
 from synth.render.folder import GENERATED_MARK
 from synth.render.jinja import render_kustomization, render_policy, render_report
@@ -77,11 +78,14 @@ def load_deployed(
     kubeconfig: str | None = None,
     context: str | None = None,
     namespaces: Sequence[str] = (),
+    files_option: str = "--deployed",
 ) -> LoadResult:
-    """Deployed policies from files (`-` is stdin) or the cluster. A file's objects without a
-    namespace belong to the one namespace asked for, as with `kubectl apply -n`."""
+    """Deployed policies, with the workloads their named ports resolve on, from files (`-` is stdin)
+    or the cluster. A file's objects without a namespace belong to the one namespace asked for, as
+    with `kubectl apply -n`. `files_option` is how the command line names the files, for the hint."""
     if bool(paths) == cluster:
-        raise UsageError("give the deployed policies either as files (--deployed PATH) or with --cluster")
+        what = "deployed policies" if files_option == "--deployed" else "policies"
+        raise UsageError(f"give the {what} either as files ({files_option} PATH) or with --cluster")
     if cluster:
         return load_cluster(kubeconfig, context, namespaces or None)
     default = namespaces[0] if len(set(namespaces)) == 1 else "default"
@@ -93,15 +97,18 @@ def verify_policies(
     settings: Settings,
     policies: PolicySet,
     *,
+    workloads: Sequence[Workload] = (),
     namespaces: Sequence[str] = (),
     since_ns: int | None = None,
     until_ns: int | None = None,
 ) -> VerifyResult:
-    """Replay the stored request flows (touching `namespaces`, or all) through `policies`."""
+    """Replay the stored request flows (touching `namespaces`, or all) through `policies`, named
+    ports resolved on the pods `workloads` describe."""
     # every workload recorded, not only those touching `namespaces`: the second half's candidates
     # (who else could connect) are drawn from all of them, as generate's self-check and diff do
     observed = load_observed(store, settings, since_ns=since_ns, until_ns=until_ns)
-    return verify(observed, policies, namespaces, settings.dns)
+    observed, named_ports = attach_named_ports(observed, workloads, policies)
+    return verify(observed, policies, namespaces, settings.dns, named_ports)
 
 
 def observed_namespaces(edges: EdgeSet) -> list[str]:
@@ -123,11 +130,13 @@ def generate(
     since_ns: int | None = None,
     until_ns: int | None = None,
     deployed: PolicySet | None = None,
+    workloads: Sequence[Workload] = (),
 ) -> Generated:
     """Aggregate, synthesize, self-check and render the policies of the chosen namespaces.
 
     With `deployed`, proposed policies take the names of deployed ones that select the same pods
-    in the same directions, and the result carries the diff against the deployed ones. Raises
+    in the same directions, and the result carries the diff against the deployed ones (their named
+    ports resolved on the pods `workloads` describe). Raises
     `GenerationError` when the policies would deny traffic they were generated from, or a
     selector misses a pod whose flows made its rule: a bug in synth, never to be applied.
     """
@@ -152,7 +161,8 @@ def generate(
     verification = self_check(observed, synthesis, settings)
     difference = None
     if deployed is not None:
-        difference = diff(observed, deployed, synthesis.policies, chosen, renamed, settings.dns)
+        resolved, named_ports = attach_named_ports(observed, workloads, deployed)
+        difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports)
     return Generated(synthesis, edges, render_files(synthesis), verification, difference, left_out)
 
 

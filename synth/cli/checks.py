@@ -9,9 +9,10 @@ import click
 from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK
 from synth.cli.common import (
     cli,
+    cluster_options,
     deployed_options,
     parse_window,
-    say_skipped,
+    say_loaded,
     settings_options,
     store_option,
     window_options,
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 
 
 @cli.command("verify")
-@click.option("--policies", "policy_paths", multiple=True, required=True, metavar="PATH",
-              help="NetworkPolicies to check: YAML/JSON files or folders, - for stdin (repeatable).")
+@click.option("--policies", "policy_paths", multiple=True, metavar="PATH",
+              help="NetworkPolicies to check: YAML/JSON files or folders, - for stdin (repeatable). Workload "
+              "manifests among them (Deployments, Pods, ...) resolve named ports.")
+@cluster_options
 @click.option("--namespace", "-n", "namespaces", multiple=True, help="Only flows touching this namespace (repeatable).")
 @window_options
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 @store_option
 def verify_command(
     policy_paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
     namespaces: tuple[str, ...],
     since: str | None,
     until: str | None,
@@ -49,16 +55,24 @@ def verify_command(
     2. Nothing unobserved is allowed: connections among the recorded workloads and addresses that
     the policies allow but no flow used, each with the rule that allows it (--strict fails on
     them). Cluster DNS, public ingress and workloads no label separates are flagged as meant.
+
+    Check policy files (--policies) or the policies deployed in the cluster (--cluster). Named ports
+    (`port: http`) resolve on the pods that workload manifests given with --policies, or the
+    cluster's Pods, describe; the others stay unjudged.
     """
     from synth.app.generation import load_deployed, verify_policies  # noqa: PLC0415 - loads per command
     from synth.render.checks import render_verify  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
     since_ns, until_ns = parse_window(since, until)
-    loaded = load_deployed(policy_paths, namespaces=namespaces)
-    say_skipped(loaded.skipped_by_kind())
+    loaded = load_deployed(
+        policy_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces,
+        files_option="--policies",
+    )
+    say_loaded(loaded)
     result = verify_policies(
-        Store(store_path), settings, loaded.policies, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns
+        Store(store_path), settings, loaded.policies, workloads=loaded.workloads, namespaces=namespaces,
+        since_ns=since_ns, until_ns=until_ns,
     )
     click.echo(render_verify(result, output), nl=False)
     failed = not result.ok or (strict and result.over_permissive)
@@ -98,10 +112,10 @@ def diff_command(
     loaded = load_deployed(
         deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
     )
-    say_skipped(loaded.skipped_by_kind())
+    say_loaded(loaded)
     generated = generate(
         Store(store_path), settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=loaded.policies,
+        deployed=loaded.policies, workloads=loaded.workloads,
     )
     assert generated.diff is not None
     click.echo(render_diff(generated.diff, output), nl=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +16,9 @@ from synth import __version__
 from synth.base.config import DnsTarget, Settings
 from synth.base.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
 from synth.base.timeutil import parse_time
+
+if TYPE_CHECKING:
+    from synth.app.deployed import LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,22 +110,34 @@ def cli() -> None:
     """
 
 
-def deployed_options(function: F) -> F:
-    """`--deployed PATH` (repeatable) or `--cluster` with `--kubeconfig`/`--context`: the deployed policies."""
+def cluster_options(function: F) -> F:
+    """`--cluster` with `--kubeconfig`/`--context`: the policies (and pods, for named ports) from the cluster."""
     for decorator in (
         click.option("--context", metavar="NAME", help="Kubeconfig context for --cluster."),
         click.option("--kubeconfig", metavar="PATH", help="Kubeconfig for --cluster (default: $KUBECONFIG)."),
-        click.option("--cluster", is_flag=True, help="Read the deployed NetworkPolicies from the cluster."),
-        click.option("--deployed", "deployed_paths", multiple=True, metavar="PATH",
-                     help="Deployed NetworkPolicies: YAML/JSON files or folders, - for stdin (repeatable)."),
+        click.option("--cluster", is_flag=True,
+                     help="Read the deployed NetworkPolicies from the cluster (and its Pods, for named ports)."),
     ):
         function = decorator(function)
     return function
 
 
-def say_skipped(skipped_by_kind: tuple[tuple[str, int], ...]) -> None:
-    for kind, count in skipped_by_kind:
-        say(f"skipped {count} {kind} object(s): not networking.k8s.io/v1 NetworkPolicies")
+def deployed_options(function: F) -> F:
+    """`--deployed PATH` (repeatable) or `--cluster` with `--kubeconfig`/`--context`: the deployed policies."""
+    function = cluster_options(function)
+    return click.option(
+        "--deployed", "deployed_paths", multiple=True, metavar="PATH",
+        help="Deployed NetworkPolicies: YAML/JSON files or folders, - for stdin (repeatable). Workload manifests "
+        "among them (Deployments, Pods, ...) resolve named ports.",
+    )(function)  # fmt: skip
+
+
+def say_loaded(loaded: LoadResult) -> None:
+    """What loading the policies skipped and warns about, on stderr."""
+    for kind, count in loaded.skipped_by_kind():
+        say(f"skipped {count} {kind} object(s): neither networking.k8s.io/v1 NetworkPolicies nor workloads")
+    for warning in loaded.warnings:
+        say(f"warning: {warning}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from synth.cli.common import (
     deployed_options,
     parse_window,
     say,
-    say_skipped,
+    say_loaded,
     settings_options,
     store_option,
     window_options,
@@ -24,6 +24,7 @@ from synth.cli.common import (
 if TYPE_CHECKING:
     from synth.app.generation import Generated
     from synth.base.config import Settings
+    from synth.core.model import PolicySet, Workload
     from synth.policy.diff import DiffResult
 
 
@@ -87,13 +88,14 @@ def generate_command(
     if pull_request and out_dir is None:
         raise UsageError("--pr needs --out DIR: the description is written beside the policies")
     since_ns, until_ns = parse_window(since, until)
-    deployed = None
+    deployed: PolicySet | None = None
+    workloads: tuple[Workload, ...] = ()
     if deployed_paths or cluster:
         loaded = pipeline.load_deployed(
             deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
         )
-        say_skipped(loaded.skipped_by_kind())
-        deployed = loaded.policies
+        say_loaded(loaded)
+        deployed, workloads = loaded.policies, loaded.workloads
     elif diff_out:
         raise UsageError("--diff-out needs the deployed policies (--deployed PATH or --cluster)")
     generated = pipeline.generate(
@@ -104,6 +106,7 @@ def generate_command(
         since_ns=since_ns,
         until_ns=until_ns,
         deployed=deployed,
+        workloads=workloads,
     )
     _say_summary(generated)
     pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
@@ -148,11 +151,13 @@ def _say_summary(generated: Generated) -> None:
 def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
     """The diff against the deployed policies in one line, the whole of it to `diff_out`."""
     from synth.app.generation import write_text  # noqa: PLC0415 - the library loads per command (fast --help)
-    from synth.render.checks import diff_markdown, diff_summary  # noqa: PLC0415
+    from synth.render.checks import diff_markdown, diff_summary, named_ports_text  # noqa: PLC0415
 
     for namespace, proposed, kept in diff.renamed:
         say(f"{namespace}: {proposed} keeps the deployed name {kept}")
     say(diff_summary(diff))
+    if named_ports_text(diff.named_ports):
+        say(f"deployed {named_ports_text(diff.named_ports)}")
     if diff_out:
         write_text(diff_out, diff_markdown(diff))
         say(f"wrote the diff to {diff_out}")
@@ -197,17 +202,18 @@ def report_command(
     from synth.store.dataset import Store  # noqa: PLC0415
 
     since_ns, until_ns = parse_window(since, until)
-    deployed = None
+    deployed: PolicySet | None = None
+    workloads: tuple[Workload, ...] = ()
     if deployed_paths or cluster:
         loaded = pipeline.load_deployed(
             deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
         )
-        say_skipped(loaded.skipped_by_kind())
-        deployed = loaded.policies
+        say_loaded(loaded)
+        deployed, workloads = loaded.policies, loaded.workloads
     store = Store(store_path)
     generated = pipeline.generate(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=deployed,
+        deployed=deployed, workloads=workloads,
     )
     text = pipeline.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns

@@ -1,4 +1,5 @@
-"""Typed records that cross module boundaries: label selectors and the NetworkPolicy model.
+"""Typed records that cross module boundaries: label selectors, the NetworkPolicy model, and the
+workloads whose container ports named-port rules resolve on.
 
 The same `NetworkPolicy` type carries synth's generated policies (with evidence) and policies
 loaded from YAML or a cluster, so the engine, diff and verify treat both alike. Every type is a
@@ -168,3 +169,38 @@ class PolicySet:
     def namespaces(self) -> tuple[str, ...]:
         """The namespaces that have at least one policy, sorted."""
         return tuple(sorted({p.namespace for p in self.policies}))
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    """A named container port of a pod: what a named-port rule (`port: http`) resolves to."""
+
+    name: str
+    port: int
+    protocol: Protocol = "TCP"
+
+
+WorkloadSource = Literal["manifests", "cluster"]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Pods as a manifest or the cluster describes them, for named ports: their labels and named container ports.
+
+    `kind` is `Pod` or the controller (`Deployment`, `CronJob`, ...); `labels` are the pod's own
+    (for a Pod) or its pod template's, sorted; `ports` are the named ports of every container and
+    init container, sorted (one name may appear twice when two containers declare it).
+    `source` says whether it came from manifests beside the policies or from the cluster's pods.
+    """
+
+    kind: str
+    namespace: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    ports: tuple[ContainerPort, ...]
+    source: WorkloadSource = "manifests"
+    origin: str = ""
+
+    def describe(self) -> str:
+        """`Deployment shop/web`."""
+        return f"{self.kind} {self.namespace}/{self.name}"

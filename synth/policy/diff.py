@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from synth.core.model import LabelSelector, NetworkPolicy, PolicySet, PolicyType
 from synth.policy.evaluate import Engine, Verdict
 from synth.policy.manifest import normalised_yaml
 from synth.policy.observed import EndpointRef, Observed, ObservedPair, unobserved_connections
+from synth.policy.ports import NamedPortReport
 from synth.policy.verify import VerifyResult, decisive_reason, judge, verify
 
 __all__ = [
@@ -85,6 +86,7 @@ class DiffResult:
     surface: tuple[Change, ...]
     renamed: tuple[tuple[str, str, str], ...] = ()
     deployed_check: VerifyResult | None = None  # both halves of least privilege for the deployed set
+    named_ports: NamedPortReport = field(default_factory=NamedPortReport)
 
     @property
     def differs(self) -> bool:
@@ -145,9 +147,13 @@ def diff(
     namespaces: Sequence[str],
     renamed: tuple[tuple[str, str, str], ...] = (),
     dns: DnsTarget | None = None,
+    named_ports: NamedPortReport | None = None,
 ) -> DiffResult:
     """Compare the policies of `namespaces` as text and by what they do to the observed traffic, and
-    measure the deployed set by both halves of least privilege (`dns` for the flags of the second)."""
+    measure the deployed set by both halves of least privilege (`dns` for the flags of the second).
+
+    `named_ports` is what `attach_named_ports` resolved on the observed pairs, carried into the result.
+    """
     chosen = tuple(sorted(set(namespaces)))
     deployed_here = PolicySet.of([p for p in deployed.policies if p.namespace in chosen])
     deployed_engine, proposed_engine = Engine(deployed_here), Engine(proposed)
@@ -158,7 +164,8 @@ def diff(
         connectivity=_connectivity(pairs, deployed_engine, proposed_engine),
         surface=_surface(observed.pairs, chosen, deployed_engine, proposed_engine),
         renamed=renamed,
-        deployed_check=verify(observed, deployed_here, chosen, dns),
+        deployed_check=verify(observed, deployed_here, chosen, dns, named_ports),
+        named_ports=named_ports or NamedPortReport(),
     )
 
 

@@ -15,6 +15,7 @@ a pod talking to itself (same namespace/name or same IP) is allowed.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -22,6 +23,7 @@ from typing import Literal
 from synth.core.model import PolicySet
 from synth.policy.matchers import (
     DEFINED_PROTOCOLS,
+    CompiledRule,
     Endpoint,
     Match,
     SelectorCache,
@@ -196,7 +198,9 @@ class Engine:
             f"denied: {pod.describe()} is isolated for {direction} by {', '.join(isolated_by)} and no rule "
             f"allows {traffic.protocol}/{port} {toward} {remote.describe()}"
         )
-        return DirectionDecision(Verdict.DENIED, isolated_by, (), reason)
+        isolating = [(t.ingress if direction == "ingress" else t.egress) or () for t, _ in selecting]
+        note = _named_ports_note([rule for rules in isolating for rule in rules], traffic.dst, direction == "ingress")
+        return DirectionDecision(Verdict.DENIED, isolated_by, (), reason + note)
 
     def _selecting(self, pod: Endpoint, direction: Direction) -> list[tuple[Target, Match]] | Unknown:
         """Policies of the pod's namespace that isolate this direction and (maybe) select the pod."""
@@ -210,6 +214,19 @@ class Engine:
             if match is not False:
                 selecting.append((target, match))
         return selecting
+
+
+def _named_ports_note(rules: Iterable[CompiledRule], dst: Endpoint, own: bool) -> str:
+    """What the port names these rules use are on the destination (` (its named ports: http is
+    TCP/8080)`, or `of pod x/a` when it is the far end), so a denial by a named-port rule says why the
+    port did not match; "" when the rules name no port or the destination's ports are unknown."""
+    names = sorted({p.port for rule in rules for p in rule.ports if isinstance(p.port, str)})
+    if not names or dst.named_ports is None:
+        return ""
+    declared = dst.named_ports
+    parts = [f"{n} is {declared[n][1]}/{declared[n][0]}" if n in declared else f"{n} is not declared" for n in names]
+    whose = "its named ports" if own else f"named ports of {dst.describe()}"
+    return f" ({whose}: {', '.join(parts)})"
 
 
 def _is_loopback(src: Endpoint, dst: Endpoint) -> bool:
@@ -229,6 +246,7 @@ def _end_key(end: Endpoint) -> object:
         labels_key(end.namespace_labels),
         end.ip,
         None if end.named_ports is None else tuple(sorted(end.named_ports.items())),
+        None if end.unresolved_ports is None else tuple(sorted(end.unresolved_ports.items())),
     )
 
 

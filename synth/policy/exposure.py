@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from synth.base.config import DnsTarget
@@ -31,6 +31,7 @@ from synth.core.model import PolicySet
 from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import EndpointRef, ObservedPair, unobserved_connections
+from synth.policy.ports import policy_port_names
 
 __all__ = ["ANYTHING", "Allowance", "Flag", "unobserved_allowances"]
 
@@ -152,7 +153,7 @@ def _all_candidates(
         yield unobserved.src, unobserved.dst, unobserved.traffic, unobserved.src_workload, unobserved.dst_workload
     wanted = set(namespaces)
     workloads = _workloads(pairs)
-    ports = sorted(_rule_ports(policies) | {("TCP", probe_port), ("UDP", probe_port)})
+    ports = sorted(_rule_ports(policies, pairs) | {("TCP", probe_port), ("UDP", probe_port)})
     for (src, src_workload), src_end in workloads.items():
         for (dst, dst_workload), dst_end in workloads.items():
             if wanted and not {src.namespace, dst.namespace} & wanted:
@@ -163,15 +164,29 @@ def _all_candidates(
     yield from _world_candidates(pairs, policies, touching, ports)
 
 
-def _rule_ports(policies: PolicySet) -> set[tuple[str, int]]:
-    """The numeric ports the rules name (both ends of a range)."""
+def _rule_ports(policies: PolicySet, pairs: Sequence[ObservedPair]) -> set[tuple[str, int]]:
+    """The numeric ports the rules name (both ends of a range), and those their named ports resolve to."""
     named: set[tuple[str, int]] = set()
     for policy in policies.policies:
         for rule in (*policy.ingress, *policy.egress):
             for spec in rule.ports:
                 if isinstance(spec.port, int) and spec.protocol in DEFINED_PROTOCOLS:
                     named |= {(spec.protocol, spec.port), (spec.protocol, spec.end_port or spec.port)}
-    return named
+    return named | _named_port_numbers(policies, pairs)
+
+
+def _named_port_numbers(policies: PolicySet, pairs: Sequence[ObservedPair]) -> set[tuple[str, int]]:
+    """(protocol, number) of the container ports the rules name, on the observed pods that declare them."""
+    names = policy_port_names(policies)
+    found: set[tuple[str, int]] = set()
+    if not names:
+        return found
+    for pair in pairs:
+        for end in (pair.traffic.src, pair.traffic.dst):
+            for name in names & set(end.named_ports or ()):
+                number, protocol = (end.named_ports or {})[name]
+                found.add((protocol, number))
+    return found
 
 
 def _workloads(pairs: Sequence[ObservedPair]) -> dict[tuple[EndpointRef, str], Endpoint]:
@@ -181,15 +196,15 @@ def _workloads(pairs: Sequence[ObservedPair]) -> dict[tuple[EndpointRef, str], E
         for ref, workload, end in ((pair.src, pair.src_workload, pair.traffic.src),
                                    (pair.dst, pair.dst_workload, pair.traffic.dst)):  # fmt: skip
             if ref.kind == "pod" and end.labels is not None:
-                found.setdefault((ref, workload), Endpoint(
-                    "pod", namespace=end.namespace, labels=end.labels, namespace_labels=end.namespace_labels
-                ))  # fmt: skip
+                # Its labels and container ports (for named-port rules), not one pod's name and address.
+                found.setdefault((ref, workload), replace(end, ip=None, name=None))
     return dict(sorted(found.items(), key=lambda item: (*item[0][0].order, item[0][1])))
 
 
 def _unnamed_port(pairs: Sequence[ObservedPair], policies: PolicySet) -> int:
     """The lowest port that no observed flow reached and no rule names: a probe for rules without ports."""
     named: set[int] = {p.traffic.port for p in pairs if p.traffic.port is not None}
+    named |= {number for _, number in _named_port_numbers(policies, pairs)}
     ranges: list[tuple[int, int]] = []
     for policy in policies.policies:
         for rule in (*policy.ingress, *policy.egress):

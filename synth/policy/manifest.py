@@ -10,9 +10,8 @@ diffs compare, the same whether a policy came from a file, a cluster or synth.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
@@ -25,9 +24,20 @@ from synth.core.model import (
     Peer,
     PolicyType,
     PortSpec,
-    Protocol,
     Requirement,
     Rule,
+)
+from synth.policy.fields import (
+    PROTOCOLS,
+    Where,
+    check_keys,
+    check_label_key,
+    check_label_value,
+    describe,
+    is_port_name,
+    list_field,
+    mapping_field,
+    string_map,
 )
 
 __all__ = ["API_VERSION", "normalised_yaml", "policy_from_object", "policy_to_manifest"]
@@ -36,27 +46,10 @@ API_VERSION = "networking.k8s.io/v1"
 
 # --- converting one object -------------------------------------------------------------------------
 
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _OPERATORS: tuple[Operator, ...] = ("In", "NotIn", "Exists", "DoesNotExist")
-_PROTOCOLS: tuple[Protocol, ...] = ("TCP", "UDP", "SCTP")
 _POLICY_TYPES: tuple[PolicyType, ...] = ("Ingress", "Egress")
 # Written by `kubectl apply`, not part of the policy: dropped so text diffs show only real change.
 _BOOKKEEPING = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-
-
-class _Where:
-    """Formats `origin (namespace/name): field.path: problem` errors for one object."""
-
-    __slots__ = ("ident", "origin")
-
-    def __init__(self, origin: str, ident: str) -> None:
-        self.origin = origin
-        self.ident = ident
-
-    def fail(self, path: str, problem: str) -> NoReturn:
-        raise PolicyError(f"{self.origin} ({self.ident}): {path}: {problem}")
 
 
 def policy_from_object(obj: Mapping[str, Any], origin: str, default_namespace: str = "default") -> NetworkPolicy:
@@ -73,9 +66,9 @@ def policy_from_object(obj: Mapping[str, Any], origin: str, default_namespace: s
         raise PolicyError(f"{origin}: metadata.name: required")
     if not isinstance(namespace, str):
         raise PolicyError(f"{origin} ({name}): metadata.namespace: must be a string")
-    w = _Where(origin, f"{namespace}/{name}")
-    spec = _mapping(obj.get("spec"), "spec", w)
-    _check_keys(spec, ("podSelector", "policyTypes", "ingress", "egress"), "spec", w)
+    w = Where(origin, f"{namespace}/{name}")
+    spec = mapping_field(obj.get("spec"), "spec", w)
+    check_keys(spec, ("podSelector", "policyTypes", "ingress", "egress"), "spec", w)
     egress = _rules(spec.get("egress"), "spec.egress", "to", w)
     return NetworkPolicy(
         name=name,
@@ -84,52 +77,18 @@ def policy_from_object(obj: Mapping[str, Any], origin: str, default_namespace: s
         policy_types=_policy_types(spec.get("policyTypes"), bool(egress), w),
         ingress=_rules(spec.get("ingress"), "spec.ingress", "from", w),
         egress=egress,
-        labels=_string_map(meta.get("labels"), "metadata.labels", w),
+        labels=string_map(meta.get("labels"), "metadata.labels", w),
         annotations=tuple(
             item
-            for item in _string_map(meta.get("annotations"), "metadata.annotations", w)
+            for item in string_map(meta.get("annotations"), "metadata.annotations", w)
             if item[0] not in _BOOKKEEPING
         ),
         origin=origin,
     )
 
 
-def _mapping(value: object, path: str, w: _Where) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        w.fail(path, f"must be a mapping, got {_describe(value)}")
-    return value
-
-
-def _list(value: object, path: str, w: _Where) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        w.fail(path, f"must be a list, got {_describe(value)}")
-    return value
-
-
-def _describe(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _check_keys(value: Mapping[str, Any], allowed: tuple[str, ...], path: str, w: _Where) -> None:
-    for key in sorted(map(str, value)):
-        if key not in allowed:
-            w.fail(f"{path}.{key}", f"unknown field (expected {', '.join(allowed)})")
-
-
-def _string_map(value: object, path: str, w: _Where) -> tuple[tuple[str, str], ...]:
-    items = _mapping(value, path, w)
-    for key, item in items.items():
-        if not isinstance(item, str):
-            w.fail(f"{path}.{key}", f"value must be a string, got {_describe(item)} (quote it)")
-    return tuple(sorted((str(k), str(v)) for k, v in items.items()))
-
-
-def _policy_types(value: object, has_egress: bool, w: _Where) -> tuple[PolicyType, ...]:
-    given = _list(value, "spec.policyTypes", w)
+def _policy_types(value: object, has_egress: bool, w: Where) -> tuple[PolicyType, ...]:
+    given = list_field(value, "spec.policyTypes", w)
     if not given:
         return ("Ingress", "Egress") if has_egress else ("Ingress",)
     for i, item in enumerate(given):
@@ -140,16 +99,16 @@ def _policy_types(value: object, has_egress: bool, w: _Where) -> tuple[PolicyTyp
     return tuple(t for t in _POLICY_TYPES if t in given)
 
 
-def _selector(value: object, path: str, w: _Where) -> LabelSelector:
-    body = _mapping(value, path, w)
-    _check_keys(body, ("matchLabels", "matchExpressions"), path, w)
-    labels = _mapping(body.get("matchLabels"), f"{path}.matchLabels", w)
+def _selector(value: object, path: str, w: Where) -> LabelSelector:
+    body = mapping_field(value, path, w)
+    check_keys(body, ("matchLabels", "matchExpressions"), path, w)
+    labels = mapping_field(body.get("matchLabels"), f"{path}.matchLabels", w)
     for key, label in labels.items():
-        _label_key(key, f"{path}.matchLabels", w)
-        _label_value(label, f"{path}.matchLabels.{key}", w)
+        check_label_key(key, f"{path}.matchLabels", w)
+        check_label_value(label, f"{path}.matchLabels.{key}", w)
     requirements = [
         _requirement(item, f"{path}.matchExpressions[{i}]", w)
-        for i, item in enumerate(_list(body.get("matchExpressions"), f"{path}.matchExpressions", w))
+        for i, item in enumerate(list_field(body.get("matchExpressions"), f"{path}.matchExpressions", w))
     ]
     return LabelSelector(
         match_labels=tuple(sorted(labels.items())),
@@ -157,17 +116,17 @@ def _selector(value: object, path: str, w: _Where) -> LabelSelector:
     )
 
 
-def _requirement(value: object, path: str, w: _Where) -> Requirement:
-    body = _mapping(value, path, w)
-    _check_keys(body, ("key", "operator", "values"), path, w)
+def _requirement(value: object, path: str, w: Where) -> Requirement:
+    body = mapping_field(value, path, w)
+    check_keys(body, ("key", "operator", "values"), path, w)
     key = body.get("key")
-    _label_key(key, f"{path}.key", w)
+    check_label_key(key, f"{path}.key", w)
     operator = body.get("operator")
     if operator not in _OPERATORS:
         w.fail(f"{path}.operator", f"unknown operator {operator!r} (use In, NotIn, Exists or DoesNotExist)")
-    values = _list(body.get("values"), f"{path}.values", w)
+    values = list_field(body.get("values"), f"{path}.values", w)
     for i, item in enumerate(values):
-        _label_value(item, f"{path}.values[{i}]", w)
+        check_label_value(item, f"{path}.values[{i}]", w)
     if operator in ("In", "NotIn") and not values:
         w.fail(f"{path}.values", f"must be non-empty when operator is {operator}")
     if operator in ("Exists", "DoesNotExist") and values:
@@ -175,33 +134,15 @@ def _requirement(value: object, path: str, w: _Where) -> Requirement:
     return Requirement(key=str(key), operator=operator, values=tuple(sorted(set(values))))
 
 
-def _label_key(key: object, path: str, w: _Where) -> None:
-    if not isinstance(key, str):
-        w.fail(path, f"label key must be a string, got {_describe(key)}")
-    prefix, slash, name = key.rpartition("/")
-    valid = bool(name) and len(name) <= 63 and _LABEL_NAME.fullmatch(name) is not None
-    if slash:
-        valid = valid and 0 < len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix) is not None
-    if not valid:
-        w.fail(path, f"{key!r} is not a valid label key")
-
-
-def _label_value(value: object, path: str, w: _Where) -> None:
-    if not isinstance(value, str):
-        w.fail(path, f"label value must be a string, got {_describe(value)} (quote it)")
-    if len(value) > 63 or (value and _LABEL_NAME.fullmatch(value) is None):
-        w.fail(path, f"{value!r} is not a valid label value")
-
-
-def _rules(value: object, path: str, peer_field: str, w: _Where) -> tuple[Rule, ...]:
+def _rules(value: object, path: str, peer_field: str, w: Where) -> tuple[Rule, ...]:
     rules = []
-    for i, item in enumerate(_list(value, path, w)):
+    for i, item in enumerate(list_field(value, path, w)):
         rule_path = f"{path}[{i}]"
-        body = _mapping(item, rule_path, w)
-        _check_keys(body, (peer_field, "ports"), rule_path, w)
+        body = mapping_field(item, rule_path, w)
+        check_keys(body, (peer_field, "ports"), rule_path, w)
         peers_path, ports_path = f"{rule_path}.{peer_field}", f"{rule_path}.ports"
-        peers = _list(body.get(peer_field), peers_path, w)
-        ports = _list(body.get("ports"), ports_path, w)
+        peers = list_field(body.get(peer_field), peers_path, w)
+        ports = list_field(body.get("ports"), ports_path, w)
         rules.append(
             Rule(
                 peers=tuple(_peer(p, f"{peers_path}[{j}]", w) for j, p in enumerate(peers)),
@@ -211,9 +152,9 @@ def _rules(value: object, path: str, peer_field: str, w: _Where) -> tuple[Rule, 
     return tuple(rules)
 
 
-def _peer(value: object, path: str, w: _Where) -> Peer:
-    body = _mapping(value, path, w)
-    _check_keys(body, ("podSelector", "namespaceSelector", "ipBlock"), path, w)
+def _peer(value: object, path: str, w: Where) -> Peer:
+    body = mapping_field(value, path, w)
+    check_keys(body, ("podSelector", "namespaceSelector", "ipBlock"), path, w)
     present = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if body.get(k) is not None]
     if not present:
         w.fail(path, "a peer needs podSelector, namespaceSelector or ipBlock")
@@ -228,12 +169,12 @@ def _peer(value: object, path: str, w: _Where) -> Peer:
     )
 
 
-def _ip_block(value: object, path: str, w: _Where) -> IPBlock:
-    body = _mapping(value, path, w)
-    _check_keys(body, ("cidr", "except"), path, w)
+def _ip_block(value: object, path: str, w: Where) -> IPBlock:
+    body = mapping_field(value, path, w)
+    check_keys(body, ("cidr", "except"), path, w)
     cidr = body.get("cidr")
     network = _network(cidr, f"{path}.cidr", w)
-    excepts = _list(body.get("except"), f"{path}.except", w)
+    excepts = list_field(body.get("except"), f"{path}.except", w)
     for i, item in enumerate(excepts):
         item_path = f"{path}.except[{i}]"
         hole = _network(item, item_path, w)
@@ -246,7 +187,7 @@ def _ip_block(value: object, path: str, w: _Where) -> IPBlock:
     return IPBlock(cidr=str(cidr), except_=tuple(str(e) for e in excepts))
 
 
-def _network(value: object, path: str, w: _Where) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _network(value: object, path: str, w: Where) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if value is None:
         w.fail(path, "required")
     if not isinstance(value, str) or "/" not in value:
@@ -257,23 +198,23 @@ def _network(value: object, path: str, w: _Where) -> ipaddress.IPv4Network | ipa
         w.fail(path, f"{value!r} is not a valid CIDR")
 
 
-def _port(value: object, path: str, w: _Where) -> PortSpec:
-    body = _mapping(value, path, w)
-    _check_keys(body, ("protocol", "port", "endPort"), path, w)
+def _port(value: object, path: str, w: Where) -> PortSpec:
+    body = mapping_field(value, path, w)
+    check_keys(body, ("protocol", "port", "endPort"), path, w)
     protocol = body.get("protocol") or "TCP"
-    if protocol not in _PROTOCOLS:
+    if protocol not in PROTOCOLS:
         w.fail(f"{path}.protocol", f"unknown protocol {protocol!r} (use TCP, UDP or SCTP)")
     port = body.get("port")
     if isinstance(port, bool) or not isinstance(port, int | str | None):
-        w.fail(f"{path}.port", f"must be a number or a port name, got {_describe(port)}")
+        w.fail(f"{path}.port", f"must be a number or a port name, got {describe(port)}")
     if isinstance(port, int) and not 1 <= port <= 65535:
         w.fail(f"{path}.port", f"{port} is not between 1 and 65535")
-    if isinstance(port, str) and not _is_port_name(port):
+    if isinstance(port, str) and not is_port_name(port):
         w.fail(f"{path}.port", f"{port!r} is not a valid port name (a number must not be quoted)")
     end_port = body.get("endPort")
     if end_port is not None:
         if isinstance(end_port, bool) or not isinstance(end_port, int):
-            w.fail(f"{path}.endPort", f"must be a number, got {_describe(end_port)}")
+            w.fail(f"{path}.endPort", f"must be a number, got {describe(end_port)}")
         if not isinstance(port, int):
             named = f", not the named port {port!r}" if port is not None else ""
             w.fail(f"{path}.endPort", f"needs a numeric port{named}")
@@ -282,16 +223,6 @@ def _port(value: object, path: str, w: _Where) -> PortSpec:
         if end_port > 65535:
             w.fail(f"{path}.endPort", f"{end_port} is not between 1 and 65535")
     return PortSpec(protocol=protocol, port=port, end_port=end_port)
-
-
-def _is_port_name(name: str) -> bool:
-    """IANA_SVC_NAME: at most 15 of [a-z0-9-], at least one letter, no leading/trailing/double `-`."""
-    return (
-        len(name) <= 15
-        and _PORT_NAME.fullmatch(name) is not None
-        and "--" not in name
-        and any(c.isalpha() for c in name)
-    )
 
 
 # --- normalised manifest ---------------------------------------------------------------------------

@@ -81,7 +81,9 @@ class Endpoint:
     `kube-apiserver`, `unknown`, ... Only pods are matched by selectors and only pods are isolated.
     `labels` None means the pod's labels are unknown; `namespace_labels` None with a known
     namespace is taken as `{kubernetes.io/metadata.name: namespace}`. `named_ports` maps container
-    port names to (number, protocol) for named-port rules on this end as destination.
+    port names to (number, protocol) for named-port rules on this end as destination (None: the
+    container ports are unknown; a name not in it is declared by no container); `unresolved_ports`
+    maps the names that could not be resolved (workloads that disagree) to why.
     `name` is optional and only used for reasons and for recognising a pod talking to itself.
     """
 
@@ -92,6 +94,7 @@ class Endpoint:
     ip: str | None = None
     named_ports: Mapping[str, tuple[int, str]] | None = None
     name: str | None = None
+    unresolved_ports: Mapping[str, str] | None = None
 
     @property
     def is_pod(self) -> bool:
@@ -242,6 +245,9 @@ class PortMatcher:
         dst = traffic.dst
         if not dst.is_pod:
             return Unknown("whether the destination is a pod is unknown") if dst.kind == "unknown" else False
+        why = (dst.unresolved_ports or {}).get(self.port)
+        if why is not None:
+            return Unknown(f"named port {self.port!r} of {dst.describe()} unresolved: {why}")
         if dst.named_ports is None:
             return Unknown(f"named port {self.port!r}: container ports of {dst.describe()} unknown")
         declared = dst.named_ports.get(self.port)

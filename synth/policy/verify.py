@@ -5,7 +5,8 @@ as edges are, with counts, first and last seen, and the engine's reasons. Real t
 denied fails verification; attempts that were dropped when recorded are reported apart.
 
 What the engine cannot judge is counted and listed, never passed silently: protocols NetworkPolicy
-does not define (ICMP), pods whose labels are unknown, named ports without container ports, and
+does not define (ICMP), pods whose labels are unknown, named ports no workload resolves
+(`synth.policy.ports`: none describes the pod, or those that do disagree), and
 traffic whose other end is a node or of unknown identity (whether NetworkPolicy applies to it
 depends on the CNI; ingress from the pod's own node is always allowed and is judged as such).
 """
@@ -25,6 +26,7 @@ from synth.policy.evaluate import Decision, DirectionDecision, Engine, Verdict
 from synth.policy.exposure import Allowance, unobserved_allowances
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import NODE_KINDS, EndpointRef, Observed, ObservedPair
+from synth.policy.ports import NamedPortReport
 
 __all__ = [
     "EdgeOutcome",
@@ -84,6 +86,7 @@ class VerifyResult:
     attempts_denied: tuple[EdgeOutcome, ...] = ()
     excluded: tuple[tuple[str, int], ...] = ()
     unobserved: tuple[Allowance, ...] = ()
+    named_ports: NamedPortReport = field(default_factory=NamedPortReport)
 
     @property
     def over_permissive(self) -> tuple[Allowance, ...]:
@@ -137,11 +140,16 @@ class _Group:
 
 
 def verify(
-    observed: Observed, policies: PolicySet, namespaces: Sequence[str] | None = None, dns: DnsTarget | None = None
+    observed: Observed,
+    policies: PolicySet,
+    namespaces: Sequence[str] | None = None,
+    dns: DnsTarget | None = None,
+    named_ports: NamedPortReport | None = None,
 ) -> VerifyResult:
     """Both halves of least privilege over the observed pairs (touching `namespaces`, or all): which
     observed flows the policies deny, and which connections among the recording's workloads and
-    addresses they allow that no flow used (`dns` says where cluster DNS lives, for the flags)."""
+    addresses they allow that no flow used (`dns` says where cluster DNS lives, for the flags).
+    `named_ports` is what `attach_named_ports` resolved on these pairs, carried into the result."""
     engine = Engine(policies)
     chosen = tuple(sorted(set(namespaces))) if namespaces else ()
     denied: dict[Any, _Group] = {}
@@ -181,6 +189,7 @@ def verify(
         attempts_denied=_outcomes(attempts_denied),
         excluded=(("replies", stats.replies), ("datapath drops", stats.datapath_drops), ("other", stats.unjudged)),
         unobserved=unobserved_allowances(observed.pairs, policies, engine, chosen, dns or DnsTarget()),
+        named_ports=named_ports or NamedPortReport(),
     )
 
 

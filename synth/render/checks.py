@@ -13,10 +13,11 @@ from synth.base.text import ascii_text, plural
 from synth.policy.diff import CHANGES, Change, DiffResult
 from synth.policy.exposure import Allowance
 from synth.policy.observed import EndpointRef
+from synth.policy.ports import NamedPortReport
 from synth.policy.verify import EdgeOutcome, VerifyResult
 
-__all__ = ["diff_json", "diff_markdown", "diff_summary", "diff_text", "render_diff", "render_verify", "verify_json",
-           "verify_text"]
+__all__ = ["diff_json", "diff_markdown", "diff_summary", "diff_text", "named_ports_text", "render_diff",
+           "render_verify", "verify_json", "verify_text"]
 
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -32,6 +33,37 @@ def render_diff(result: DiffResult, output: str) -> str:
 
 
 # --- verify --------------------------------------------------------------------------------------------
+
+_SOURCE_WORDS = {"manifests": "workload manifests", "cluster": "the cluster's pods"}
+
+
+def named_ports_text(report: NamedPortReport) -> str:
+    """What resolving named ports did, in one line; "" when no workload described a destination.
+
+    `named ports (per destination pod and port name the rules use): 3 resolved from workload manifests;
+    1 left unresolved (the workloads that match the pod disagree)`.
+    """
+    if not (report.resolved_total or report.undeclared or report.conflicting):
+        return ""
+    resolved = [f"{n:,} from {_SOURCE_WORDS.get(source, source)}" for source, n in report.resolved]
+    parts = [f"{resolved[0].replace(' from ', ' resolved from ', 1)}{''.join(', ' + r for r in resolved[1:])}"
+             if resolved else "0 resolved"]  # fmt: skip
+    if report.undeclared:
+        parts.append(f"{report.undeclared:,} not declared by the pod")
+    if report.conflicting:
+        parts.append(f"{report.conflicting:,} left unresolved (the workloads that match the pod disagree)")
+    if report.unknown:
+        parts.append(f"{report.unknown:,} on pods no workload describes")
+    return f"named ports (per destination pod and port name the rules use): {'; '.join(parts)}"
+
+
+def _named_ports_json(report: NamedPortReport) -> dict[str, Any]:
+    return {
+        "resolved": dict(report.resolved),
+        "undeclared": report.undeclared,
+        "conflicting": report.conflicting,
+        "unknown": report.unknown,
+    }
 
 
 
@@ -55,6 +87,9 @@ def verify_text(result: VerifyResult) -> str:
         f"replayed {result.flows:,} observed request flows ({scope}) through {result.policies} policies: "
         f"{result.allowed_flows:,} allowed, {result.denied_flows:,} denied, {result.unjudged_flows:,} unjudged"
     ]
+    named = named_ports_text(result.named_ports)
+    if named:
+        lines.append(named)
     if result.denied:
         lines.append(f"DENIED: {len(result.denied)} edges, {result.denied_flows:,} flows")
         for edge in result.denied:
@@ -153,6 +188,7 @@ def verify_json(result: VerifyResult) -> str:
         "excluded": dict(result.excluded),
         "allowed_unobserved": [_allowance_json(a) for a in result.over_permissive],
         "allowed_unobserved_flagged": [_allowance_json(a) for a in result.unobserved if a.flag],
+        "named_ports": _named_ports_json(result.named_ports),
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
@@ -190,6 +226,9 @@ def diff_text(result: DiffResult) -> str:
     lines = [diff_summary(result)]
     for namespace, old, new in result.renamed:
         lines.append(f"kept the deployed name {namespace}/{new} for the proposed {old}")
+    named = named_ports_text(result.named_ports)
+    if named:
+        lines.append(f"deployed {named}")
     body = "".join(o.text for o in result.objects if o.text)
     text = "\n".join(lines) + "\n" + ascii_text(body, keep_newlines=True)
     out = ["", "connectivity of observed traffic:"]
@@ -215,6 +254,9 @@ def diff_markdown(result: DiffResult, surface_limit: int = 50) -> str:
     out = [f"### NetworkPolicy changes in {', '.join(result.namespaces)}", ""]
     out += ["| changed | added | removed | unchanged |", "|---:|---:|---:|---:|"]
     out += [f"| {objects['changed']} | {objects['added']} | {objects['removed']} | {objects['unchanged']} |", ""]
+    named = named_ports_text(result.named_ports)
+    if named:
+        out += [f"Deployed {_cell(named)}.", ""]
     for obj in (o for o in result.objects if o.text):
         out += [f"<details><summary>{obj.status}: {_cell(f'{obj.namespace}/{obj.name}')}</summary>", ""]
         body = ascii_text(obj.text, keep_newlines=True).rstrip("\n").replace("```", "'''")
@@ -270,5 +312,6 @@ def diff_json(result: DiffResult) -> str:
         "renamed": [{"namespace": ns, "proposed": old, "deployed": new} for ns, old, new in result.renamed],
         "connectivity": [_change_json(c) for c in result.connectivity],
         "surface": [_change_json(c) for c in result.surface],
+        "named_ports": _named_ports_json(result.named_ports),
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"

@@ -26,6 +26,7 @@ from synth.core.synthesize import Synthesis
 from synth.policy.diff import DiffResult
 from synth.policy.observed import EndpointRef
 from synth.policy.verify import VerifyResult
+from synth.render.checks import named_ports_text
 from synth.render.graph import Graph, dependency_graph
 from synth.render.naming import Naming, WorkloadRules, ports_text, workload_rules
 from synth.render.risks import Risk, RiskThresholds, risks
@@ -141,6 +142,7 @@ class Traffic:
     surface: tuple[SurfacePath, ...]
     surface_total: int
     isolation: tuple[Isolation, ...]
+    named_ports: str = ""  # what resolving the deployed policies' named ports did, "" when nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +314,7 @@ def _traffic(
         surface=surface,
         surface_total=len(diff.surface),
         isolation=(),
+        named_ports=named_ports_text(diff.named_ports),
     )
 
 

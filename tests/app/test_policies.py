@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import io
-import json
 import socket
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 import pytest
 from conftest import FIXTURES as ALL_FIXTURES
+from kubeapi import FakeAPIServer, api_pod, kubeconfig, serving
 
 from synth.app.deployed import LoadResult, SkippedObject, load_cluster, load_policies
 from synth.base.errors import InputError, PolicyError
-from synth.core.model import IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Requirement, Rule
+from synth.core.model import (
+    ContainerPort,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    PolicySet,
+    PortSpec,
+    Requirement,
+    Rule,
+    Workload,
+)
 from synth.policy.manifest import normalised_yaml, policy_from_object, policy_to_manifest
 
 FIXTURES = ALL_FIXTURES / "policies"
@@ -68,13 +76,14 @@ def test_multi_document_counts_skips() -> None:
     name = str(GOOD / "multi.yaml")
     assert result.skipped == (
         SkippedObject("Service", "v1", "api", f"{name}#1"),
-        SkippedObject("Deployment", "apps/v1", "api", f"{name}#4"),
         SkippedObject("NetworkPolicy", "crd.projectcalico.org/v1", "calico-one", f"{name}#5"),
     )
-    assert result.skipped_by_kind() == (
-        ("apps/v1/Deployment", 1),
-        ("crd.projectcalico.org/v1/NetworkPolicy", 1),
-        ("v1/Service", 1),
+    assert result.skipped_by_kind() == (("crd.projectcalico.org/v1/NetworkPolicy", 1), ("v1/Service", 1))
+    # A Deployment is read for its named ports; this one has no pod template (a patch, say).
+    assert result.workloads == ()
+    assert result.warnings == (
+        f"{name}#4 (Deployment payments/api): no pod labels (no pod template?), so no pod can be matched to it: "
+        "its named ports are not used",
     )
     assert by_name(result, "egress-only").policy_types == ("Egress",)
     assert by_name(result, "egress-only").egress == ()
@@ -380,116 +389,106 @@ def _api_item(name: str, namespace: str, uid: str) -> dict[str, Any]:
     }
 
 
-class _FakeAPIServer(BaseHTTPRequestHandler):
-    """Serves NetworkPolicyLists in two pages (one item each) via `limit`/`continue`."""
-
-    requests: ClassVar[list[tuple[str, dict[str, list[str]], str]]] = []
-    status: ClassVar[int] = 200
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        type(self).requests.append((url.path, query, self.headers.get("Authorization", "")))
-        if self.status != 200:
-            self._send(self.status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": self.status})
-            return
-        if url.path == "/apis/networking.k8s.io/v1/networkpolicies":
-            items = [_api_item("api", "payments", "u1"), _api_item("web", "shop", "u2")]
-        elif url.path == "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies":
-            items = [_api_item("web", "shop", "u2"), _api_item("db", "shop", "u3")]
-        else:
-            self._send(404, {"kind": "Status", "code": 404})
-            return
-        second = query.get("continue") == ["page-2"]
-        metadata: dict[str, Any] = {"resourceVersion": "4712"}
-        if not second:  # the last page has no continue token
-            metadata["continue"] = "page-2"
-        page = {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicyList",
-            "metadata": metadata,
-            "items": [items[1]] if second else [items[0]],
-        }
-        self._send(200, page)
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        del format, args
+NETWORKPOLICIES = "/apis/networking.k8s.io/v1/networkpolicies"
+SHOP_NETWORKPOLICIES = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"
 
 
 @pytest.fixture
-def api_server() -> Iterator[str]:
-    _FakeAPIServer.requests = []
-    _FakeAPIServer.status = 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeAPIServer)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def _kubeconfig(tmp_path: Path, server: str) -> str:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {{server: "{server}"}}
-users:
-- name: test
-  user: {{token: secret-token}}
-contexts:
-- name: test
-  context: {{cluster: test, user: test}}
-current-context: test
-"""
+def api_server() -> Iterator[FakeAPIServer]:
+    """NetworkPolicyLists of all namespaces and of `shop`, two pages each."""
+    fake = FakeAPIServer(
+        collections={
+            NETWORKPOLICIES: [_api_item("api", "payments", "u1"), _api_item("web", "shop", "u2")],
+            SHOP_NETWORKPOLICIES: [_api_item("web", "shop", "u2"), _api_item("db", "shop", "u3")],
+        }
     )
-    return str(path)
+    with serving(fake):
+        yield fake
 
 
-def test_cluster_all_namespaces_two_pages(tmp_path: Path, api_server: str) -> None:
-    result = load_cluster(_kubeconfig(tmp_path, api_server), context="test", namespaces=None)
+def test_cluster_all_namespaces_two_pages(tmp_path: Path, api_server: FakeAPIServer) -> None:
+    result = load_cluster(kubeconfig(tmp_path, api_server.url), context="test", namespaces=None)
     assert keys(result) == [("payments", "api"), ("shop", "web")]
     assert result.documents == 2
     api = by_name(result, "api")
-    assert api.origin == f"{api_server}/apis/networking.k8s.io/v1/namespaces/payments/networkpolicies/api"
+    assert api.origin == f"{api_server.url}/apis/networking.k8s.io/v1/namespaces/payments/networkpolicies/api"
     assert api.policy_types == ("Ingress",)
     assert api.ingress == (Rule(peers=(Peer(pod_selector=LabelSelector()),), ports=(PortSpec("TCP", 8080),)),)
-    paths = [(path, query.get("continue"), query.get("limit")) for path, query, _ in _FakeAPIServer.requests]
-    assert paths == [
-        ("/apis/networking.k8s.io/v1/networkpolicies", None, ["500"]),
-        ("/apis/networking.k8s.io/v1/networkpolicies", ["page-2"], ["500"]),
-    ]
-    assert all(auth == "Bearer secret-token" for _, _, auth in _FakeAPIServer.requests)
+    # no policy names a port: the pods are not listed
+    assert api_server.paths() == [(NETWORKPOLICIES, None, ["500"]), (NETWORKPOLICIES, ["page-2"], ["500"])]
+    assert all(auth == "Bearer secret-token" for _, _, auth in api_server.requests)
 
 
-def test_cluster_per_namespace(tmp_path: Path, api_server: str) -> None:
-    result = load_cluster(_kubeconfig(tmp_path, api_server), None, namespaces=["shop"])
+def test_cluster_per_namespace(tmp_path: Path, api_server: FakeAPIServer) -> None:
+    result = load_cluster(kubeconfig(tmp_path, api_server.url), None, namespaces=["shop"])
     assert keys(result) == [("shop", "db"), ("shop", "web")]
-    assert {path for path, _, _ in _FakeAPIServer.requests} == {
-        "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"
-    }
+    assert {path for path, _, _ in api_server.paths()} == {SHOP_NETWORKPOLICIES}
 
 
-def test_cluster_forbidden_gives_a_hint(tmp_path: Path, api_server: str) -> None:
-    _FakeAPIServer.status = 403
+def test_cluster_forbidden_gives_a_hint(tmp_path: Path, api_server: FakeAPIServer) -> None:
+    api_server.status["*"] = 403
     with pytest.raises(InputError) as e:
-        load_cluster(_kubeconfig(tmp_path, api_server), None, None)
+        load_cluster(kubeconfig(tmp_path, api_server.url), None, None)
     assert str(e.value) == (
-        f"{api_server}: listing NetworkPolicies failed: HTTP 403 Forbidden; the credentials need `list` on "
+        f"{api_server.url}: listing NetworkPolicies failed: HTTP 403 Forbidden; the credentials need `list` on "
         "networkpolicies.networking.k8s.io (try `kubectl auth can-i list networkpolicies -A`)"
+    )
+
+
+PODS = "/api/v1/pods"
+SHOP_PODS = "/api/v1/namespaces/shop/pods"
+
+
+def _name_the_port(item: dict[str, Any]) -> dict[str, Any]:
+    item["spec"]["ingress"][0]["ports"] = [{"port": "http"}]
+    return item
+
+
+def test_cluster_pods_are_listed_when_a_policy_names_a_port(tmp_path: Path, api_server: FakeAPIServer) -> None:
+    _name_the_port(api_server.collections[NETWORKPOLICIES][0])
+    api_server.collections[PODS] = [
+        api_pod("api-7d4b9c-x7k2p", "payments", {"app": "api", "pod-template-hash": "7d4b9c"},
+                [{"name": "http", "containerPort": 8080}, {"containerPort": 8081}],
+                init_ports=[{"name": "metrics", "containerPort": 9090}]),
+        api_pod("web-5f6c7d-q9z4m", "shop", {"app": "web"}, [{"name": "http", "containerPort": 80}]),
+        api_pod("static-node-1", "shop", {}, [{"name": "http", "containerPort": 81}]),  # no labels: no match
+    ]  # fmt: skip
+    result = load_cluster(kubeconfig(tmp_path, api_server.url), None, None)
+    assert [p.key for p in result.policies.policies] == [("payments", "api"), ("shop", "web")]
+    assert result.workloads == (
+        Workload("Pod", "payments", "api-7d4b9c-x7k2p", (("app", "api"), ("pod-template-hash", "7d4b9c")),
+                 (ContainerPort("http", 8080), ContainerPort("metrics", 9090)), "cluster",
+                 f"{api_server.url}/api/v1/namespaces/payments/pods/api-7d4b9c-x7k2p"),
+        Workload("Pod", "shop", "web-5f6c7d-q9z4m", (("app", "web"),), (ContainerPort("http", 80),), "cluster",
+                 f"{api_server.url}/api/v1/namespaces/shop/pods/web-5f6c7d-q9z4m"),
+    )  # fmt: skip
+    assert result.warnings == () and result.documents == 2
+    assert api_server.paths() == [
+        (NETWORKPOLICIES, None, ["500"]),
+        (NETWORKPOLICIES, ["page-2"], ["500"]),
+        (PODS, None, ["500"]),
+        (PODS, ["page-2"], ["500"]),
+        (PODS, ["page-3"], ["500"]),
+    ]
+
+
+def test_cluster_pods_of_the_namespaces_asked_for(tmp_path: Path, api_server: FakeAPIServer) -> None:
+    _name_the_port(api_server.collections[SHOP_NETWORKPOLICIES][1])
+    db = api_pod("db-0", "shop", {"app": "db"}, [{"name": "pg", "containerPort": 5432}])
+    api_server.collections[SHOP_PODS] = [db]
+    result = load_cluster(kubeconfig(tmp_path, api_server.url), None, ["shop"])
+    assert [w.describe() for w in result.workloads] == ["Pod shop/db-0"]
+    assert [path for path, _, _ in api_server.paths()] == [SHOP_NETWORKPOLICIES, SHOP_NETWORKPOLICIES, SHOP_PODS]
+
+
+def test_cluster_pods_forbidden_leaves_named_ports_unresolved(tmp_path: Path, api_server: FakeAPIServer) -> None:
+    _name_the_port(api_server.collections[NETWORKPOLICIES][1])
+    api_server.status[PODS] = 403
+    result = load_cluster(kubeconfig(tmp_path, api_server.url), None, None)
+    assert result.loaded == 2 and result.workloads == ()
+    assert result.warnings == (
+        f"{api_server.url}: listing Pods failed: HTTP 403 Forbidden; the credentials need `list` on pods "
+        "(try `kubectl auth can-i list pods -A`); named ports of the policies stay unresolved",
     )
 
 
@@ -499,7 +498,7 @@ def test_cluster_unreachable(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     server = f"http://127.0.0.1:{port}"
     with pytest.raises(InputError) as e:
-        load_cluster(_kubeconfig(tmp_path, server), None, None, timeout=2)
+        load_cluster(kubeconfig(tmp_path, server), None, None, timeout=2)
     assert str(e.value) == (
         f"{server}: cannot reach the Kubernetes API server (MaxRetryError); "
         "check the kubeconfig context and that the cluster is up"

@@ -835,7 +835,8 @@ CASES = [
         80,
         D,
         egress=not_selected("y/a", "egress"),
-        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/a"),
+        # the denial says what the names the rules use are on the pod
+        ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod y/a (its named ports: serve-81-tcp is TCP/81)"),
     ),
     c(
         "pa ingress to named port: protocol must match the rule",
@@ -845,7 +846,7 @@ CASES = [
         81,
         D,
         egress=not_selected("y/a", "egress"),
-        ingress=denied("x/a", "ingress", "x/p", "UDP/81 from pod y/a"),
+        ingress=denied("x/a", "ingress", "x/p", "UDP/81 from pod y/a (its named ports: serve-81-udp is UDP/81)"),
         protocol="UDP",
     ),
     c(
@@ -877,7 +878,7 @@ CASES = [
         8080,
         D,
         egress=not_selected("y/a", "egress"),
-        ingress=denied("x/a", "ingress", "x/p", "TCP/8080 from pod y/a"),
+        ingress=denied("x/a", "ingress", "x/p", "TCP/8080 from pod y/a (its named ports: http is not declared)"),
     ),
     c(
         "named port with unknown container ports",
@@ -888,6 +889,29 @@ CASES = [
         U,
         egress=not_selected("y/a", "egress"),
         ingress="unknown: named port 'serve-81-tcp': container ports of pod x/a unknown",
+    ),
+    c(
+        "named port the workloads that describe the pod disagree on",
+        [to_a("p", "[]", "[{port: http}]")],
+        YA,
+        pod("x/a", named_ports={"metrics": (9090, "TCP")}, unresolved_ports={"http": "they disagree"}),
+        8080,
+        U,
+        egress=not_selected("y/a", "egress"),
+        ingress="unknown: named port 'http' of pod x/a unresolved: they disagree",
+    ),
+    c(
+        "named port (egress): a denial names the destination's ports",
+        [from_a("p", NS_Y, "[{port: serve-80-udp, protocol: UDP}]")],
+        XA,
+        YB,
+        81,
+        D,
+        egress=denied(
+            "x/a", "egress", "x/p", "UDP/81 to pod y/b (named ports of pod y/b: serve-80-udp is UDP/80)"
+        ),
+        ingress=not_selected("y/b", "ingress"),
+        protocol="UDP",
     ),
     c(
         "e2e one named port (egress): resolved on the destination pod",
