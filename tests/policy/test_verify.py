@@ -267,7 +267,7 @@ def test_verify_command_errors(synth: Callable[..., Run], small_store: Path, tmp
     assert run.code == 3 and "missing.yaml: no such file or folder" in run.err
     assert synth("verify", "--store", small_store).code == 2  # --policies is required
     empty = synth("verify", "--policies", write_policies(tmp_path / "p.yaml", DENY_INGRESS), "--store", tmp_path / "e")
-    assert empty.code == 3 and "no flows stored yet" in empty.err
+    assert empty.code == 3 and "e: no such store (nothing is there)" in empty.err
 
 
 def test_generate_reports_its_self_check(synth: Callable[..., Run], small_store: Path) -> None:
