@@ -3,9 +3,9 @@
 `HubbleClient` opens the channel (plain, TLS or mTLS), asks `ServerStatus`, and opens
 `/observer.Observer/GetFlows` streams that `synth.collect.hubble` consumes. `FlowDecoder` turns each
 `GetFlowsResponse` straight into `FlowColumns` rows by reading message attributes (no JSON, no
-per-flow dicts) with exactly the semantics of the file importer (`hubble.files`): same enums, same
-reply inference, same endpoint kinds and labels. Lost events and relay node status are counted
-and kept as collection facts, never stored as flows.
+per-flow dicts) and handing them to `hubble.semantics`, which makes every decision for the file
+importer too: same enums, drop reasons, reply inference, endpoint kinds and labels. Lost events and
+relay node status are counted and kept as collection facts, never stored as flows.
 """
 
 from __future__ import annotations
@@ -27,22 +27,25 @@ from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2, observer_pb2_grpc
 from synth._proto.relay import relay_pb2
 from synth.base.errors import CollectError, UsageError
-from synth.sources.columns import (
-    DIRECTION_INDEX,
-    KIND_INDEX,
-    PROTOCOL_INDEX,
-    SOURCE_INDEX,
-    VERDICT_INDEX,
-    FlowColumns,
-)
-from synth.sources.hubble.files import ReplyTracker
+from synth.sources.columns import SOURCE_INDEX, FlowColumns
+from synth.sources.hubble.enums import DIRECTION_ROWS, PORTED_PROTOCOLS, PROTOCOL_ROWS, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
-    DIRECTION_BY_NUMBER,
-    POLICY_DROP_BY_NUMBER,
-    VERDICT_BY_NUMBER,
-    endpoint_kind,
-    label_info,
-    workload_name,
+    LOST_EVENTS,
+    MAX_PORT,
+    NODE_STATUS,
+    POLICY_LISTS,
+    SOCKET_EVENT,
+    ReplyTracker,
+    aggregate_count,
+    count_lost_events,
+    drop_reason,
+    endpoint,
+    is_socket_event,
+    node_name,
+    policy_entry,
+    port,
+    reply_flag,
+    service_name,
 )
 from synth.sources.interface import SourceStats
 
@@ -58,22 +61,7 @@ _RETRYABLE = frozenset(
     }
 )
 _ALL_FLOWS = (1 << 64) - 1
-_SOCK = flow_pb2.SOCK
-_RESPONSE = flow_pb2.RESPONSE
-_VERDICT_ROW = {n: VERDICT_INDEX[v] for n, v in VERDICT_BY_NUMBER.items()}
-_DIRECTION_ROW = {n: DIRECTION_INDEX[v] for n, v in DIRECTION_BY_NUMBER.items()}
-_UNKNOWN_VERDICT, _UNKNOWN_DIRECTION = VERDICT_INDEX["unknown"], DIRECTION_INDEX["unknown"]
-_PROTOCOL_ROW = {name: PROTOCOL_INDEX[name] for name in ("TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6")}
-_PORTED = frozenset({"TCP", "UDP", "SCTP"})
-# Hubble prints a known drop reason by name, an unknown one as its number (kept as text, as the importer does).
-_DROP_NAME = {v.number: v.name for v in flow_pb2.DropReason.DESCRIPTOR.values if v.number} | POLICY_DROP_BY_NUMBER
 _NODE_STATE = {v.number: v.name for v in relay_pb2.NodeState.DESCRIPTOR.values}
-_POLICY_FIELDS = (
-    ("egress_allowed_by", "egress-allowed"),
-    ("ingress_allowed_by", "ingress-allowed"),
-    ("egress_denied_by", "egress-denied"),
-    ("ingress_denied_by", "ingress-denied"),
-)
 _ENDPOINT_CACHE = 65536
 _KEPT_NODE_EVENTS = 100
 
@@ -393,7 +381,7 @@ class NodeEvents:
 
 
 class FlowDecoder:
-    """Appends GetFlowsResponse messages to FlowColumns with the file importer's semantics."""
+    """Appends GetFlowsResponse messages to FlowColumns, decided by `hubble.semantics` as file imports are."""
 
     def __init__(self, resume_window_ns: int = 1_000_000_000) -> None:
         self.stats = SourceStats()
@@ -452,40 +440,34 @@ class FlowDecoder:
                 stats.skip("stream", "field time: missing (neither the flow nor its envelope has one)", strict=False)
                 continue
             time_ns = stamp.seconds * 1_000_000_000 + stamp.nanos
-            if flow.Type == _SOCK:
-                stats.other_events["socket-translation event"] += 1
+            if is_socket_event(flow.Type):
+                stats.other_events[SOCKET_EVENT] += 1
                 continue
-            node = flow.node_name or response.node_name
-            if seen(time_ns, node, flow.uuid or hash(flow.SerializeToString(deterministic=True))):
+            node = node_name(flow.node_name, response.node_name)
+            if seen(time_ns, node or "", flow.uuid or hash(flow.SerializeToString(deterministic=True))):
                 self.duplicates += 1
                 continue
             l4 = flow.l4
             which = l4.WhichOneof("protocol")
-            src_port = dst_port = flags = None
-            if which in _PORTED:
+            src_port = dst_port = None
+            syn = ack = False
+            if which in PORTED_PROTOCOLS:
                 ports = getattr(l4, which)
-                src_port = ports.source_port or None
-                dst_port = ports.destination_port or None
-                if (src_port or 0) > 65535 or (dst_port or 0) > 65535:
+                src_port, dst_port = port(ports.source_port), port(ports.destination_port)
+                if (src_port or 0) > MAX_PORT or (dst_port or 0) > MAX_PORT:
                     stats.skip("stream", _bad_port(which, src_port, dst_port), strict=False)
                     continue
                 if which == "TCP" and ports.HasField("flags"):
-                    flags = ports.flags
-            verdict = _VERDICT_ROW.get(flow.verdict, _UNKNOWN_VERDICT)
-            drop_number = flow.drop_reason_desc
-            drop = (_DROP_NAME.get(drop_number) or str(drop_number)) if drop_number else None
-            if drop is None and verdict == _DROPPED and flow.drop_reason:
-                # The deprecated numeric field: the importer knows only the policy codes by name there.
-                drop = POLICY_DROP_BY_NUMBER.get(flow.drop_reason) or str(flow.drop_reason)
+                    syn, ack = ports.flags.SYN, ports.flags.ACK
+            verdict = VERDICT_ROWS[flow.verdict]
             has_l7 = flow.HasField("l7")
-            if flow.HasField("is_reply"):
-                is_reply: bool | None = flow.is_reply.value
-            elif flow.reply or (has_l7 and flow.l7.type == _RESPONSE):
-                is_reply = True
-            elif flags is not None and flags.SYN:
-                is_reply = flags.ACK  # SYN alone opens a connection; SYN-ACK answers one
-            else:
-                is_reply = None
+            is_reply = reply_flag(
+                flow.is_reply.value if flow.HasField("is_reply") else None,
+                flow.reply,
+                flow.l7.type if has_l7 else None,
+                syn,
+                ack,
+            )
             key = flow.source.SerializeToString()
             src = endpoints.get(key) or self._endpoint(key, flow.source)
             key = flow.destination.SerializeToString()
@@ -498,16 +480,15 @@ class FlowDecoder:
                 dns_answers = dns.ips
             ip = flow.IP
             service = flow.destination_service
-            service_name = service.name
 
             time_col(time_ns)
             count_col(_aggregate_count(flow.aggregate) if flow.HasField("aggregate") else 1)
             source_col(_HUBBLE)
             verdict_col(verdict)
-            drop_col(drop)
-            direction_col(_DIRECTION_ROW.get(flow.traffic_direction, _UNKNOWN_DIRECTION))
+            drop_col(drop_reason(flow.drop_reason_desc, verdict, flow.drop_reason))
+            direction_col(DIRECTION_ROWS[flow.traffic_direction])
             reply_col(is_reply)
-            protocol_col(_PROTOCOL_ROW.get(which or "", _UNKNOWN_PROTOCOL))
+            protocol_col(PROTOCOL_ROWS[which])
             src_port_col(src_port)
             dst_port_col(dst_port)
             src_ip_col(ip.source or None)
@@ -532,9 +513,9 @@ class FlowDecoder:
             names_col(flow.destination_names)
             dns_query_col(dns_query)
             dns_answers_col(dns_answers)
-            service_col(f"{service.namespace}/{service_name}" if service_name else None)
+            service_col(service_name(service.namespace, service.name))
             service_port_col(None)
-            node_col(node or None)
+            node_col(node)
             policies_col(_policies(flow))
             started_col(None)
             completed_col(None)
@@ -549,19 +530,17 @@ class FlowDecoder:
     def _event(self, response: observer_pb2.GetFlowsResponse) -> None:
         kind = response.WhichOneof("response_types")
         stats = self.stats
-        if kind == "lost_events":
+        if kind == LOST_EVENTS:
             event = response.lost_events
             stamp = response.time
             tag = hash(event.SerializeToString(deterministic=True))
             if self.recent.seen(stamp.seconds * 1_000_000_000 + stamp.nanos, response.node_name, tag):
                 self.duplicates += 1
                 return
-            stats.lost_events += event.num_events_lost
-            stats.lost_by_node[response.node_name] += event.num_events_lost
-            stats.other_events["lost_events"] += 1
-        elif kind == "node_status":
+            count_lost_events(stats, response.node_name, event.num_events_lost)
+        elif kind == NODE_STATUS:
             self._node_status(response)
-            stats.other_events["node_status"] += 1
+            stats.other_events[NODE_STATUS] += 1
         else:
             stats.other_events["unknown response"] += 1
 
@@ -598,35 +577,39 @@ def _bad_port(protocol: str, src_port: int | None, dst_port: int | None) -> str:
 
 
 def _aggregate_count(aggregate: flow_pb2.Aggregate) -> int:
-    total: int = aggregate.ingress_flow_count + aggregate.egress_flow_count + aggregate.unknown_direction_flow_count
-    return total or 1
+    return aggregate_count(
+        aggregate.ingress_flow_count, aggregate.egress_flow_count, aggregate.unknown_direction_flow_count
+    )
 
 
-def _decode_endpoint(endpoint: flow_pb2.Endpoint) -> _Side:
-    info = label_info(tuple(endpoint.labels))
-    namespace = endpoint.namespace or None
-    pod = endpoint.pod_name or None
-    workloads = [{"name": w.name, "kind": w.kind} for w in endpoint.workloads[:1]]
+def _decode_endpoint(endpoint_message: flow_pb2.Endpoint) -> _Side:
+    owner = endpoint_message.workloads[0] if endpoint_message.workloads else None
+    resolved = endpoint(
+        endpoint_message.identity,
+        endpoint_message.namespace,
+        endpoint_message.pod_name,
+        tuple(endpoint_message.labels),
+        owner.kind if owner is not None else "",
+        owner.name if owner is not None else "",
+    )
     return _Side(
-        kind=KIND_INDEX[endpoint_kind(info, endpoint.identity, namespace, pod)],
-        namespace=namespace,
-        pod=pod,
-        workload=workload_name(workloads),
-        label_keys=tuple(k for k, _ in info.pod),
-        label_values=tuple(v for _, v in info.pod),
-        ns_keys=tuple(k for k, _ in info.namespace),
-        ns_values=tuple(v for _, v in info.namespace),
+        kind=resolved.kind,
+        namespace=resolved.namespace,
+        pod=resolved.pod,
+        workload=resolved.workload,
+        label_keys=tuple(k for k, _ in resolved.labels),
+        label_values=tuple(v for _, v in resolved.labels),
+        ns_keys=tuple(k for k, _ in resolved.ns_labels),
+        ns_values=tuple(v for _, v in resolved.ns_labels),
     )
 
 
 def _policies(flow: flow_pb2.Flow) -> list[str]:
     found: list[str] = []
-    for name, label in _POLICY_FIELDS:
-        for entry in getattr(flow, name):
-            found.append(f"{label}:{entry.kind or 'Policy'}:{entry.namespace}/{entry.name}")
+    for field_name, _, prefix in POLICY_LISTS:
+        for entry in getattr(flow, field_name):
+            found.append(policy_entry(prefix, entry.kind, entry.namespace, entry.name))
     return found
 
 
 _HUBBLE = SOURCE_INDEX["hubble"]
-_DROPPED = VERDICT_INDEX["dropped"]
-_UNKNOWN_PROTOCOL = PROTOCOL_INDEX["unknown"]
