@@ -40,8 +40,9 @@ import pyarrow.fs as pafs
 from synth.base.errors import CollectError, StoreError, UsageError
 from synth.base.timeutil import format_ns
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import ServerInfo, StreamBroken
+from synth.sources.hubble.stream import ServerInfo
 from synth.sources.interface import SourceStats
+from synth.sources.transport import StreamBroken
 from synth.store.dataset import PartitionWriter, Store
 
 _BATCH_ROWS = 16_384  # rows converted to Arrow at a time (Python lists cost about 1 KB per row)

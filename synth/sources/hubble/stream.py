@@ -1,21 +1,19 @@
-"""Live flows from Hubble's Observer gRPC API (hubble-relay, or one cilium-agent). The only grpc import.
+"""Live flows from Hubble's Observer gRPC API (hubble-relay, or one cilium-agent). Imports grpc.
 
-`HubbleClient` opens the channel (plain, TLS or mTLS), asks `ServerStatus`, and opens
-`/observer.Observer/GetFlows` streams that `synth.collect.hubble` consumes. `FlowDecoder` turns each
-`GetFlowsResponse` straight into `FlowColumns` rows by reading message attributes (no JSON, no
-per-flow dicts) and handing them to `hubble.semantics`, which makes every decision for the file
-importer too: same enums, drop reasons, reply inference, endpoint kinds and labels. Lost events and
-relay node status are counted and kept as collection facts, never stored as flows.
+`HubbleClient` opens the channel (plain, TLS or mTLS, through `sources.transport`), asks
+`ServerStatus`, and opens `/observer.Observer/GetFlows` streams that `synth.collect.hubble`
+consumes. `FlowDecoder` turns each `GetFlowsResponse` straight into `FlowColumns` rows by reading
+message attributes (no JSON, no per-flow dicts) and handing them to `hubble.semantics`, which makes
+every decision for the file importer too: same enums, drop reasons, reply inference, endpoint kinds
+and labels. Lost events and relay node status are counted and kept as collection facts, never
+stored as flows.
 """
 
 from __future__ import annotations
 
-import ssl
-import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import grpc
 import grpc.experimental
@@ -48,38 +46,12 @@ from synth.sources.hubble.semantics import (
     service_name,
 )
 from synth.sources.interface import SourceStats
+from synth.sources.transport import UNREACHABLE, TlsOptions, open_channel, raise_stream_error, status, tls_failure
 
-# Status codes after which a stream is reopened (server restart, relay failover, dropped connection).
-_RETRYABLE = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-    }
-)
 _ALL_FLOWS = (1 << 64) - 1
 _NODE_STATE = {v.number: v.name for v in relay_pb2.NodeState.DESCRIPTOR.values}
 _ENDPOINT_CACHE = 65536
 _KEPT_NODE_EVENTS = 100
-
-
-class StreamBroken(Exception):
-    """The flow stream ended before it should (retryable: reopen it where it stopped)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TlsOptions:
-    """Transport security, with the meaning of hubble's own `--tls*` flags."""
-
-    enabled: bool = False
-    ca_cert_files: tuple[str, ...] = ()
-    client_cert_file: str | None = None
-    client_key_file: str | None = None
-    server_name: str | None = None
-    allow_insecure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +145,7 @@ class HubbleClient:
             ("grpc.max_receive_message_length", 64 << 20),
             (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ]
-        if tls.enabled:
-            credentials, name = _credentials(target, tls)
-            if name:
-                options.append(("grpc.ssl_target_name_override", name))
-            self.channel = grpc.secure_channel(target, credentials, options)
-        else:
-            self.channel = grpc.insecure_channel(target, options)
+        self.channel = open_channel(target, tls, options)
         self.stub = observer_pb2_grpc.ObserverStub(self.channel)  # type: ignore[no-untyped-call]
         # GetFlows responses stay bytes until the collector's thread decodes them (smaller queued, parsed once).
         self._get_flows = self.channel.unary_stream(
@@ -194,7 +160,7 @@ class HubbleClient:
         try:
             reply = self.stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=self.request_timeout_s)
         except grpc.RpcError as e:
-            raise CollectError(self._explain(e)) from None
+            raise CollectError(self.explain(e)) from None
         return ServerInfo(
             version=reply.version,
             num_flows=reply.num_flows,
@@ -215,16 +181,16 @@ class HubbleClient:
         """Close the channel."""
         self.channel.close()
 
-    def _explain(self, error: grpc.RpcError) -> str:
-        code, details = _status(error)
-        text = " ".join(details.split())
-        if "handshake" in text.lower() or "certificate" in text.lower() or "ssl" in text.lower():
-            reason = text.rsplit(": ", 2)[-2:] if "OPENSSL_internal" in text else [text]
+    def explain(self, error: grpc.RpcError) -> str:
+        """One sentence for a failed call: TLS refused, unreachable, or refused request."""
+        code, text = status(error)
+        reason = tls_failure(text)
+        if reason is not None:
             return (
-                f"{self.server}: TLS handshake failed ({': '.join(reason)}); check --tls-ca-cert-files, "
+                f"{self.server}: TLS handshake failed ({reason}); check --tls-ca-cert-files, "
                 "--tls-server-name and the client certificate"
             )
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        if code in UNREACHABLE:
             hint = " (plain text to a TLS server? try --tls)" if not self.tls and "Socket closed" in text else ""
             return (
                 f"{self.server}: cannot reach the Hubble server ({code.name}: {text}){hint}; is hubble-relay "
@@ -246,23 +212,12 @@ class FlowStream:
         try:
             yield from self.call
         except grpc.RpcError as e:
-            code, details = _status(e)
-            if self.cancelled and code == grpc.StatusCode.CANCELLED:
-                return
-            if code in _RETRYABLE:
-                raise StreamBroken(f"{code.name}: {' '.join(details.split())}") from None
-            raise CollectError(self.client._explain(e)) from None
+            raise_stream_error(e, cancelled=self.cancelled, explain=self.client.explain)
 
     def cancel(self) -> None:
         """Stop the stream; the iterator then ends quietly."""
         self.cancelled = True
         self.call.cancel()
-
-
-def _status(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (error.details() if isinstance(error, grpc.Call) else str(error)) or ""
-    return code, details
 
 
 def _target(server: str, tls: TlsOptions) -> tuple[str, TlsOptions]:
@@ -272,53 +227,6 @@ def _target(server: str, tls: TlsOptions) -> tuple[str, TlsOptions]:
     if tls.allow_insecure or tls.ca_cert_files or tls.client_cert_file or tls.server_name:
         return server, replace(tls, enabled=True)
     return server, tls
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise CollectError(f"{path}: cannot read the {what} ({e.strerror})") from None
-
-
-def _credentials(target: str, tls: TlsOptions) -> tuple[grpc.ChannelCredentials, str | None]:
-    if bool(tls.client_cert_file) != bool(tls.client_key_file):
-        raise UsageError("--tls-client-cert-file and --tls-client-key-file go together (mutual TLS needs both)")
-    key = _read(tls.client_key_file, "client key") if tls.client_key_file else None
-    chain = _read(tls.client_cert_file, "client certificate") if tls.client_cert_file else None
-    name = tls.server_name
-    if tls.allow_insecure:
-        roots, presented = _pin_presented_certificate(target)
-        name = name or presented
-    elif tls.ca_cert_files:
-        roots = b"\n".join(_read(path, "CA certificate") for path in tls.ca_cert_files)
-    else:
-        roots = None  # the system's trust store
-    return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain), name
-
-
-def _pin_presented_certificate(target: str) -> tuple[bytes, str | None]:
-    """`--tls-allow-insecure`: trust the certificate the server presents, and the name it carries.
-
-    gRPC Python cannot switch certificate verification off, so the presented certificate is fetched
-    without verification and pinned as the only trusted root (traffic is still encrypted).
-    """
-    host, _, port = target.rpartition(":")
-    try:
-        pem = ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=10)
-    except (OSError, ValueError) as e:
-        raise CollectError(f"{target}: cannot fetch the server's certificate for --tls-allow-insecure ({e})") from None
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as handle:
-        handle.write(pem)
-        handle.flush()
-        try:
-            decoded = ssl._ssl._test_decode_cert(handle.name)  # type: ignore[attr-defined]  # stdlib, no public API
-        except (ssl.SSLError, AttributeError):
-            decoded = {}
-    names = [value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"]
-    names += [value for rdn in decoded.get("subject", ()) for key, value in rdn if key == "commonName"]
-    name = names[0].replace("*.", "any.", 1) if names else None
-    return pem.encode(), name
 
 
 class RecentFlows:
