@@ -491,8 +491,14 @@ def test_goldmane_line_and_grpc_flow_store_the_same_row(record: dict[str, Any], 
 
 def test_goldmane_fixtures_store_the_same_rows_file_and_grpc(tmp_path: Path) -> None:
     lines = _file_lines(FIXTURES / "calico" / "goldmane.ndjson") + [json.dumps(r) for _, r in GOLDMANE_CASES]
-    rows = assert_same({"file": goldmane_file(lines, tmp_path / "g.ndjson"),
-                        "gRPC": goldmane_grpc(goldmane_results(lines))})
+    results = goldmane_results(lines)
+    # The same flows as protojson (grpcurl: lowerCamel keys, enum names, int64 as strings) read from a file.
+    protojson = [json_format.MessageToJson(result.flow, indent=None) for result in results]
+    rows = assert_same({
+        "file": goldmane_file(lines, tmp_path / "g.ndjson"),
+        "gRPC": goldmane_grpc(results),
+        "file (protojson)": goldmane_file(protojson, tmp_path / "p.json"),
+    })
     assert len(rows) == len(lines) - 1  # the bad hit
 
 
