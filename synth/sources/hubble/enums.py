@@ -82,6 +82,23 @@ class EnumRows(dict[object, int]):
         return self.unknown
 
 
+class DropReasonNames(dict[object, str | None]):
+    """drop_reason_desc (name or number; absent or 0: None) → the stored reason: the DropReason name.
+
+    DROP_REASON_UNKNOWN is no reason; a name this table does not know is kept as it is, an unknown
+    number as its digits (which is how protojson prints a value newer than the producer's stubs).
+    """
+
+    def __init__(self) -> None:
+        super().__init__({None: None, "": None, 0: None, "DROP_REASON_UNKNOWN": None})
+        for number, name in DROP_REASONS.items():
+            if number:
+                self[number] = self[name] = name
+
+    def __missing__(self, key: object) -> str | None:
+        return key if isinstance(key, str) else str(key)
+
+
 def _rows(table: dict[int, tuple[str, str]], index: dict[str, int]) -> EnumRows:
     pairs = [(key, index[stored]) for number, (name, stored) in table.items() for key in (number, name)]
     return EnumRows(pairs, index["unknown"])
@@ -91,3 +108,4 @@ VERDICT_ROWS = _rows(VERDICTS, VERDICT_INDEX)
 DIRECTION_ROWS = _rows(TRAFFIC_DIRECTIONS, DIRECTION_INDEX)
 PROTOCOL_ROWS = EnumRows(((name, PROTOCOL_INDEX[name]) for name in L4_PROTOCOLS), PROTOCOL_INDEX["unknown"])
 DROPPED_ROW = VERDICT_INDEX["dropped"]
+DROP_REASON_NAMES = DropReasonNames()

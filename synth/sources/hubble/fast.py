@@ -18,7 +18,7 @@ import msgspec
 import pyarrow as pa
 
 from synth.sources.columns import DIRECTION_INDEX, PROTOCOL_INDEX, VERDICT_INDEX, Labels, _ListColumn
-from synth.sources.hubble.enums import DIRECTION_ROWS, PROTOCOL_ROWS, VERDICT_ROWS
+from synth.sources.hubble.enums import DIRECTION_ROWS, PROTOCOL_ROWS, SOCK_FLOW_TYPES, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
     MAX_PORT,
     NO_ENDPOINT,
@@ -26,7 +26,6 @@ from synth.sources.hubble.semantics import (
     aggregate_count,
     drop_reason,
     endpoint,
-    is_socket_event,
     node_name,
     policy_entry,
     port,
@@ -303,7 +302,7 @@ def decode(line: bytes) -> tuple[_Flow, str, str] | None:
 def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: str,
            parse_time: object) -> bool:
     """Append one decoded flow; False when the general path must judge it (nothing appended)."""
-    if is_socket_event(flow.Type):
+    if flow.Type in SOCK_FLOW_TYPES:
         return False
     time_text = flow.time or envelope_time
     if not time_text:

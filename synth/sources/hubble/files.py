@@ -18,7 +18,14 @@ import orjson
 import pyarrow as pa
 
 from synth.sources.columns import SOURCE_INDEX, FlowColumns
-from synth.sources.hubble.enums import DIRECTION_ROWS, DROPPED_ROW, PORTED_PROTOCOLS, PROTOCOL_ROWS, VERDICT_ROWS
+from synth.sources.hubble.enums import (
+    DIRECTION_ROWS,
+    DROPPED_ROW,
+    PORTED_PROTOCOLS,
+    PROTOCOL_ROWS,
+    SOCK_FLOW_TYPES,
+    VERDICT_ROWS,
+)
 from synth.sources.hubble.fast import Endpoints, FastColumns
 from synth.sources.hubble.fast import append as fast_append
 from synth.sources.hubble.fast import decode as fast_decode
@@ -33,7 +40,6 @@ from synth.sources.hubble.semantics import (
     count_lost_events,
     drop_reason,
     endpoint,
-    is_socket_event,
     node_name,
     policy_entry,
     port,
@@ -200,10 +206,11 @@ def _append_flow(cols: FlowColumns, flow: dict[str, Any], node: object, envelope
     if time_value is None:
         raise BadField("field time: missing (neither the flow nor its envelope has a time)")
     time_ns = parse_time_ns(time_value, "flow.time")
-    if is_socket_event(flow.get("Type")):
+    if flow.get("Type") in SOCK_FLOW_TYPES:
         raise _NotAFlow(SOCKET_EVENT)
     verdict = VERDICT_ROWS[_enum(flow.get("verdict"), "flow.verdict")]
     desc = _enum(_get(flow, "drop_reason_desc", "dropReasonDesc"), "flow.drop_reason_desc")
+    # The deprecated numeric reason is read (and checked) only where drop_reason() may use it: drops.
     deprecated = _uint(_get(flow, "drop_reason", "dropReason"), "flow.drop_reason") if verdict == DROPPED_ROW else 0
     direction = DIRECTION_ROWS[_enum(_get(flow, "traffic_direction", "trafficDirection"), "flow.traffic_direction")]
     is_reply = _get(flow, "is_reply", "isReply")

@@ -7,8 +7,8 @@ those values mean is decided here, from primitive values, so the readers cannot 
 | decision                      | here                                                                 |
 |-------------------------------|----------------------------------------------------------------------|
 | verdict, direction, protocol  | `enums.VERDICT_ROWS`, `DIRECTION_ROWS`, `PROTOCOL_ROWS` (name or number) |
-| socket events are no flows    | `is_socket_event`                                                    |
-| drop reason                   | `drop_reason`: the DropReason name, given by name or by number        |
+| socket events are no flows    | `enums.SOCK_FLOW_TYPES` (counted as `SOCKET_EVENT`)                  |
+| drop reason                   | `drop_reason` (`enums.DROP_REASON_NAMES`): the name, by name or number |
 | reply or request              | `reply_flag` per flow, `ReplyTracker` across the flows of a connection |
 | ports                         | `port`: 0 (left out by protojson) is no port                          |
 | endpoint kind, labels, owner  | `endpoint` (with `label_info`)                                        |
@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from synth.sources.columns import KIND_INDEX, Labels, sorted_labels, split_label
-from synth.sources.hubble.enums import DROP_REASONS, DROPPED_ROW, L7_RESPONSES, SOCK_FLOW_TYPES
+from synth.sources.hubble.enums import DROP_REASON_NAMES, DROPPED_ROW, L7_RESPONSES
 from synth.sources.interface import SourceStats
 
 SOCKET_EVENT = "socket-translation event"  # how socket-LB events are counted (other_events)
@@ -59,11 +59,6 @@ _LOCAL_SCOPE = 1 << 24
 # ------------------------------------------------------------------------------------------------ flow fields
 
 
-def is_socket_event(flow_type: object) -> bool:
-    """Whether a flow's `Type` (name or number) is a socket-LB translation event, which is not stored."""
-    return flow_type in SOCK_FLOW_TYPES
-
-
 def drop_reason(desc: str | int | None, verdict_row: int, deprecated: int) -> str | None:
     """The stored drop reason: the DropReason name, whether the producer printed it by name or number.
 
@@ -71,18 +66,10 @@ def drop_reason(desc: str | int | None, verdict_row: int, deprecated: int) -> st
     unknown number is kept as its digits. Without a reason, a dropped flow falls back to the
     deprecated numeric `drop_reason` (same numbering); other verdicts ignore that field.
     """
-    name = _drop_name(desc)
+    name = DROP_REASON_NAMES[desc]
     if name is None and deprecated and verdict_row == DROPPED_ROW:
-        return _drop_name(deprecated)
+        return DROP_REASON_NAMES[deprecated]
     return name
-
-
-def _drop_name(value: str | int | None) -> str | None:
-    if isinstance(value, str):
-        return None if value in ("", "DROP_REASON_UNKNOWN") else value
-    if not value:
-        return None
-    return DROP_REASONS.get(value, str(value))
 
 
 def reply_flag(is_reply: bool | None, reply: bool, l7_type: str | int | None, syn: bool, ack: bool) -> bool | None:

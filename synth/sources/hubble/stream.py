@@ -26,7 +26,7 @@ from synth._proto.observer import observer_pb2, observer_pb2_grpc
 from synth._proto.relay import relay_pb2
 from synth.base.errors import CollectError, UsageError
 from synth.sources.columns import SOURCE_INDEX, FlowColumns
-from synth.sources.hubble.enums import DIRECTION_ROWS, PORTED_PROTOCOLS, PROTOCOL_ROWS, VERDICT_ROWS
+from synth.sources.hubble.enums import DIRECTION_ROWS, PORTED_PROTOCOLS, PROTOCOL_ROWS, SOCK_FLOW_TYPES, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
     LOST_EVENTS,
     MAX_PORT,
@@ -38,7 +38,6 @@ from synth.sources.hubble.semantics import (
     count_lost_events,
     drop_reason,
     endpoint,
-    is_socket_event,
     node_name,
     policy_entry,
     port,
@@ -348,7 +347,7 @@ class FlowDecoder:
                 stats.skip("stream", "field time: missing (neither the flow nor its envelope has one)", strict=False)
                 continue
             time_ns = stamp.seconds * 1_000_000_000 + stamp.nanos
-            if is_socket_event(flow.Type):
+            if flow.Type in SOCK_FLOW_TYPES:
                 stats.other_events[SOCKET_EVENT] += 1
                 continue
             node = node_name(flow.node_name, response.node_name)
