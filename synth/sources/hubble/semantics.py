@@ -16,7 +16,7 @@ those values mean is decided here, from primitive values, so the readers cannot 
 | Service, node                 | `service_name`, `node_name`                                           |
 | lost events                   | `count_lost_events`                                                   |
 
-`tests/test_decoding_parity.py` feeds the same flows through all three readers and compares the rows.
+`tests/sources/test_decoding_parity.py` feeds the same flows through all three readers and compares the rows.
 """
 
 from __future__ import annotations
