@@ -32,8 +32,8 @@ from synth.sources.calico.stream import (
     tls_options,
 )
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import TlsOptions
 from synth.sources.interface import SourceStats
+from synth.sources.transport import TlsOptions
 from synth.store.dataset import Store
 
 __all__ = ["CalicoOptions", "StopRequest", "collect_calico", "tls_options"]

@@ -35,10 +35,10 @@ from synth.sources.hubble.stream import (
     FlowRequest,
     HubbleClient,
     ServerInfo,
-    TlsOptions,
     build_filters,
 )
 from synth.sources.interface import SourceStats
+from synth.sources.transport import TlsOptions
 from synth.store.dataset import Store
 
 __all__ = [

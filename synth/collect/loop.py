@@ -42,8 +42,9 @@ from synth.base.text import plural
 from synth.base.timeutil import format_ns
 from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import ServerInfo, StreamBroken
+from synth.sources.hubble.stream import ServerInfo
 from synth.sources.interface import SourceStats
+from synth.sources.transport import StreamBroken
 from synth.store.dataset import PartitionWriter, Store
 
 _BATCH_ROWS = 16_384  # rows converted to Arrow at a time (Python lists cost about 1 KB per row)

@@ -30,8 +30,8 @@ from synth.base.errors import CollectError, UsageError
 from synth.sources.calico.goldmane import append_goldmane
 from synth.sources.calico.records import BadField
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import _RETRYABLE, StreamBroken, TlsOptions, _credentials, _status
 from synth.sources.interface import SourceStats
+from synth.sources.transport import UNREACHABLE, TlsOptions, open_channel, raise_stream_error, status, tls_failure
 
 INTERVAL_S = 15  # Goldmane's bucket width; Stream accepts nothing else
 _COMPLETE_AFTER_S = 2 * INTERVAL_S  # Goldmane streams [now-2*15s, now-15s]: older buckets are complete
@@ -68,14 +68,7 @@ class GoldmaneClient:
         self.server = server
         self.request_timeout_s = request_timeout_s
         self.tls = tls.enabled
-        options: list[tuple[str, object]] = [("grpc.max_receive_message_length", 64 << 20)]
-        if tls.enabled:
-            credentials, name = _credentials(server, tls)
-            if name:
-                options.append(("grpc.ssl_target_name_override", name))
-            self.channel = grpc.secure_channel(server, credentials, options)
-        else:
-            self.channel = grpc.insecure_channel(server, options)
+        self.channel = open_channel(server, tls, [("grpc.max_receive_message_length", 64 << 20)])
         self._list = self.channel.unary_unary(
             "/goldmane.Flows/List",
             request_serializer=api_pb2.FlowListRequest.SerializeToString,
@@ -126,16 +119,15 @@ class GoldmaneClient:
 
     def explain(self, error: grpc.RpcError) -> str:
         """One sentence for a failed call: TLS refused, unreachable, or refused request."""
-        code, details = _status(error)
-        text = " ".join(details.split())
-        if "handshake" in text.lower() or "certificate" in text.lower() or "ssl" in text.lower():
-            reason = text.rsplit(": ", 2)[-2:] if "OPENSSL_internal" in text else [text]
+        code, text = status(error)
+        reason = tls_failure(text)
+        if reason is not None:
             return (
-                f"{self.server}: TLS handshake failed ({': '.join(reason)}); check --tls-ca-cert-files (Secret "
+                f"{self.server}: TLS handshake failed ({reason}); check --tls-ca-cert-files (Secret "
                 "calico-system/goldmane-key-pair), --tls-server-name and the client certificate (Secret "
                 "calico-system/node-certs)"
             )
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        if code in UNREACHABLE:
             hint = " (TLS to a plain-text server? try --insecure-plaintext)" if self.tls and "ssl" in text else ""
             return (
                 f"{self.server}: cannot reach Goldmane ({code.name}: {text}){hint}; is it reachable there (e.g. "
@@ -207,12 +199,7 @@ class GoldmaneStream:
         except grpc.FutureCancelledError:
             return
         except grpc.RpcError as e:
-            code, details = _status(e)
-            if self.cancelled and code == grpc.StatusCode.CANCELLED:
-                return
-            if code in _RETRYABLE:
-                raise StreamBroken(f"{code.name}: {' '.join(details.split())}") from None
-            raise CollectError(feed.client.explain(e)) from None
+            raise_stream_error(e, cancelled=self.cancelled, explain=feed.client.explain)
 
     def _backlog(self) -> Iterator[api_pb2.FlowResult]:
         feed = self.feed

@@ -3,7 +3,9 @@
 Lines are decoded with msgspec straight into structs that hold only the fields synth uses (a
 decoder that skips everything else is about twice as fast as building dictionaries), and each
 distinct endpoint (identity, namespace, pod, labels, owner) is resolved once and referred to by
-index; endpoint columns are then gathered in Arrow. A line this path cannot take exactly
+index; endpoint columns are then gathered in Arrow. The struct fields are handed to
+`hubble.semantics` and `hubble.enums`, which decide what they mean for every path (no dict per
+flow is built for that). A line this path cannot take exactly
 (lowerCamelCase names, quoted integers, a type error, an event that is not a flow) returns None
 and goes through the general path, which accepts it or says precisely what is wrong.
 """
@@ -15,26 +17,25 @@ from typing import Annotated
 import msgspec
 import pyarrow as pa
 
-from synth.sources.columns import (
-    DIRECTION_INDEX,
-    KIND_INDEX,
-    PROTOCOL_INDEX,
-    VERDICT_INDEX,
-    Labels,
-    _ListColumn,
-)
+from synth.sources.columns import DIRECTION_INDEX, PROTOCOL_INDEX, VERDICT_INDEX, Labels, _ListColumn
+from synth.sources.hubble.enums import DIRECTION_ROWS, PROTOCOL_ROWS, SOCK_FLOW_TYPES, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
-    DIRECTION_BY_NAME,
-    DIRECTION_BY_NUMBER,
-    POLICY_DROP_BY_NUMBER,
-    VERDICT_BY_NAME,
-    VERDICT_BY_NUMBER,
-    endpoint_kind,
-    label_info,
+    MAX_PORT,
+    NO_ENDPOINT,
+    POLICY_LISTS,
+    aggregate_count,
+    drop_reason,
+    endpoint,
+    node_name,
+    policy_entry,
+    port,
+    reply_flag,
+    service_name,
 )
 from synth.store.schema import FLOW_SCHEMA, KINDS, SOURCES
 
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=MAX_PORT)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
 Enum = str | int | None
 
 
@@ -44,7 +45,7 @@ class _Workload(msgspec.Struct):
 
 
 class _Endpoint(msgspec.Struct):
-    identity: Annotated[int, msgspec.Meta(ge=0)] = 0
+    identity: Count = 0
     namespace: str = ""
     labels: tuple[str, ...] = ()
     pod_name: str = ""
@@ -98,11 +99,17 @@ class _Policy(msgspec.Struct):
     kind: str = ""
 
 
+class _Aggregate(msgspec.Struct):
+    ingress_flow_count: Count = 0
+    egress_flow_count: Count = 0
+    unknown_direction_flow_count: Count = 0
+
+
 class _Flow(msgspec.Struct):
     time: str = ""
     verdict: Enum = None
     drop_reason_desc: Enum = None
-    drop_reason: int | None = None
+    drop_reason: Count = 0
     IP: _Addresses | None = None
     l4: _Layer4 | None = None
     source: _Endpoint | None = None
@@ -119,7 +126,7 @@ class _Flow(msgspec.Struct):
     ingress_allowed_by: tuple[_Policy, ...] = ()
     egress_denied_by: tuple[_Policy, ...] = ()
     ingress_denied_by: tuple[_Policy, ...] = ()
-    aggregate: dict[str, Annotated[int, msgspec.Meta(ge=0)]] | None = None
+    aggregate: _Aggregate | None = None
 
 
 class _Envelope(msgspec.Struct):
@@ -133,23 +140,8 @@ _BARE = msgspec.json.Decoder(_Flow)
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 _EVENT_MARKERS = (b'"lost_events"', b'"node_status"', b'"agent_event"', b'"debug_event"', b'"lostEvents"',
                   b'"nodeStatus"', b'"agentEvent"', b'"debugEvent"')
-_VERDICTS: dict[object, int] = {
-    **{name: VERDICT_INDEX[v] for name, v in VERDICT_BY_NAME.items()},
-    **{number: VERDICT_INDEX[v] for number, v in VERDICT_BY_NUMBER.items()},
-    None: VERDICT_INDEX["unknown"],
-}
-_DIRECTIONS: dict[object, int] = {
-    **{name: DIRECTION_INDEX[v] for name, v in DIRECTION_BY_NAME.items()},
-    **{number: DIRECTION_INDEX[v] for number, v in DIRECTION_BY_NUMBER.items()},
-    None: DIRECTION_INDEX["unknown"],
-}
-_DROPPED = VERDICT_INDEX["dropped"]
-_UNKNOWN_VERDICT = VERDICT_INDEX["unknown"]
-_UNKNOWN_DIRECTION = DIRECTION_INDEX["unknown"]
-_TCP, _UDP, _SCTP = PROTOCOL_INDEX["TCP"], PROTOCOL_INDEX["UDP"], PROTOCOL_INDEX["SCTP"]
-_ICMP4, _ICMP6, _OTHER = PROTOCOL_INDEX["ICMPv4"], PROTOCOL_INDEX["ICMPv6"], PROTOCOL_INDEX["unknown"]
-_POLICY_LISTS = (("egress_allowed_by", "egress-allowed"), ("ingress_allowed_by", "ingress-allowed"),
-                 ("egress_denied_by", "egress-denied"), ("ingress_denied_by", "ingress-denied"))
+_TCP, _UDP, _SCTP = PROTOCOL_ROWS["TCP"], PROTOCOL_ROWS["UDP"], PROTOCOL_ROWS["SCTP"]
+_ICMP4, _ICMP6, _OTHER = PROTOCOL_ROWS["ICMPv4"], PROTOCOL_ROWS["ICMPv6"], PROTOCOL_ROWS.unknown
 _SOURCE_ARRAY = pa.array(SOURCES, pa.string())
 
 
@@ -168,6 +160,7 @@ class Endpoints:
 
     def of(self, ep: _Endpoint | None) -> int:
         """The index of an endpoint, resolving its labels and kind the first time it is seen."""
+        owner = None
         if ep is None:
             key: tuple[object, ...] = ()
         else:
@@ -179,18 +172,16 @@ class Endpoints:
             return found
         position = self.index[key] = len(self.kind)
         if ep is None:
-            ep = _Endpoint()
-        info = label_info(ep.labels)
-        namespace, pod = ep.namespace or None, ep.pod_name or None
-        self.kind.append(KIND_INDEX[endpoint_kind(info, ep.identity, namespace, pod)])
-        self.namespace.append(namespace)
-        self.pod.append(pod)
-        owner = ep.workloads[0] if ep.workloads else None
-        self.workload.append(
-            None if owner is None or not owner.name else (f"{owner.kind}/{owner.name}" if owner.kind else owner.name)
-        )
-        self.labels.append(info.pod)
-        self.ns_labels.append(info.namespace)
+            resolved = NO_ENDPOINT
+        else:
+            resolved = endpoint(ep.identity, ep.namespace, ep.pod_name, ep.labels,
+                                owner.kind if owner is not None else "", owner.name if owner is not None else "")
+        self.kind.append(resolved.kind)
+        self.namespace.append(resolved.namespace)
+        self.pod.append(resolved.pod)
+        self.workload.append(resolved.workload)
+        self.labels.append(resolved.labels)
+        self.ns_labels.append(resolved.ns_labels)
         return position
 
     def arrays(self) -> dict[str, pa.Array]:
@@ -311,16 +302,13 @@ def decode(line: bytes) -> tuple[_Flow, str, str] | None:
 def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: str,
            parse_time: object) -> bool:
     """Append one decoded flow; False when the general path must judge it (nothing appended)."""
-    flow_type = flow.Type
-    if flow_type == "SOCK" or flow_type == 3:  # noqa: PLR1714 - enum by name or number
+    if flow.Type in SOCK_FLOW_TYPES:
         return False
-    verdict = _VERDICTS.get(flow.verdict, _UNKNOWN_VERDICT)
-    direction = _DIRECTIONS.get(flow.traffic_direction, _UNKNOWN_DIRECTION)
-    drop = flow.drop_reason_desc
-    if drop is None and verdict == _DROPPED and flow.drop_reason:
-        drop = flow.drop_reason
-    if type(drop) is int:
-        drop = POLICY_DROP_BY_NUMBER.get(drop, str(drop))
+    time_text = flow.time or envelope_time
+    if not time_text:
+        return False
+    time_ns = parse_time(time_text, "flow.time")  # type: ignore[operator]
+    verdict = VERDICT_ROWS[flow.verdict]
     l4 = flow.l4
     ports = None
     protocol = _OTHER
@@ -335,25 +323,20 @@ def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: st
             protocol = _ICMP4
         elif l4.ICMPv6 is not None:
             protocol = _ICMP6
-    is_reply = flow.is_reply
+    flags = ports.flags if protocol == _TCP and ports is not None else None
     l7 = flow.l7
-    if is_reply is None:
-        if flow.reply or (l7 is not None and l7.type in ("RESPONSE", 2)):
-            is_reply = True
-        elif protocol == _TCP and ports is not None and ports.flags is not None and ports.flags.SYN:
-            is_reply = ports.flags.ACK
-    time_text = flow.time or envelope_time
-    if not time_text:
-        return False
-    time_ns = parse_time(time_text, "flow.time")  # type: ignore[operator]
+    is_reply = reply_flag(flow.is_reply, flow.reply, l7.type if l7 is not None else None,
+                          flags is not None and flags.SYN, flags is not None and flags.ACK)
+    aggregate = flow.aggregate
     count = 1
-    if flow.aggregate:
-        count = sum(flow.aggregate.values()) or 1
+    if aggregate is not None:
+        count = aggregate_count(aggregate.ingress_flow_count, aggregate.egress_flow_count,
+                                aggregate.unknown_direction_flow_count)
     policies: list[str] = []
     if flow.egress_allowed_by or flow.ingress_allowed_by or flow.egress_denied_by or flow.ingress_denied_by:
-        for attribute, label in _POLICY_LISTS:
+        for attribute, _, prefix in POLICY_LISTS:
             for policy in getattr(flow, attribute):
-                policies.append(f"{label}:{policy.kind or 'Policy'}:{policy.namespace}/{policy.name}")
+                policies.append(policy_entry(prefix, policy.kind, policy.namespace, policy.name))
     addresses = flow.IP
     service = flow.destination_service
     dns = l7.dns if l7 is not None else None
@@ -362,12 +345,12 @@ def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: st
     cols.time.append(time_ns)
     cols.count.append(count)
     cols.verdict.append(verdict)
-    cols.drop_reason.append(drop if drop else None)  # type: ignore[arg-type]
-    cols.direction.append(direction)
+    cols.drop_reason.append(drop_reason(flow.drop_reason_desc, verdict, flow.drop_reason))
+    cols.direction.append(DIRECTION_ROWS[flow.traffic_direction])
     cols.is_reply.append(is_reply)
     cols.protocol.append(protocol)
-    cols.src_port.append(ports.source_port if ports is not None else None)
-    cols.dst_port.append(ports.destination_port if ports is not None else None)
+    cols.src_port.append(port(ports.source_port) if ports is not None else None)
+    cols.dst_port.append(port(ports.destination_port) if ports is not None else None)
     cols.src_ip.append(addresses.source or None if addresses is not None else None)
     cols.dst_ip.append(addresses.destination or None if addresses is not None else None)
     cols.src.append(endpoints.of(flow.source))
@@ -381,8 +364,8 @@ def append(cols: FastColumns, flow: _Flow, envelope_node: str, envelope_time: st
     if dns is not None and dns.ips:
         answers.values.extend(dns.ips)
     answers.offsets.append(len(answers.values))
-    cols.dst_service.append(f"{service.namespace}/{service.name}" if service is not None and service.name else None)
-    cols.node.append(flow.node_name or envelope_node or None)
+    cols.dst_service.append(service_name(service.namespace, service.name) if service is not None else None)
+    cols.node.append(node_name(flow.node_name, envelope_node))
     listed = cols.policies
     if policies:
         listed.values.extend(policies)

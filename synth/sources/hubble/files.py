@@ -17,27 +17,34 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from synth.sources.columns import (
-    DIRECTION_INDEX,
-    KIND_INDEX,
-    PROTOCOL_INDEX,
-    SOURCE_INDEX,
-    VERDICT_INDEX,
-    FlowColumns,
+from synth.sources.columns import SOURCE_INDEX, FlowColumns
+from synth.sources.hubble.enums import (
+    DIRECTION_ROWS,
+    DROPPED_ROW,
+    PORTED_PROTOCOLS,
+    PROTOCOL_ROWS,
+    SOCK_FLOW_TYPES,
+    VERDICT_ROWS,
 )
 from synth.sources.hubble.fast import Endpoints, FastColumns
 from synth.sources.hubble.fast import append as fast_append
 from synth.sources.hubble.fast import decode as fast_decode
 from synth.sources.hubble.semantics import (
-    DIRECTION_BY_NAME,
-    DIRECTION_BY_NUMBER,
-    L4_PROTOCOLS,
-    POLICY_DROP_BY_NUMBER,
-    VERDICT_BY_NAME,
-    VERDICT_BY_NUMBER,
-    endpoint_kind,
-    label_info,
-    workload_name,
+    LOST_EVENTS,
+    MAX_PORT,
+    POLICY_LISTS,
+    SOCKET_EVENT,
+    Endpoint,
+    ReplyTracker,
+    aggregate_count,
+    count_lost_events,
+    drop_reason,
+    endpoint,
+    node_name,
+    policy_entry,
+    port,
+    reply_flag,
+    service_name,
 )
 from synth.sources.interface import FlowSource, SourceStats
 from synth.sources.parallel import BlockResult, default_jobs, parse_blocks
@@ -115,9 +122,9 @@ def _get(d: dict[str, Any], snake: str, camel: str) -> Any:
 def _port(value: object, field: str) -> int | None:
     if value is None:
         return None
-    if type(value) is int and 0 <= value <= 65535:
+    if type(value) is int and 0 <= value <= MAX_PORT:
         return value
-    if isinstance(value, str) and value.isdigit() and int(value) <= 65535:
+    if isinstance(value, str) and value.isdigit() and int(value) <= MAX_PORT:
         return int(value)
     raise BadField(f"field {field}: expected a port number, got {_show(value)}")
 
@@ -156,41 +163,41 @@ def _optional_str(value: object, field: str) -> str | None:
     raise BadField(f"field {field}: expected a string, got {_show(value)}")
 
 
-def _enum(value: object, by_name: dict[str, str], by_number: dict[int, str], field: str) -> str:
-    if value is None:
-        return "unknown"
-    if isinstance(value, str):
-        return by_name.get(value, "unknown")
-    if type(value) is int:
-        return by_number.get(value, "unknown")
+def _enum(value: object, field: str) -> str | int | None:
+    if value is None or isinstance(value, str) or type(value) is int:
+        return value
     raise BadField(f"field {field}: expected an enum name or number, got {_show(value)}")
 
 
-class _Endpoint:
-    __slots__ = ("ip", "kind", "namespace", "ns_labels", "pod", "pod_labels", "workload")
-
-    def __init__(self, ep: dict[str, Any], ip: str | None, side: str) -> None:
-        labels = _strings(ep.get("labels"), f"flow.{side}.labels")
-        info = label_info(labels)
-        identity = _uint(ep.get("identity"), f"flow.{side}.identity")
-        self.namespace = _optional_str(ep.get("namespace"), f"flow.{side}.namespace")
-        self.pod = _optional_str(_get(ep, "pod_name", "podName"), f"flow.{side}.pod_name")
-        self.kind = endpoint_kind(info, identity, self.namespace, self.pod)
-        workloads = ep.get("workloads")
-        if workloads is not None and not (isinstance(workloads, list) and all(isinstance(w, dict) for w in workloads)):
-            raise BadField(f"field flow.{side}.workloads: expected a list of objects, got {_show(workloads)}")
-        self.workload = workload_name(workloads)
-        self.pod_labels = info.pod
-        self.ns_labels = info.namespace
-        self.ip = ip
+def _endpoint(value: object, side: str) -> Endpoint:
+    ep = _object(value, f"flow.{side}")
+    labels = _strings(ep.get("labels"), f"flow.{side}.labels")
+    identity = _uint(ep.get("identity"), f"flow.{side}.identity")
+    namespace = _optional_str(ep.get("namespace"), f"flow.{side}.namespace") or ""
+    pod = _optional_str(_get(ep, "pod_name", "podName"), f"flow.{side}.pod_name") or ""
+    workloads = ep.get("workloads")
+    if workloads is not None and not (isinstance(workloads, list) and all(isinstance(w, dict) for w in workloads)):
+        raise BadField(f"field flow.{side}.workloads: expected a list of objects, got {_show(workloads)}")
+    owner = workloads[0] if workloads else {}
+    owner_kind = _optional_str(owner.get("kind"), f"flow.{side}.workloads.kind") or ""
+    owner_name = _optional_str(owner.get("name"), f"flow.{side}.workloads.name") or ""
+    return endpoint(identity, namespace, pod, labels, owner_kind, owner_name)
 
 
 def _protocol(l4: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The Layer4 oneof member and, for the protocols with ports, its body."""
     for key, body in l4.items():
-        protocol = L4_PROTOCOLS.get(key)
-        if protocol is not None or key in ("VRRP", "IGMP"):
-            return protocol or "unknown", _object(body, f"flow.l4.{key}")
+        if key in PROTOCOL_ROWS or key in ("VRRP", "IGMP"):
+            fields = _object(body, f"flow.l4.{key}")
+            return key, fields if key in PORTED_PROTOCOLS else {}
     return "unknown", {}
+
+
+def _tcp_flags(protocol: str, ports: dict[str, Any]) -> tuple[bool, bool]:
+    flags = ports.get("flags") if protocol == "TCP" else None
+    if not isinstance(flags, dict):
+        return False, False
+    return bool(flags.get("SYN")), bool(flags.get("ACK"))
 
 
 def _append_flow(cols: FlowColumns, flow: dict[str, Any], node: object, envelope_time: object) -> None:
@@ -199,23 +206,13 @@ def _append_flow(cols: FlowColumns, flow: dict[str, Any], node: object, envelope
     if time_value is None:
         raise BadField("field time: missing (neither the flow nor its envelope has a time)")
     time_ns = parse_time_ns(time_value, "flow.time")
-    flow_type = flow.get("Type")
-    if flow_type in ("SOCK", 3):
-        raise _NotAFlow("socket-translation event")
-    verdict = _enum(flow.get("verdict"), VERDICT_BY_NAME, VERDICT_BY_NUMBER, "flow.verdict")
-    drop = _get(flow, "drop_reason_desc", "dropReasonDesc")
-    if drop is None and verdict == "dropped":
-        drop = flow.get("drop_reason") or flow.get("dropReason")
-    if type(drop) is int:
-        drop = POLICY_DROP_BY_NUMBER.get(drop, str(drop))
-    elif drop is not None and not isinstance(drop, str):
-        raise BadField(f"field flow.drop_reason_desc: expected an enum name or number, got {_show(drop)}")
-    direction = _enum(
-        _get(flow, "traffic_direction", "trafficDirection"),
-        DIRECTION_BY_NAME,
-        DIRECTION_BY_NUMBER,
-        "flow.traffic_direction",
-    )
+    if flow.get("Type") in SOCK_FLOW_TYPES:
+        raise _NotAFlow(SOCKET_EVENT)
+    verdict = VERDICT_ROWS[_enum(flow.get("verdict"), "flow.verdict")]
+    desc = _enum(_get(flow, "drop_reason_desc", "dropReasonDesc"), "flow.drop_reason_desc")
+    # The deprecated numeric reason is read (and checked) only where drop_reason() may use it: drops.
+    deprecated = _uint(_get(flow, "drop_reason", "dropReason"), "flow.drop_reason") if verdict == DROPPED_ROW else 0
+    direction = DIRECTION_ROWS[_enum(_get(flow, "traffic_direction", "trafficDirection"), "flow.traffic_direction")]
     is_reply = _get(flow, "is_reply", "isReply")
     if is_reply is not None and type(is_reply) is not bool:
         raise BadField(f"field flow.is_reply: expected true or false, got {_show(is_reply)}")
@@ -225,76 +222,66 @@ def _append_flow(cols: FlowColumns, flow: dict[str, Any], node: object, envelope
     dst_port = _port(_get(ports, "destination_port", "destinationPort"), f"flow.l4.{protocol}.destination_port")
     l7 = _object(flow.get("l7"), "flow.l7")
     dns = _object(l7.get("dns"), "flow.l7.dns") if l7 else {}
-    if is_reply is None:
-        # Unknown direction: the deprecated flag, an L7 response, or a SYN-ACK tell a reply apart.
-        if flow.get("reply") is True or l7.get("type") in ("RESPONSE", 2):
-            is_reply = True
-        elif protocol == "TCP":
-            flags = ports.get("flags")
-            if isinstance(flags, dict) and flags.get("SYN"):
-                # SYN alone opens a connection; SYN-ACK answers one.
-                is_reply = bool(flags.get("ACK"))
     ip = _object(flow.get("IP"), "flow.IP")
-    src = _Endpoint(
-        _object(flow.get("source"), "flow.source"), _optional_str(ip.get("source"), "flow.IP.source"), "source"
-    )
-    dst = _Endpoint(
-        _object(flow.get("destination"), "flow.destination"),
-        _optional_str(ip.get("destination"), "flow.IP.destination"),
-        "destination",
-    )
+    src_ip = _optional_str(ip.get("source"), "flow.IP.source")
+    dst_ip = _optional_str(ip.get("destination"), "flow.IP.destination")
+    src = _endpoint(flow.get("source"), "source")
+    dst = _endpoint(flow.get("destination"), "destination")
     names = _strings(_get(flow, "destination_names", "destinationNames"), "flow.destination_names")
     service = _object(_get(flow, "destination_service", "destinationService"), "flow.destination_service")
-    service_name = f"{service.get('namespace', '')}/{service['name']}" if service.get("name") else None
-    node_name = _optional_str(_get(flow, "node_name", "nodeName") or node, "node_name")
+    service_ns = _optional_str(service.get("namespace"), "flow.destination_service.namespace") or ""
+    service_nm = _optional_str(service.get("name"), "flow.destination_service.name") or ""
+    flow_node = _optional_str(_get(flow, "node_name", "nodeName"), "flow.node_name") or ""
+    envelope_node = _optional_str(node, "node_name") or ""
     policies = _policies(flow)
     aggregate = flow.get("aggregate")
     count = 1
     if isinstance(aggregate, dict):
-        count = sum(_uint(v, "flow.aggregate") for v in aggregate.values()) or 1
+        count = aggregate_count(*(_uint(_get(aggregate, snake, camel), f"flow.aggregate.{snake}")
+                                  for snake, camel in _AGGREGATE_FIELDS))
     dns_query = _optional_str(dns.get("query"), "flow.l7.dns.query") if dns else None
     dns_answers = _strings(dns.get("ips"), "flow.l7.dns.ips") if dns else ()
+    syn, ack = _tcp_flags(protocol, ports)
 
     cols.time.append(time_ns)
     cols.count.append(count)
     cols.source.append(SOURCE_INDEX["hubble"])
-    cols.verdict.append(VERDICT_INDEX[verdict])
-    cols.drop_reason.append(drop or None)
-    cols.direction.append(DIRECTION_INDEX[direction])
-    cols.is_reply.append(is_reply)
-    cols.protocol.append(PROTOCOL_INDEX[protocol])
-    cols.src_port.append(src_port)
-    cols.dst_port.append(dst_port)
-    for side, ep in (("src", src), ("dst", dst)):
-        getattr(cols, f"{side}_ip").append(ep.ip)
-        getattr(cols, f"{side}_kind").append(KIND_INDEX[ep.kind])
+    cols.verdict.append(verdict)
+    cols.drop_reason.append(drop_reason(desc, verdict, deprecated))
+    cols.direction.append(direction)
+    cols.is_reply.append(reply_flag(is_reply, flow.get("reply") is True, l7.get("type"), syn, ack))
+    cols.protocol.append(PROTOCOL_ROWS[protocol])
+    cols.src_port.append(port(src_port))
+    cols.dst_port.append(port(dst_port))
+    for side, ep, address in (("src", src, src_ip), ("dst", dst, dst_ip)):
+        getattr(cols, f"{side}_ip").append(address)
+        getattr(cols, f"{side}_kind").append(ep.kind)
         getattr(cols, f"{side}_namespace").append(ep.namespace)
         getattr(cols, f"{side}_pod").append(ep.pod)
         getattr(cols, f"{side}_workload").append(ep.workload)
-        getattr(cols, f"{side}_labels").append(ep.pod_labels)
+        getattr(cols, f"{side}_labels").append(ep.labels)
         getattr(cols, f"{side}_ns_labels").append(ep.ns_labels)
     cols.dst_names.append(names)
     cols.dns_query.append(dns_query)
     cols.dns_answers.append(dns_answers)
-    cols.dst_service.append(service_name)
+    cols.dst_service.append(service_name(service_ns, service_nm))
     cols.dst_service_port.append(None)
-    cols.node.append(node_name)
+    cols.node.append(node_name(flow_node, envelope_node))
     cols.policies.append(policies)
     cols.flows_started.append(None)
     cols.flows_completed.append(None)
 
 
-_POLICY_FIELDS = (
-    ("egress_allowed_by", "egressAllowedBy", "egress-allowed"),
-    ("ingress_allowed_by", "ingressAllowedBy", "ingress-allowed"),
-    ("egress_denied_by", "egressDeniedBy", "egress-denied"),
-    ("ingress_denied_by", "ingressDeniedBy", "ingress-denied"),
+_AGGREGATE_FIELDS = (
+    ("ingress_flow_count", "ingressFlowCount"),
+    ("egress_flow_count", "egressFlowCount"),
+    ("unknown_direction_flow_count", "unknownDirectionFlowCount"),
 )
 
 
 def _policies(flow: dict[str, Any]) -> list[str]:
     found: list[str] = []
-    for snake, camel, label in _POLICY_FIELDS:
+    for snake, camel, prefix in POLICY_LISTS:
         entries = _get(flow, snake, camel)
         if not entries:
             continue
@@ -302,8 +289,10 @@ def _policies(flow: dict[str, Any]) -> list[str]:
             raise BadField(f"field flow.{snake}: expected a list of policies, got {_show(entries)}")
         for entry in entries:
             if isinstance(entry, dict):
-                kind = entry.get("kind") or "Policy"
-                found.append(f"{label}:{kind}:{entry.get('namespace', '')}/{entry.get('name', '')}")
+                kind, namespace, name = (
+                    _optional_str(entry.get(key), f"flow.{snake}.{key}") or "" for key in ("kind", "namespace", "name")
+                )
+                found.append(policy_entry(prefix, kind, namespace, name))
     return found
 
 
@@ -322,51 +311,6 @@ def _lost_count(event: object) -> int:
     if not isinstance(event, dict):
         raise BadField(f"field lost_events: expected an object, got {_show(event)}")
     return _uint(_get(event, "num_events_lost", "numEventsLost"), "lost_events.num_events_lost")
-
-
-class ReplyTracker:
-    """Tells replies from requests for flows whose producer did not say (`is_reply` absent).
-
-    Older agents leave `is_reply` out on many trace points. A connection is known from its other
-    packets: a flow is a request when its own 4-tuple was seen as a request, a reply when the
-    reverse 4-tuple was. Known tuples are remembered across the batches of one tracker (one block
-    of lines when a file is parsed in blocks, so the answer never depends on the number of worker
-    processes), up to a bounded number.
-    """
-
-    def __init__(self, limit: int = 1 << 20) -> None:
-        self.requests: dict[tuple[object, ...], None] = {}
-        self.limit = limit
-
-    def resolve(self, cols: FlowColumns | FastColumns) -> None:
-        """Fill `is_reply` where it is None and the connection's direction is known."""
-        replies = cols.is_reply
-        if None not in replies:
-            self._learn(cols, range(len(replies)))
-            return
-        self._learn(cols, range(len(replies)))
-        requests = self.requests
-        src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
-        for row, value in enumerate(replies):
-            if value is None and src_port[row] is not None:
-                if (src_ip[row], src_port[row], dst_ip[row], dst_port[row]) in requests:
-                    replies[row] = False
-                elif (dst_ip[row], dst_port[row], src_ip[row], src_port[row]) in requests:
-                    replies[row] = True
-
-    def _learn(self, cols: FlowColumns | FastColumns, rows: range) -> None:
-        requests = self.requests
-        src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
-        for row in rows:
-            value = cols.is_reply[row]
-            if value is None or src_port[row] is None:
-                continue
-            if value:
-                requests[(dst_ip[row], dst_port[row], src_ip[row], src_port[row])] = None
-            else:
-                requests[(src_ip[row], src_port[row], dst_ip[row], dst_port[row])] = None
-        while len(requests) > self.limit:
-            del requests[next(iter(requests))]
 
 
 class HubbleFileSource(FlowSource):
@@ -491,11 +435,10 @@ class HubbleParser:
             _append_flow(cols, flow, _get(value, "node_name", "nodeName"), value.get("time"))
             return
         kind = _event_kind(value)
-        if kind == "lost_events":
+        if kind == LOST_EVENTS:
             lost = _lost_count(_get(value, "lost_events", "lostEvents"))
-            self.stats.lost_events += lost
-            self.stats.lost_by_node[str(_get(value, "node_name", "nodeName") or "")] += lost
-            raise _NotAFlow("lost_events")
+            count_lost_events(self.stats, str(_get(value, "node_name", "nodeName") or ""), lost)
+            return
         if kind is not None:
             raise _NotAFlow(kind)
         if _FLOW_KEYS.isdisjoint(value):

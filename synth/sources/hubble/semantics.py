@@ -1,42 +1,45 @@
-"""Hubble semantics shared by the file importer and the live gRPC collector.
+"""Every decision about what a Hubble flow means, made once for the file importer and the gRPC decoder.
 
-Turns Cilium identity labels into pod labels, namespace labels and an endpoint kind, and maps
-Hubble's enums (by name or number, as protojson may print either) onto FLOW_SCHEMA values.
+The three readers of a flow (`files` for JSON dicts, `fast` for msgspec structs, `stream` for
+protobuf messages) only take values out of their representation and validate their types; what
+those values mean is decided here, from primitive values, so the readers cannot drift apart:
+
+| decision                      | here                                                                 |
+|-------------------------------|----------------------------------------------------------------------|
+| verdict, direction, protocol  | `enums.VERDICT_ROWS`, `DIRECTION_ROWS`, `PROTOCOL_ROWS` (name or number) |
+| socket events are no flows    | `enums.SOCK_FLOW_TYPES` (counted as `SOCKET_EVENT`)                  |
+| drop reason                   | `drop_reason` (`enums.DROP_REASON_NAMES`): the name, by name or number |
+| reply or request              | `reply_flag` per flow, `ReplyTracker` across the flows of a connection |
+| ports                         | `port`: 0 (left out by protojson) is no port                          |
+| endpoint kind, labels, owner  | `endpoint` (with `label_info`)                                        |
+| policies, aggregate count     | `policy_entry`, `aggregate_count`                                     |
+| Service, node                 | `service_name`, `node_name`                                           |
+| lost events                   | `count_lost_events`                                                   |
+
+`tests/sources/test_decoding_parity.py` feeds the same flows through all three readers and compares the rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
-from synth.sources.columns import Labels, sorted_labels, split_label
+from synth.sources.columns import KIND_INDEX, Labels, sorted_labels, split_label
+from synth.sources.hubble.enums import DROP_REASON_NAMES, DROPPED_ROW, L7_RESPONSES
+from synth.sources.interface import SourceStats
 
-VERDICT_BY_NAME = {
-    "FORWARDED": "forwarded",
-    "DROPPED": "dropped",
-    "ERROR": "error",
-    "AUDIT": "audit",
-    "REDIRECTED": "redirected",
-    "VERDICT_UNKNOWN": "unknown",
-    # TRACED and TRANSLATED are observation points, not decisions: they prove nothing either way.
-    "TRACED": "unknown",
-    "TRANSLATED": "unknown",
-}
-VERDICT_BY_NUMBER = {
-    0: "unknown",
-    1: "forwarded",
-    2: "dropped",
-    3: "error",
-    4: "audit",
-    5: "redirected",
-    6: "unknown",
-    7: "unknown",
-}
-DIRECTION_BY_NAME = {"INGRESS": "ingress", "EGRESS": "egress", "TRAFFIC_DIRECTION_UNKNOWN": "unknown"}
-DIRECTION_BY_NUMBER = {0: "unknown", 1: "ingress", 2: "egress"}
-# The drop reasons that are policy decisions, by number, for producers that print numbers.
-POLICY_DROP_BY_NUMBER = {133: "POLICY_DENIED", 181: "POLICY_DENY", 189: "AUTH_REQUIRED"}
-L4_PROTOCOLS = {"TCP": "TCP", "UDP": "UDP", "SCTP": "SCTP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6"}
+SOCKET_EVENT = "socket-translation event"  # how socket-LB events are counted (other_events)
+LOST_EVENTS = "lost_events"
+NODE_STATUS = "node_status"
+MAX_PORT = 65535
+# (proto field, lowerCamelCase JSON name, stored prefix) of the policy lists of a flow, in stored order.
+POLICY_LISTS = (
+    ("egress_allowed_by", "egressAllowedBy", "egress-allowed"),
+    ("ingress_allowed_by", "ingressAllowedBy", "ingress-allowed"),
+    ("egress_denied_by", "egressDeniedBy", "egress-denied"),
+    ("ingress_denied_by", "ingressDeniedBy", "ingress-denied"),
+)
 
 _NS_LABEL_PREFIX = "io.cilium.k8s.namespace.labels."
 _WORLD = frozenset({"world", "world-ipv4", "world-ipv6"})
@@ -51,6 +54,73 @@ _KIND_BY_IDENTITY = {
     10: "world",
 }
 _LOCAL_SCOPE = 1 << 24
+
+
+# ------------------------------------------------------------------------------------------------ flow fields
+
+
+def drop_reason(desc: str | int | None, verdict_row: int, deprecated: int) -> str | None:
+    """The stored drop reason: the DropReason name, whether the producer printed it by name or number.
+
+    `desc` is `drop_reason_desc` (absent: None; gRPC: 0); DROP_REASON_UNKNOWN is no reason; an
+    unknown number is kept as its digits. Without a reason, a dropped flow falls back to the
+    deprecated numeric `drop_reason` (same numbering); other verdicts ignore that field.
+    """
+    name = DROP_REASON_NAMES[desc]
+    if name is None and deprecated and verdict_row == DROPPED_ROW:
+        return DROP_REASON_NAMES[deprecated]
+    return name
+
+
+def reply_flag(is_reply: bool | None, reply: bool, l7_type: str | int | None, syn: bool, ack: bool) -> bool | None:
+    """Whether a flow is a reply: `is_reply` when the producer set it, else what else tells.
+
+    The deprecated `reply` is only ever true for known replies; an L7 RESPONSE answers; a TCP SYN
+    alone opens a connection and a SYN-ACK answers one (`syn`/`ack`: the TCP flags, False for other
+    protocols). None: unknown, left to `ReplyTracker`.
+    """
+    if is_reply is not None:
+        return is_reply
+    if reply or l7_type in L7_RESPONSES:
+        return True
+    if syn:
+        return ack
+    return None
+
+
+def port(value: int | None) -> int | None:
+    """A port as stored: 0 is no port (protojson leaves zero out, so it cannot be told from absent)."""
+    return value or None
+
+
+def aggregate_count(ingress: int, egress: int, unknown_direction: int) -> int:
+    """How many flows one record stands for: the sum of an `aggregate`'s counts, and never less than 1."""
+    return ingress + egress + unknown_direction or 1
+
+
+def policy_entry(list_prefix: str, kind: str, namespace: str, name: str) -> str:
+    """One entry of the policies column: `egress-allowed:CiliumNetworkPolicy:shop/name`."""
+    return f"{list_prefix}:{kind or 'Policy'}:{namespace}/{name}"
+
+
+def service_name(namespace: str, name: str) -> str | None:
+    """`namespace/name` of the destination Service, or None without a name."""
+    return f"{namespace}/{name}" if name else None
+
+
+def node_name(flow_node: str, envelope_node: str) -> str | None:
+    """The node that observed a flow: the flow's own, else the response envelope's."""
+    return flow_node or envelope_node or None
+
+
+def count_lost_events(stats: SourceStats, node: str, lost: int) -> None:
+    """Count one lost-events record: events lost in total and per node (an empty name for unknown)."""
+    stats.lost_events += lost
+    stats.lost_by_node[node] += lost
+    stats.other_events[LOST_EVENTS] += 1
+
+
+# ------------------------------------------------------------------------------------------------ endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +186,90 @@ def endpoint_kind(info: LabelInfo, identity: int, namespace: str | None, pod_nam
     return "unknown"
 
 
-def workload_name(workloads: list[dict[str, str]] | None) -> str | None:
-    """`Kind/name` of the first owner Hubble reports, or None."""
-    if not workloads:
-        return None
-    first = workloads[0]
-    name = first.get("name") or ""
-    kind = first.get("kind") or ""
-    if not name:
-        return None
-    return f"{kind}/{name}" if kind else name
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of a flow as stored: kind (a KIND_INDEX row), names, owner and labels."""
+
+    kind: int
+    namespace: str | None
+    pod: str | None
+    workload: str | None
+    labels: Labels
+    ns_labels: Labels
+
+
+@lru_cache(maxsize=65536)
+def endpoint(
+    identity: int, namespace: str, pod_name: str, labels: tuple[str, ...], owner_kind: str, owner_name: str
+) -> Endpoint:
+    """An endpoint from its Hubble fields ("" for absent); the owner is the first of its `workloads`.
+
+    Cached: the same endpoints come back flow after flow.
+    """
+    info = label_info(labels)
+    namespace_or_none, pod = namespace or None, pod_name or None
+    workload = None
+    if owner_name:
+        workload = f"{owner_kind}/{owner_name}" if owner_kind else owner_name
+    kind = endpoint_kind(info, identity, namespace_or_none, pod)
+    return Endpoint(KIND_INDEX[kind], namespace_or_none, pod, workload, info.pod, info.namespace)
+
+
+NO_ENDPOINT = endpoint(0, "", "", (), "", "")
+
+
+# ------------------------------------------------------------------------------------------------ connections
+
+
+class ConnectionColumns(Protocol):
+    """The columns `ReplyTracker` reads and fills (both FlowColumns and the fast path's columns)."""
+
+    is_reply: list[bool | None]
+    src_ip: list[str | None]
+    dst_ip: list[str | None]
+    src_port: list[int | None]
+    dst_port: list[int | None]
+
+
+class ReplyTracker:
+    """Tells replies from requests for flows whose producer did not say (`is_reply` absent).
+
+    Older agents leave `is_reply` out on many trace points. A connection is known from its other
+    packets: a flow is a request when its own 4-tuple was seen as a request, a reply when the
+    reverse 4-tuple was. Known tuples are remembered across the batches of one tracker (one block
+    of lines when a file is parsed in blocks, so the answer never depends on the number of worker
+    processes; one collection for the gRPC decoder), up to a bounded number.
+    """
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.requests: dict[tuple[object, ...], None] = {}
+        self.limit = limit
+
+    def resolve(self, cols: ConnectionColumns) -> None:
+        """Fill `is_reply` where it is None and the connection's direction is known."""
+        replies = cols.is_reply
+        self._learn(cols, range(len(replies)))
+        if None not in replies:
+            return
+        requests = self.requests
+        src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
+        for row, value in enumerate(replies):
+            if value is None and src_port[row] is not None:
+                if (src_ip[row], src_port[row], dst_ip[row], dst_port[row]) in requests:
+                    replies[row] = False
+                elif (dst_ip[row], dst_port[row], src_ip[row], src_port[row]) in requests:
+                    replies[row] = True
+
+    def _learn(self, cols: ConnectionColumns, rows: range) -> None:
+        requests = self.requests
+        src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
+        for row in rows:
+            value = cols.is_reply[row]
+            if value is None or src_port[row] is None:
+                continue
+            if value:
+                requests[(dst_ip[row], dst_port[row], src_ip[row], src_port[row])] = None
+            else:
+                requests[(src_ip[row], src_port[row], dst_ip[row], dst_port[row])] = None
+        while len(requests) > self.limit:
+            del requests[next(iter(requests))]

@@ -1,21 +1,19 @@
-"""Live flows from Hubble's Observer gRPC API (hubble-relay, or one cilium-agent). The only grpc import.
+"""Live flows from Hubble's Observer gRPC API (hubble-relay, or one cilium-agent). Imports grpc.
 
-`HubbleClient` opens the channel (plain, TLS or mTLS), asks `ServerStatus`, and opens
-`/observer.Observer/GetFlows` streams that `synth.collect.hubble` consumes. `FlowDecoder` turns each
-`GetFlowsResponse` straight into `FlowColumns` rows by reading message attributes (no JSON, no
-per-flow dicts) with exactly the semantics of the file importer (`hubble.files`): same enums, same
-reply inference, same endpoint kinds and labels. Lost events and relay node status are counted
-and kept as collection facts, never stored as flows.
+`HubbleClient` opens the channel (plain, TLS or mTLS, through `sources.transport`), asks
+`ServerStatus`, and opens `/observer.Observer/GetFlows` streams that `synth.collect.hubble`
+consumes. `FlowDecoder` turns each `GetFlowsResponse` straight into `FlowColumns` rows by reading
+message attributes (no JSON, no per-flow dicts) and handing them to `hubble.semantics`, which makes
+every decision for the file importer too: same enums, drop reasons, reply inference, endpoint kinds
+and labels. Lost events and relay node status are counted and kept as collection facts, never
+stored as flows.
 """
 
 from __future__ import annotations
 
-import ssl
-import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import grpc
 import grpc.experimental
@@ -27,71 +25,32 @@ from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2, observer_pb2_grpc
 from synth._proto.relay import relay_pb2
 from synth.base.errors import CollectError, UsageError
-from synth.sources.columns import (
-    DIRECTION_INDEX,
-    KIND_INDEX,
-    PROTOCOL_INDEX,
-    SOURCE_INDEX,
-    VERDICT_INDEX,
-    FlowColumns,
-)
-from synth.sources.hubble.files import ReplyTracker
+from synth.sources.columns import SOURCE_INDEX, FlowColumns
+from synth.sources.hubble.enums import DIRECTION_ROWS, PORTED_PROTOCOLS, PROTOCOL_ROWS, SOCK_FLOW_TYPES, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
-    DIRECTION_BY_NUMBER,
-    POLICY_DROP_BY_NUMBER,
-    VERDICT_BY_NUMBER,
-    endpoint_kind,
-    label_info,
-    workload_name,
+    LOST_EVENTS,
+    MAX_PORT,
+    NODE_STATUS,
+    POLICY_LISTS,
+    SOCKET_EVENT,
+    ReplyTracker,
+    aggregate_count,
+    count_lost_events,
+    drop_reason,
+    endpoint,
+    node_name,
+    policy_entry,
+    port,
+    reply_flag,
+    service_name,
 )
 from synth.sources.interface import SourceStats
+from synth.sources.transport import UNREACHABLE, TlsOptions, open_channel, raise_stream_error, status, tls_failure
 
-# Status codes after which a stream is reopened (server restart, relay failover, dropped connection).
-_RETRYABLE = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-    }
-)
 _ALL_FLOWS = (1 << 64) - 1
-_SOCK = flow_pb2.SOCK
-_RESPONSE = flow_pb2.RESPONSE
-_VERDICT_ROW = {n: VERDICT_INDEX[v] for n, v in VERDICT_BY_NUMBER.items()}
-_DIRECTION_ROW = {n: DIRECTION_INDEX[v] for n, v in DIRECTION_BY_NUMBER.items()}
-_UNKNOWN_VERDICT, _UNKNOWN_DIRECTION = VERDICT_INDEX["unknown"], DIRECTION_INDEX["unknown"]
-_PROTOCOL_ROW = {name: PROTOCOL_INDEX[name] for name in ("TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6")}
-_PORTED = frozenset({"TCP", "UDP", "SCTP"})
-# Hubble prints a known drop reason by name, an unknown one as its number (kept as text, as the importer does).
-_DROP_NAME = {v.number: v.name for v in flow_pb2.DropReason.DESCRIPTOR.values if v.number} | POLICY_DROP_BY_NUMBER
 _NODE_STATE = {v.number: v.name for v in relay_pb2.NodeState.DESCRIPTOR.values}
-_POLICY_FIELDS = (
-    ("egress_allowed_by", "egress-allowed"),
-    ("ingress_allowed_by", "ingress-allowed"),
-    ("egress_denied_by", "egress-denied"),
-    ("ingress_denied_by", "ingress-denied"),
-)
 _ENDPOINT_CACHE = 65536
 _KEPT_NODE_EVENTS = 100
-
-
-class StreamBroken(Exception):
-    """The flow stream ended before it should (retryable: reopen it where it stopped)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TlsOptions:
-    """Transport security, with the meaning of hubble's own `--tls*` flags."""
-
-    enabled: bool = False
-    ca_cert_files: tuple[str, ...] = ()
-    client_cert_file: str | None = None
-    client_key_file: str | None = None
-    server_name: str | None = None
-    allow_insecure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,13 +144,7 @@ class HubbleClient:
             ("grpc.max_receive_message_length", 64 << 20),
             (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
         ]
-        if tls.enabled:
-            credentials, name = _credentials(target, tls)
-            if name:
-                options.append(("grpc.ssl_target_name_override", name))
-            self.channel = grpc.secure_channel(target, credentials, options)
-        else:
-            self.channel = grpc.insecure_channel(target, options)
+        self.channel = open_channel(target, tls, options)
         self.stub = observer_pb2_grpc.ObserverStub(self.channel)  # type: ignore[no-untyped-call]
         # GetFlows responses stay bytes until the collector's thread decodes them (smaller queued, parsed once).
         self._get_flows = self.channel.unary_stream(
@@ -206,7 +159,7 @@ class HubbleClient:
         try:
             reply = self.stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=self.request_timeout_s)
         except grpc.RpcError as e:
-            raise CollectError(self._explain(e)) from None
+            raise CollectError(self.explain(e)) from None
         return ServerInfo(
             version=reply.version,
             num_flows=reply.num_flows,
@@ -227,16 +180,16 @@ class HubbleClient:
         """Close the channel."""
         self.channel.close()
 
-    def _explain(self, error: grpc.RpcError) -> str:
-        code, details = _status(error)
-        text = " ".join(details.split())
-        if "handshake" in text.lower() or "certificate" in text.lower() or "ssl" in text.lower():
-            reason = text.rsplit(": ", 2)[-2:] if "OPENSSL_internal" in text else [text]
+    def explain(self, error: grpc.RpcError) -> str:
+        """One sentence for a failed call: TLS refused, unreachable, or refused request."""
+        code, text = status(error)
+        reason = tls_failure(text)
+        if reason is not None:
             return (
-                f"{self.server}: TLS handshake failed ({': '.join(reason)}); check --tls-ca-cert-files, "
+                f"{self.server}: TLS handshake failed ({reason}); check --tls-ca-cert-files, "
                 "--tls-server-name and the client certificate"
             )
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        if code in UNREACHABLE:
             hint = " (plain text to a TLS server? try --tls)" if not self.tls and "Socket closed" in text else ""
             return (
                 f"{self.server}: cannot reach the Hubble server ({code.name}: {text}){hint}; is hubble-relay "
@@ -258,23 +211,12 @@ class FlowStream:
         try:
             yield from self.call
         except grpc.RpcError as e:
-            code, details = _status(e)
-            if self.cancelled and code == grpc.StatusCode.CANCELLED:
-                return
-            if code in _RETRYABLE:
-                raise StreamBroken(f"{code.name}: {' '.join(details.split())}") from None
-            raise CollectError(self.client._explain(e)) from None
+            raise_stream_error(e, cancelled=self.cancelled, explain=self.client.explain)
 
     def cancel(self) -> None:
         """Stop the stream; the iterator then ends quietly."""
         self.cancelled = True
         self.call.cancel()
-
-
-def _status(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (error.details() if isinstance(error, grpc.Call) else str(error)) or ""
-    return code, details
 
 
 def _target(server: str, tls: TlsOptions) -> tuple[str, TlsOptions]:
@@ -284,53 +226,6 @@ def _target(server: str, tls: TlsOptions) -> tuple[str, TlsOptions]:
     if tls.allow_insecure or tls.ca_cert_files or tls.client_cert_file or tls.server_name:
         return server, replace(tls, enabled=True)
     return server, tls
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise CollectError(f"{path}: cannot read the {what} ({e.strerror})") from None
-
-
-def _credentials(target: str, tls: TlsOptions) -> tuple[grpc.ChannelCredentials, str | None]:
-    if bool(tls.client_cert_file) != bool(tls.client_key_file):
-        raise UsageError("--tls-client-cert-file and --tls-client-key-file go together (mutual TLS needs both)")
-    key = _read(tls.client_key_file, "client key") if tls.client_key_file else None
-    chain = _read(tls.client_cert_file, "client certificate") if tls.client_cert_file else None
-    name = tls.server_name
-    if tls.allow_insecure:
-        roots, presented = _pin_presented_certificate(target)
-        name = name or presented
-    elif tls.ca_cert_files:
-        roots = b"\n".join(_read(path, "CA certificate") for path in tls.ca_cert_files)
-    else:
-        roots = None  # the system's trust store
-    return grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain), name
-
-
-def _pin_presented_certificate(target: str) -> tuple[bytes, str | None]:
-    """`--tls-allow-insecure`: trust the certificate the server presents, and the name it carries.
-
-    gRPC Python cannot switch certificate verification off, so the presented certificate is fetched
-    without verification and pinned as the only trusted root (traffic is still encrypted).
-    """
-    host, _, port = target.rpartition(":")
-    try:
-        pem = ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=10)
-    except (OSError, ValueError) as e:
-        raise CollectError(f"{target}: cannot fetch the server's certificate for --tls-allow-insecure ({e})") from None
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as handle:
-        handle.write(pem)
-        handle.flush()
-        try:
-            decoded = ssl._ssl._test_decode_cert(handle.name)  # type: ignore[attr-defined]  # stdlib, no public API
-        except (ssl.SSLError, AttributeError):
-            decoded = {}
-    names = [value for kind, value in decoded.get("subjectAltName", ()) if kind == "DNS"]
-    names += [value for rdn in decoded.get("subject", ()) for key, value in rdn if key == "commonName"]
-    name = names[0].replace("*.", "any.", 1) if names else None
-    return pem.encode(), name
 
 
 class RecentFlows:
@@ -393,7 +288,7 @@ class NodeEvents:
 
 
 class FlowDecoder:
-    """Appends GetFlowsResponse messages to FlowColumns with the file importer's semantics."""
+    """Appends GetFlowsResponse messages to FlowColumns, decided by `hubble.semantics` as file imports are."""
 
     def __init__(self, resume_window_ns: int = 1_000_000_000) -> None:
         self.stats = SourceStats()
@@ -452,40 +347,34 @@ class FlowDecoder:
                 stats.skip("stream", "field time: missing (neither the flow nor its envelope has one)", strict=False)
                 continue
             time_ns = stamp.seconds * 1_000_000_000 + stamp.nanos
-            if flow.Type == _SOCK:
-                stats.other_events["socket-translation event"] += 1
+            if flow.Type in SOCK_FLOW_TYPES:
+                stats.other_events[SOCKET_EVENT] += 1
                 continue
-            node = flow.node_name or response.node_name
-            if seen(time_ns, node, flow.uuid or hash(flow.SerializeToString(deterministic=True))):
+            node = node_name(flow.node_name, response.node_name)
+            if seen(time_ns, node or "", flow.uuid or hash(flow.SerializeToString(deterministic=True))):
                 self.duplicates += 1
                 continue
             l4 = flow.l4
             which = l4.WhichOneof("protocol")
-            src_port = dst_port = flags = None
-            if which in _PORTED:
+            src_port = dst_port = None
+            syn = ack = False
+            if which in PORTED_PROTOCOLS:
                 ports = getattr(l4, which)
-                src_port = ports.source_port or None
-                dst_port = ports.destination_port or None
-                if (src_port or 0) > 65535 or (dst_port or 0) > 65535:
+                src_port, dst_port = port(ports.source_port), port(ports.destination_port)
+                if (src_port or 0) > MAX_PORT or (dst_port or 0) > MAX_PORT:
                     stats.skip("stream", _bad_port(which, src_port, dst_port), strict=False)
                     continue
                 if which == "TCP" and ports.HasField("flags"):
-                    flags = ports.flags
-            verdict = _VERDICT_ROW.get(flow.verdict, _UNKNOWN_VERDICT)
-            drop_number = flow.drop_reason_desc
-            drop = (_DROP_NAME.get(drop_number) or str(drop_number)) if drop_number else None
-            if drop is None and verdict == _DROPPED and flow.drop_reason:
-                # The deprecated numeric field: the importer knows only the policy codes by name there.
-                drop = POLICY_DROP_BY_NUMBER.get(flow.drop_reason) or str(flow.drop_reason)
+                    syn, ack = ports.flags.SYN, ports.flags.ACK
+            verdict = VERDICT_ROWS[flow.verdict]
             has_l7 = flow.HasField("l7")
-            if flow.HasField("is_reply"):
-                is_reply: bool | None = flow.is_reply.value
-            elif flow.reply or (has_l7 and flow.l7.type == _RESPONSE):
-                is_reply = True
-            elif flags is not None and flags.SYN:
-                is_reply = flags.ACK  # SYN alone opens a connection; SYN-ACK answers one
-            else:
-                is_reply = None
+            is_reply = reply_flag(
+                flow.is_reply.value if flow.HasField("is_reply") else None,
+                flow.reply,
+                flow.l7.type if has_l7 else None,
+                syn,
+                ack,
+            )
             key = flow.source.SerializeToString()
             src = endpoints.get(key) or self._endpoint(key, flow.source)
             key = flow.destination.SerializeToString()
@@ -498,16 +387,15 @@ class FlowDecoder:
                 dns_answers = dns.ips
             ip = flow.IP
             service = flow.destination_service
-            service_name = service.name
 
             time_col(time_ns)
             count_col(_aggregate_count(flow.aggregate) if flow.HasField("aggregate") else 1)
             source_col(_HUBBLE)
             verdict_col(verdict)
-            drop_col(drop)
-            direction_col(_DIRECTION_ROW.get(flow.traffic_direction, _UNKNOWN_DIRECTION))
+            drop_col(drop_reason(flow.drop_reason_desc, verdict, flow.drop_reason))
+            direction_col(DIRECTION_ROWS[flow.traffic_direction])
             reply_col(is_reply)
-            protocol_col(_PROTOCOL_ROW.get(which or "", _UNKNOWN_PROTOCOL))
+            protocol_col(PROTOCOL_ROWS[which])
             src_port_col(src_port)
             dst_port_col(dst_port)
             src_ip_col(ip.source or None)
@@ -532,9 +420,9 @@ class FlowDecoder:
             names_col(flow.destination_names)
             dns_query_col(dns_query)
             dns_answers_col(dns_answers)
-            service_col(f"{service.namespace}/{service_name}" if service_name else None)
+            service_col(service_name(service.namespace, service.name))
             service_port_col(None)
-            node_col(node or None)
+            node_col(node)
             policies_col(_policies(flow))
             started_col(None)
             completed_col(None)
@@ -549,19 +437,17 @@ class FlowDecoder:
     def _event(self, response: observer_pb2.GetFlowsResponse) -> None:
         kind = response.WhichOneof("response_types")
         stats = self.stats
-        if kind == "lost_events":
+        if kind == LOST_EVENTS:
             event = response.lost_events
             stamp = response.time
             tag = hash(event.SerializeToString(deterministic=True))
             if self.recent.seen(stamp.seconds * 1_000_000_000 + stamp.nanos, response.node_name, tag):
                 self.duplicates += 1
                 return
-            stats.lost_events += event.num_events_lost
-            stats.lost_by_node[response.node_name] += event.num_events_lost
-            stats.other_events["lost_events"] += 1
-        elif kind == "node_status":
+            count_lost_events(stats, response.node_name, event.num_events_lost)
+        elif kind == NODE_STATUS:
             self._node_status(response)
-            stats.other_events["node_status"] += 1
+            stats.other_events[NODE_STATUS] += 1
         else:
             stats.other_events["unknown response"] += 1
 
@@ -598,35 +484,39 @@ def _bad_port(protocol: str, src_port: int | None, dst_port: int | None) -> str:
 
 
 def _aggregate_count(aggregate: flow_pb2.Aggregate) -> int:
-    total: int = aggregate.ingress_flow_count + aggregate.egress_flow_count + aggregate.unknown_direction_flow_count
-    return total or 1
+    return aggregate_count(
+        aggregate.ingress_flow_count, aggregate.egress_flow_count, aggregate.unknown_direction_flow_count
+    )
 
 
-def _decode_endpoint(endpoint: flow_pb2.Endpoint) -> _Side:
-    info = label_info(tuple(endpoint.labels))
-    namespace = endpoint.namespace or None
-    pod = endpoint.pod_name or None
-    workloads = [{"name": w.name, "kind": w.kind} for w in endpoint.workloads[:1]]
+def _decode_endpoint(endpoint_message: flow_pb2.Endpoint) -> _Side:
+    owner = endpoint_message.workloads[0] if endpoint_message.workloads else None
+    resolved = endpoint(
+        endpoint_message.identity,
+        endpoint_message.namespace,
+        endpoint_message.pod_name,
+        tuple(endpoint_message.labels),
+        owner.kind if owner is not None else "",
+        owner.name if owner is not None else "",
+    )
     return _Side(
-        kind=KIND_INDEX[endpoint_kind(info, endpoint.identity, namespace, pod)],
-        namespace=namespace,
-        pod=pod,
-        workload=workload_name(workloads),
-        label_keys=tuple(k for k, _ in info.pod),
-        label_values=tuple(v for _, v in info.pod),
-        ns_keys=tuple(k for k, _ in info.namespace),
-        ns_values=tuple(v for _, v in info.namespace),
+        kind=resolved.kind,
+        namespace=resolved.namespace,
+        pod=resolved.pod,
+        workload=resolved.workload,
+        label_keys=tuple(k for k, _ in resolved.labels),
+        label_values=tuple(v for _, v in resolved.labels),
+        ns_keys=tuple(k for k, _ in resolved.ns_labels),
+        ns_values=tuple(v for _, v in resolved.ns_labels),
     )
 
 
 def _policies(flow: flow_pb2.Flow) -> list[str]:
     found: list[str] = []
-    for name, label in _POLICY_FIELDS:
-        for entry in getattr(flow, name):
-            found.append(f"{label}:{entry.kind or 'Policy'}:{entry.namespace}/{entry.name}")
+    for field_name, _, prefix in POLICY_LISTS:
+        for entry in getattr(flow, field_name):
+            found.append(policy_entry(prefix, entry.kind, entry.namespace, entry.name))
     return found
 
 
 _HUBBLE = SOURCE_INDEX["hubble"]
-_DROPPED = VERDICT_INDEX["dropped"]
-_UNKNOWN_PROTOCOL = PROTOCOL_INDEX["unknown"]
