@@ -142,18 +142,7 @@ def unobserved_connections(
     so that a selector that also selects another workload shows what it lets through. Each end is
     represented by one of its pods' labels. Ports are those seen at the destination.
     """
-    ends: dict[_EndKey, Endpoint] = {}
-    ports: dict[_EndKey, set[tuple[str, int]]] = {}
-    seen: set[tuple[_EndKey, _EndKey, str, int | None]] = set()
-    for pair in pairs:
-        src_key: _EndKey = (pair.src, pair.src_workload if by_workload else "")
-        dst_key: _EndKey = (pair.dst, pair.dst_workload if by_workload else "")
-        seen.add((src_key, dst_key, pair.traffic.protocol, pair.traffic.port))
-        for key, end in ((src_key, pair.traffic.src), (dst_key, pair.traffic.dst)):
-            if key[0].kind == "pod" and end.labels is not None and key not in ends:
-                ends[key] = replace(end, name=None)
-        if pair.dst.kind == "pod" and pair.traffic.protocol in DEFINED_PROTOCOLS and pair.traffic.port is not None:
-            ports.setdefault(dst_key, set()).add((pair.traffic.protocol, pair.traffic.port))
+    ends, ports, seen = _observed_ends(pairs, by_workload)
     wanted = set(namespaces)
 
     def order(key: _EndKey) -> tuple[str, str, str, str]:
@@ -168,6 +157,26 @@ def unobserved_connections(
                 if (src, dst, protocol, port) not in seen:
                     traffic = Traffic(ends[src], ends[dst], protocol, port)
                     yield Unobserved(src[0], dst[0], traffic, src[1], dst[1])
+
+
+def _observed_ends(pairs: Sequence[ObservedPair], by_workload: bool) -> tuple[
+    dict[_EndKey, Endpoint], dict[_EndKey, set[tuple[str, int]]], set[tuple[_EndKey, _EndKey, str, int | None]]
+]:
+    """Each pod end with a representative endpoint, the ports each destination was reached on, and
+    the (source, destination, protocol, port) connections seen."""
+    ends: dict[_EndKey, Endpoint] = {}
+    ports: dict[_EndKey, set[tuple[str, int]]] = {}
+    seen: set[tuple[_EndKey, _EndKey, str, int | None]] = set()
+    for pair in pairs:
+        src_key: _EndKey = (pair.src, pair.src_workload if by_workload else "")
+        dst_key: _EndKey = (pair.dst, pair.dst_workload if by_workload else "")
+        seen.add((src_key, dst_key, pair.traffic.protocol, pair.traffic.port))
+        for key, end in ((src_key, pair.traffic.src), (dst_key, pair.traffic.dst)):
+            if key[0].kind == "pod" and end.labels is not None and key not in ends:
+                ends[key] = replace(end, name=None)
+        if pair.dst.kind == "pod" and pair.traffic.protocol in DEFINED_PROTOCOLS and pair.traffic.port is not None:
+            ports.setdefault(dst_key, set()).add((pair.traffic.protocol, pair.traffic.port))
+    return ends, ports, seen
 
 
 def observe_batches(

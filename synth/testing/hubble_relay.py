@@ -122,25 +122,25 @@ class FakeObserver:
             context.abort(grpc.StatusCode.UNAVAILABLE, "fake relay: not ready")
         limit = self.break_after.pop(0) if self.break_after else None
         since = _ns(request.since) if request.HasField("since") else None
-        until = _ns(request.until) if request.HasField("until") and not request.follow else None
-        sent = 0
         if self.nodes:
             yield node_status(relay_pb2.NODE_CONNECTED, self.nodes)
+        sent = [0]
+        yield from self._limited(self._backlog(request, since), limit, sent, context)
+        self.backlog_sent.set()
+        if request.follow:
+            yield from self._limited(self._live_after(since, context), limit, sent, context)
+
+    def _backlog(self, request: observer_pb2.GetFlowsRequest, since: int | None) -> list[bytes]:
+        until = _ns(request.until) if request.HasField("until") and not request.follow else None
         backlog = [r for r in self.responses if (since is None or r[0] >= since) and (until is None or r[0] <= until)]
         if since is None and until is None:
             if request.number:
                 backlog = backlog[-request.number :]
             elif request.follow and not self.live_backlog:
                 backlog = []
-        for _, data in backlog:
-            if limit is not None and sent >= limit:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "fake relay: connection to the node lost")
-            yield data
-            sent += 1
-            self.sent += 1
-        self.backlog_sent.set()
-        if not request.follow:
-            return
+        return [data for _, data in backlog]
+
+    def _live_after(self, since: int | None, context: grpc.ServicerContext) -> Iterator[bytes]:
         position = 0
         while context.is_active():
             with self._changed:
@@ -151,13 +151,19 @@ class FakeObserver:
                 fresh = self._live[position:]
             for moment, data in fresh:
                 position += 1
-                if since is not None and moment < since:
-                    continue
-                if limit is not None and sent >= limit:
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "fake relay: connection to the node lost")
-                yield data
-                sent += 1
-                self.sent += 1
+                if since is None or moment >= since:
+                    yield data
+
+    def _limited(
+        self, responses: Iterable[bytes], limit: int | None, sent: list[int], context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        """The responses, breaking the stream (UNAVAILABLE) once `limit` were sent on it (`break_after`)."""
+        for data in responses:
+            if limit is not None and sent[0] >= limit:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "fake relay: connection to the node lost")
+            yield data
+            sent[0] += 1
+            self.sent += 1
 
     def server_status(
         self, _request: observer_pb2.ServerStatusRequest, _context: grpc.ServicerContext

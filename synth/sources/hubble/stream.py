@@ -298,7 +298,9 @@ class FlowDecoder:
         self._conntrack = ReplyTracker()
         self._endpoints: dict[bytes, _Side] = {}
 
-    def take(self, cols: FlowColumns, responses: Iterable[bytes]) -> None:
+    def take(  # noqa: C901, PLR0912, PLR0915 - the per-flow loop of live collection, one pass per message
+        self, cols: FlowColumns, responses: Iterable[bytes]
+    ) -> None:
         """Decode serialized GetFlowsResponses; append new flows, count lost events, node status and skips.
 
         The hot path of live collection: one loop over many responses with the column appends bound
