@@ -155,6 +155,9 @@ class GoldmaneFeed:
             self.end_s = now + _FUTURE_SLACK_S
         self.backlog_done = False
         self.buckets_listed = 0
+        # The newest start time this reader thread has listed: the decoder (another thread) may not
+        # have reached it yet, and a stream opened from an older point would depend on its pace.
+        self.listed_newest_s: int | None = None
         self.view: BacklogView | None = None  # the probe's answer, used by the first stream
 
     def probe(self) -> BacklogView:
@@ -167,10 +170,11 @@ class GoldmaneFeed:
         return GoldmaneStream(self)
 
     def resume_s(self) -> int:
-        """Where a (re)opened List or Stream starts: the newest start time received, else the request's."""
-        newest = self.decoder.newest_start_s
-        if newest is not None:
-            return newest
+        """Where a (re)opened List or Stream starts: the newest start time received (decoded, or
+        listed and queued for decoding), else the request's."""
+        received = [s for s in (self.decoder.newest_start_s, self.listed_newest_s) if s is not None]
+        if received:
+            return max(received)
         if not self.backlog_done:
             return self.request.since_s or 0
         return max(self.request.since_s or 0, self.end_s)
@@ -218,7 +222,11 @@ class GoldmaneStream:
             while page < pages and not self.cancelled:
                 call = self._call = client.list_call(bucket, bucket + INTERVAL_S, page, page_size)
                 result: api_pb2.FlowListResult = call.result()
-                yield from result.flows
+                for listed in result.flows:
+                    start = int(listed.flow.start_time)
+                    if feed.listed_newest_s is None or start > feed.listed_newest_s:
+                        feed.listed_newest_s = start
+                    yield listed
                 found += len(result.flows)
                 pages = result.meta.totalPages if result.flows else 0
                 page += 1
