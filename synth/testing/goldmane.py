@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -26,6 +25,7 @@ from synth.sources.calico.files import detect_format
 from synth.sources.calico.goldmane import goldmane_flows, looks_like_goldmane
 from synth.sources.calico.records import BadField
 from synth.sources.reader import InputFile
+from synth.testing.serving import serve
 
 INTERVAL_S = 15  # Goldmane's bucket width
 _HOLD_LIMIT_S = 60  # a held List answers after this long anyway (a failing test must not hang the server)
@@ -174,20 +174,7 @@ def start(
     """Serve `fake` on host:port (0: any free port); `tls` = (key, cert chain, client CA or None for no mTLS)."""
     with fake._changed:
         fake._closing = False
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[fake.handler()])
-    address = f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        key, chain, client_ca = tls
-        credentials = grpc.ssl_server_credentials(
-            [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
-        )
-        bound = server.add_secure_port(address, credentials)
-    if not bound:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    return server, bound
+    return serve(fake.handler(), port, host=host, tls=tls)
 
 
 def stop(server: grpc.Server, fake: FakeGoldmane) -> None:

@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -23,6 +22,7 @@ from google.protobuf import json_format
 from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2
 from synth._proto.relay import relay_pb2
+from synth.testing.serving import serve
 
 Response = tuple[int, bytes]  # (time in ns, serialized GetFlowsResponse)
 _ENVELOPE_KEYS = ("flow", "lost_events", "node_status", "lostEvents", "nodeStatus")
@@ -214,20 +214,7 @@ def start(
     """Serve `observer` on host:port (0: any free port); `tls` = (key, cert chain, client CA or None for no mTLS)."""
     with observer._changed:
         observer._closing = False
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[observer.handler()])
-    address = f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        key, chain, client_ca = tls
-        credentials = grpc.ssl_server_credentials(
-            [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
-        )
-        bound = server.add_secure_port(address, credentials)
-    if not bound:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    return server, bound
+    return serve(observer.handler(), port, host=host, tls=tls)
 
 
 def stop(server: grpc.Server, observer: FakeObserver) -> None:
