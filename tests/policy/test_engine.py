@@ -126,6 +126,7 @@ def denied(pod: str, direction: str, policies: str, connection: str) -> str:
 
 
 XA, XB, XC = pod("x/a"), pod("x/b"), pod("x/c")
+CANARY = pod("x/c", name="canary", labels={"pod": "canary", "track": "canary"})
 YA, YB, YC = pod("y/a"), pod("y/b"), pod("y/c")
 ZA, ZB, ZC = pod("z/a"), pod("z/b"), pod("z/c")
 NS_Y = "[{namespaceSelector: {matchLabels: {ns: y}}}]"
@@ -549,6 +550,46 @@ CASES = [
         D,
         egress=not_selected("x/c", "egress"),
         ingress=denied("x/a", "ingress", "x/p", "TCP/80 from pod x/c"),
+    ),
+    c(
+        "DoesNotExist matches a pod without the key",
+        [to_a("p", "[{podSelector: {matchExpressions: [{key: track, operator: DoesNotExist}]}}]")],
+        XB,
+        XA,
+        80,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=rules("x/p ingress[0]"),
+    ),
+    c(
+        "A policy selecting track DoesNotExist isolates the stable pod, not the canary beside it",
+        [pol("stable", "{podSelector: {matchExpressions: [{key: track, operator: DoesNotExist}]}}")],
+        XB,
+        CANARY,
+        80,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=not_selected("x/canary", "ingress"),
+    ),
+    c(
+        "The same policy denies the stable pod",
+        [pol("stable", "{podSelector: {matchExpressions: [{key: track, operator: DoesNotExist}]}}")],
+        XB,
+        XA,
+        80,
+        D,
+        egress=not_selected("x/b", "egress"),
+        ingress=denied("x/a", "ingress", "x/stable", "TCP/80 from pod x/b"),
+    ),
+    c(
+        "A policy selecting track NotIn [canary] selects a pod without the key, not the canary",
+        [pol("stable", "{podSelector: {matchExpressions: [{key: track, operator: NotIn, values: [canary]}]}}")],
+        XB,
+        CANARY,
+        80,
+        A,
+        egress=not_selected("x/b", "egress"),
+        ingress=not_selected("x/canary", "ingress"),
     ),
     c(
         "e2e NamespaceSelector with matchExpressions NotIn",
