@@ -65,7 +65,9 @@ def aggregate_store(
     until_ns: int | None = None,
     on_file: FileProgress | None = None,
 ) -> EdgeSet:
-    """The edges of the stored flows in the window (all namespaces when none are given)."""
+    """The edges of the stored flows in the window (all namespaces when none are given); a missing
+    or empty store is refused with what to do."""
+    require_flows(store, since_ns, until_ns)
     batches = stored_batches(store, FLOW_COLUMNS, since_ns, until_ns, on_file)
     return aggregate_batches(batches, settings, namespaces=namespaces)
 
@@ -78,6 +80,8 @@ def observe_store(
     since_ns: int | None = None,
     until_ns: int | None = None,
 ) -> Observed:
-    """Edges and the distinct endpoint pairs behind them, in one pass over the stored flows."""
+    """Edges and the distinct endpoint pairs behind them, in one pass over the stored flows; a missing
+    or empty store is refused with what to do."""
+    require_flows(store, since_ns, until_ns)
     batches = stored_batches(store, OBSERVED_COLUMNS, since_ns, until_ns)
     return observe_batches(batches, settings, namespaces=namespaces)

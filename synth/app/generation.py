@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from synth.app.deployed import LoadResult, load_cluster, load_policies
-from synth.app.flows import FileProgress, aggregate_store, observe_store, require_flows
+from synth.app.flows import observe_store
 from synth.base.config import Settings
 from synth.base.errors import GenerationError, InputError, UnsafePoliciesError, UsageError
 from synth.base.text import plural
@@ -40,35 +40,6 @@ class Generated:
     verification: VerifyResult
     diff: DiffResult | None = None
     left_out: tuple[str, ...] = ()  # system namespaces with traffic that --all-namespaces did not generate
-
-
-def load_edges(
-    store: Store,
-    settings: Settings,
-    *,
-    namespaces: Sequence[str] | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    on_file: FileProgress | None = None,
-) -> EdgeSet:
-    """Aggregate the store, refusing an empty store with a hint."""
-    require_flows(store, since_ns, until_ns)
-    return aggregate_store(
-        store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns, on_file=on_file
-    )
-
-
-def load_observed(
-    store: Store,
-    settings: Settings,
-    *,
-    namespaces: Sequence[str] | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-) -> Observed:
-    """Edges and the distinct endpoint pairs behind them, in one pass; an empty store is refused."""
-    require_flows(store, since_ns, until_ns)
-    return observe_store(store, settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
 
 
 def load_deployed(
@@ -106,7 +77,7 @@ def verify_policies(
     ports resolved on the pods `workloads` describe."""
     # every workload recorded, not only those touching `namespaces`: the second half's candidates
     # (who else could connect) are drawn from all of them, as generate's self-check and diff do
-    observed = load_observed(store, settings, since_ns=since_ns, until_ns=until_ns)
+    observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
     observed, named_ports = attach_named_ports(observed, workloads, policies)
     return verify(observed, policies, namespaces, settings.dns, named_ports)
 
@@ -142,7 +113,7 @@ def generate(
     """
     if not namespaces and not all_namespaces:
         raise UsageError("name at least one --namespace, or --all-namespaces")
-    observed = load_observed(store, settings, since_ns=since_ns, until_ns=until_ns)
+    observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
     edges = observed.edges
     seen = observed_namespaces(edges)
     named = sorted(set(namespaces))

@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from synth.app.flows import require_flows
 from synth.base.config import Settings
-from synth.base.errors import StoreError, UsageError
+from synth.base.errors import UsageError
 from synth.core.aggregate import GROUP_KEYS, Accumulator, EdgeSet, finish
 from synth.core.identity import owner_of_pod
 from synth.store.dataset import Store
@@ -64,9 +65,8 @@ def aggregate_spark(
     master: str | None = None,
 ) -> EdgeSet:
     """Edges computed on Spark; the same table as `synth.core.aggregate.aggregate` on the same store."""
+    require_flows(store, since_ns, until_ns)
     files = [_spark_path(store, f.path) for f in store.files(since_ns, until_ns)]
-    if not files:
-        raise StoreError(f"{store.root_text}: no flows stored in the requested time window")
     with spark_session(master) as spark:
         return _aggregate(spark, files, settings, namespaces, since_ns, until_ns)
 

@@ -115,7 +115,7 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
 def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, engine: str,
                   spark_master: str | None, store_path: str) -> int:
     """Show the dependency map: who talks to whom, on which port, how often."""
-    from synth.app.generation import load_edges  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.app.flows import aggregate_store  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.base.config import Settings  # noqa: PLC0415
     from synth.render import tables  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
@@ -133,7 +133,7 @@ def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | N
             progress.update(files=(done, total), flows=flows, label="aggregating")
 
         try:
-            edges = load_edges(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
+            edges = aggregate_store(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
         finally:
             progress.done()
     render = {"table": tables.edges_table, "csv": tables.edges_csv, "json": tables.edges_json}[output]

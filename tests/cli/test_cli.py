@@ -74,7 +74,7 @@ def test_a_crash_is_exit_4_with_a_trace(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("synth.app.generation.load_edges", explode)
+    monkeypatch.setattr("synth.app.flows.aggregate_store", explode)
     result = synth("edges", "--store", tmp_path)
     assert result.code == 4 and "internal error" in result.err and "RuntimeError: boom" in result.err
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import Run, shared_captures
 
 from synth.app import generation as pipeline
+from synth.app.flows import observe_store
 from synth.app.ingest import import_files
 from synth.base.config import Settings
 from synth.base.errors import GenerationError
@@ -388,7 +389,7 @@ def test_real_captures_broken_cluster(synth: Callable[..., Run], captures_store:
 def test_one_count_per_connection_in_edges_replay_and_findings(sample_store: Path) -> None:
     """Edges, the pairs verify replays and the findings count each connection once, the same way."""
     store = Store(str(sample_store))
-    observed = pipeline.load_observed(store, Settings())
+    observed = observe_store(store, Settings())
 
     def ref(end: Any) -> tuple[str, str | None, str]:
         return (end.kind, end.namespace, end.selector)
