@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
+from synth.base.signals import interrupts_deferred
 from synth.store.compact import compact_table
 from synth.store.schema import FLOW_SCHEMA, SCHEMA_VERSION
 
@@ -432,7 +433,10 @@ class StagedWriter(PartitionWriter):
     def commit(
         self, *, input_name: str, sha256: str, size: int, mtime_ns: int, facts: dict[str, object]
     ) -> ImportEntry:
-        """Record the import in the ledger, then move its files into place."""
+        """Record the import in the ledger, then move its files into place.
+
+        Ctrl-C during these steps takes effect after them: the import is then committed as a whole.
+        """
         self.flush()
         entry = ImportEntry(
             id=self.import_id,
@@ -444,10 +448,11 @@ class StagedWriter(PartitionWriter):
             imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
             facts=facts,
         )
-        self.store._write_ledger(entry)
-        if self.files_written:
-            _move_tree(self.fs, self.target_dir, self.store.flows_dir)
-        self.discard()
+        with interrupts_deferred():
+            self.store._write_ledger(entry)
+            if self.files_written:
+                _move_tree(self.fs, self.target_dir, self.store.flows_dir)
+            self.discard()
         return entry
 
     def discard(self) -> None:
