@@ -10,6 +10,7 @@ Any pyarrow filesystem works (`s3://bucket/prefix`); a plain path is the local d
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from synth.base.errors import StoreError
 from synth.base.signals import interrupts_deferred
 from synth.store.compact import compact_table
+from synth.store.lock import writer_lock
 from synth.store.schema import FLOW_SCHEMA, SCHEMA_VERSION
 
 _NS_PER_HOUR = 3_600_000_000_000
@@ -81,6 +83,10 @@ class Store:
     def flows_dir(self) -> str:
         """Where the committed Parquet files live."""
         return self._path("flows")
+
+    def writing(self, command: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it."""
+        return writer_lock(self.root_text, self.root, command)
 
     def exists(self) -> bool:
         """Whether anything was ever stored here."""
