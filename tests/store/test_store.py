@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,6 +82,27 @@ def test_a_committed_but_unmoved_import_is_finished_and_an_uncommitted_one_dropp
     store._write_ledger(_entry(committed.import_id))  # crash after the ledger, before the moves
     store.recover()
     assert sum(b.num_rows for b in store.read()) == batch.num_rows
+
+
+def test_ctrl_c_during_the_commit_takes_effect_once_the_import_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(str(tmp_path))
+    writer = store.staged({"source": "hubble"})
+    batch = next(iter(_batches()))
+    writer.write(batch)
+    write_ledger = store._write_ledger
+
+    def interrupted(entry):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the ledger entry and the moves
+        write_ledger(entry)
+
+    monkeypatch.setattr(store, "_write_ledger", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.commit(input_name="x", sha256="0" * 64, size=1, mtime_ns=1, facts={})
+    assert [e.id for e in store.imports()] == [writer.import_id]
+    assert sum(b.num_rows for b in store.read()) == batch.num_rows
+    assert not (tmp_path / ".staging" / writer.import_id).exists()
 
 
 def _batches() -> list[pa.RecordBatch]:
