@@ -11,22 +11,23 @@ from types import FrameType
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold back SIGINT until the block ends, then raise the KeyboardInterrupt it would have raised.
+    """Hold back SIGINT until the block ends, then hand it to the handler it would have reached.
 
-    Only the main thread receives signals; elsewhere (and when SIGINT is not Python's default
-    handler, e.g. a collector's own handler) the block runs unchanged.
+    With Python's default handler that raises KeyboardInterrupt after the block. Only the main thread
+    receives signals; elsewhere, and when SIGINT is ignored or not handled in Python, the block runs
+    unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
+    if not callable(previous):
         yield
         return
-    received: list[int] = []
+    received: list[tuple[int, FrameType | None]] = []
 
-    def hold(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
+    def hold(signum: int, frame: FrameType | None) -> None:
+        received.append((signum, frame))
 
     signal.signal(signal.SIGINT, hold)
     try:
@@ -34,4 +35,4 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        previous(*received[0])

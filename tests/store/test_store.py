@@ -98,8 +98,12 @@ def test_ctrl_c_during_the_commit_takes_effect_once_the_import_is_whole(
         write_ledger(entry)
 
     monkeypatch.setattr(store, "_write_ledger", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        writer.commit(input_name="x", sha256="0" * 64, size=1, mtime_ns=1, facts={})
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in `synth import`
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.commit(input_name="x", sha256="0" * 64, size=1, mtime_ns=1, facts={})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert [e.id for e in store.imports()] == [writer.import_id]
     assert sum(b.num_rows for b in store.read()) == batch.num_rows
     assert not (tmp_path / ".staging" / writer.import_id).exists()
