@@ -52,10 +52,11 @@ def import_files(
         if path != "-" and not Path(path).exists():
             raise InputError(f"{path}: no such file")
     reports = []
-    for path in paths:
-        reports.append(
-            _import_one(store, source_class, path, strict=strict, force=force, on_batch=on_batch, options=options)
-        )
+    with store.writing():
+        for path in paths:
+            reports.append(
+                _import_one(store, source_class, path, strict=strict, force=force, on_batch=on_batch, options=options)
+            )
     return reports
 
 

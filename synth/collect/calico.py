@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from synth.base.errors import UsageError
 from synth.base.timeutil import format_ns
-from synth.collect.loop import CollectReport, LiveCollector, LiveStream, Progress, check_window, collect_lock
+from synth.collect.loop import CollectReport, LiveCollector, LiveStream, Progress, check_window
 from synth.collect.stop import StopRequest
 from synth.sources.calico.stream import (
     INTERVAL_S,
@@ -75,7 +75,7 @@ def collect_calico(
     `stop` ends the collection from another thread as a signal would.
     """
     request = _request(options)
-    with collect_lock(store):
+    with store.writing():
         client = GoldmaneClient(options.server, options.tls, options.request_timeout_s)
         try:
             feed = GoldmaneFeed(client, request, GoldmaneDecoder(options.namespaces))

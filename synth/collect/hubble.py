@@ -24,7 +24,6 @@ from synth.collect.loop import (
     LiveStream,
     Progress,
     check_window,
-    collect_lock,
     summary_lines,
     tty_progress,
 )
@@ -90,7 +89,7 @@ def collect_hubble(
     `stop` ends the collection from another thread as a signal would.
     """
     request = _request(options)
-    with collect_lock(store):
+    with store.writing():
         client = HubbleClient(options.server, options.tls, options.request_timeout_s)
         try:
             info = client.status()

@@ -8,8 +8,8 @@ once complete). A stream that breaks off (`StreamBroken`) is reopened with expon
 where it stopped, as the source decides; SIGINT/SIGTERM (or, from another thread, a `StopRequest`)
 flush what is buffered and end the collection normally.
 
-One collector per store: an exclusive `flock` on `<store>/collect.lock` refuses a second one. The
-lock works for local stores only; for `s3://...` stores nothing prevents two collectors.
+One writer per store: a collection holds the store's writer lock (`synth.store.lock`), so a second
+collector, an import or a compaction of the same store is refused while it runs.
 
 A source plugs in by subclassing `LiveCollector` (how to open a stream, how to decode its items,
 its facts and report); `collect.py` (Hubble) and `collect_calico.py` (Goldmane) do.
@@ -18,9 +18,7 @@ its facts and report); `collect.py` (Hubble) and `collect_calico.py` (Goldmane) 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
-import os
 import queue
 import signal
 import sys
@@ -30,14 +28,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import IO, Protocol
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from synth.base.errors import CollectError, StoreError, UsageError
+from synth.base.errors import CollectError, UsageError
 from synth.base.text import plural
 from synth.base.timeutil import format_ns
 from synth.collect.stop import StopRequest
@@ -125,36 +122,6 @@ class CollectReport:
     files: int
     first_ns: int | None
     last_ns: int | None
-
-
-@contextlib.contextmanager
-def collect_lock(store: Store) -> Iterator[None]:
-    """Hold `<store>/collect.lock` exclusively (local stores; remote filesystems have no flock)."""
-    if "://" in store.root_text:
-        yield
-        return
-    root = Path(store.root)
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "collect.lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise StoreError(
-                f"{store.root_text}: another `synth collect` is writing to this store ({holder}); stop it first "
-                "or collect into another --store"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class _End:

@@ -4,12 +4,24 @@ The reading process hashes and splits the input into blocks; worker processes pa
 Arrow batches and send them back as IPC bytes; results are taken in input order, so the store gets
 the same rows whatever the number of workers. At most two blocks per worker are in flight, so
 memory stays flat however large the input is.
+
+Workers never outlive the reading process: each asks the kernel to kill it when its parent dies
+(Linux `PR_SET_PDEATHSIG`; elsewhere a thread watches the parent), so `kill -9` of an import leaves
+no process behind, and the multiprocessing resource tracker ends once the workers are gone. Workers
+start with SIGINT blocked and then ignore it: Ctrl-C reaches the whole process group, and only the
+reading process decides what an interrupt means (it stops the workers; the import discards what it
+staged).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -55,6 +67,34 @@ def merge_stats(total: SourceStats, part: SourceStats) -> None:
         total.saw_time(part.first_time_ns, part.last_time_ns)
 
 
+_PR_SET_PDEATHSIG = 1
+_PARENT_POLL_S = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this process when `parent_pid` ends, however it ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not _kill_on_parent_death():
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
+    # The parent may have died before the request above was made; then this process was already adopted.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _kill_on_parent_death() -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
+
+
 def _in_worker(parser: BlockParser, start: int, block: bytes) -> tuple[bytes, SourceStats]:
     result = parser(start, block)
     sink = pa.BufferOutputStream()
@@ -82,15 +122,45 @@ def parse_blocks(blocks: Iterator[tuple[int, bytes]], parser: BlockParser, jobs:
             yield from result.batches
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+    try:
         pending: deque[Future[tuple[bytes, SourceStats]]] = deque()
         work = partial(_in_worker, parser)
         for start, block in _chain(first, second, blocks):
-            pending.append(pool.submit(work, start, block))
+            with _interrupts_blocked():  # submit() may start a worker: it inherits the blocked SIGINT
+                pending.append(pool.submit(work, start, block))
             while len(pending) >= 2 * jobs:
                 yield from _collect(pending.popleft(), stats)
         while pending:
             yield from _collect(pending.popleft(), stats)
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _interrupts_blocked() -> Iterator[None]:
+    """Hold SIGINT back in this thread; a worker started meanwhile never sees one, even before its initializer."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End the workers now (an error or an interrupt): queued blocks are dropped, busy workers killed."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _collect(future: Future[tuple[bytes, SourceStats]], stats: SourceStats) -> Iterator[pa.RecordBatch]:

@@ -10,6 +10,7 @@ Any pyarrow filesystem works (`s3://bucket/prefix`); a plain path is the local d
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -25,8 +26,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
+from synth.base.signals import interrupts_deferred
 from synth.store.compact import compact_table
-from synth.store.schema import FLOW_SCHEMA, SCHEMA_VERSION
+from synth.store.lock import writer_lock
+from synth.store.schema import FLOW_SCHEMA, PARTITION_COLUMNS, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
 
 _NS_PER_HOUR = 3_600_000_000_000
 VERSION_KEY = b"synth.schema_version"
@@ -81,6 +84,10 @@ class Store:
         """Where the committed Parquet files live."""
         return self._path("flows")
 
+    def writing(self, command: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it."""
+        return writer_lock(self.root_text, self.root, command)
+
     def exists(self) -> bool:
         """Whether anything was ever stored here."""
         return bool(self.fs.get_file_info(self.flows_dir).type == pafs.FileType.Directory)
@@ -120,10 +127,10 @@ class Store:
             raise StoreError(f"{stored.path}: not a readable Parquet file ({e})") from e
         metadata = parquet.schema_arrow.metadata or {}
         version = metadata.get(VERSION_KEY, b"?").decode()
-        if version != str(SCHEMA_VERSION):
+        if version not in {str(v) for v in READABLE_VERSIONS}:
             raise StoreError(
-                f"{stored.path}: written with store schema version {version}, this synth reads version "
-                f"{SCHEMA_VERSION}; import the flows again into a new store"
+                f"{stored.path}: written with store schema version {version}, this synth reads versions "
+                f"{', '.join(str(v) for v in sorted(READABLE_VERSIONS))}; import the flows again into a new store"
             )
         return parquet
 
@@ -145,16 +152,23 @@ class Store:
         since_ns: int | None = None,
         until_ns: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream one file's batches, restricted to the window."""
-        wanted = list(columns) if columns is not None else None
-        if wanted is not None and (since_ns is not None or until_ns is not None) and "time" not in wanted:
-            wanted.append("time")
+        """Stream one file's batches, restricted to the window, with `source` restored from the path."""
         parquet = self.open_file(stored)
+        names = list(columns) if columns is not None else FLOW_SCHEMA.names
+        restore = "source" in names and "source" not in parquet.schema_arrow.names  # version 2 files
+        wanted = [name for name in names if not (restore and name == "source")]
+        windowed = since_ns is not None or until_ns is not None
+        if windowed and "time" not in wanted:
+            wanted.append("time")
+        schema = pa.schema([FLOW_SCHEMA.field(name) for name in names])
         for batch in parquet.iter_batches(columns=wanted, batch_size=_ROW_GROUP_ROWS):
-            if since_ns is not None or until_ns is not None:
+            if windowed:
                 batch = _window(batch, since_ns, until_ns)
             if batch.num_rows:
-                yield batch.select(list(columns)) if columns is not None else batch
+                arrays = {name: batch.column(name) for name in wanted}
+                if restore:
+                    arrays["source"] = _constant_source(stored.source, batch.num_rows)
+                yield pa.RecordBatch.from_arrays([arrays[name] for name in names], schema=schema)
 
     def facts(self) -> list[dict[str, object]]:
         """The collection facts of every stored file (source, input, lost events, ...)."""
@@ -178,7 +192,7 @@ class Store:
             {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
         )
         with self.fs.open_output_stream(temporary) as sink:
-            pq.write_table(table.replace_schema_metadata(schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS,
+            pq.write_table(_file_table(table, schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS,
                            compression="zstd")
         journal = self._path(".compact-journal.json")
         with self.fs.open_output_stream(journal) as out:
@@ -269,6 +283,19 @@ class Store:
 
 def _asdict(entry: ImportEntry) -> dict[str, object]:
     return {name: getattr(entry, name) for name in entry.__slots__}
+
+
+def _constant_source(source: str, rows: int) -> pa.Array:
+    """The `source` column of a file, from its partition (the same dictionary the sources build)."""
+    values = pa.array(SOURCES if source in SOURCES else (source,), pa.string())
+    index = SOURCES.index(source) if source in SOURCES else 0
+    return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(index, pa.int32()), rows), values)
+
+
+def _file_table(table: pa.Table, metadata: dict[bytes, bytes] | None) -> pa.Table:
+    """What goes into a file: the flows without their partition columns (those live in the path)."""
+    present = [name for name in PARTITION_COLUMNS if name in table.column_names]
+    return table.drop_columns(present).replace_schema_metadata(metadata)
 
 
 def _window(batch: pa.RecordBatch, since_ns: int | None, until_ns: int | None) -> pa.RecordBatch:
@@ -370,7 +397,7 @@ class PartitionWriter:
         table = pa.Table.from_batches(batches, schema=FLOW_SCHEMA)
         if self.compact_interval_ns:
             table = compact_table(table, self.compact_interval_ns)
-        table = table.replace_schema_metadata(self.schema.metadata)
+        table = _file_table(table, self.schema.metadata)
         written_rows = table.num_rows
         with self.fs.open_output_stream(temporary) as sink:
             pq.write_table(table, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")
@@ -432,7 +459,10 @@ class StagedWriter(PartitionWriter):
     def commit(
         self, *, input_name: str, sha256: str, size: int, mtime_ns: int, facts: dict[str, object]
     ) -> ImportEntry:
-        """Record the import in the ledger, then move its files into place."""
+        """Record the import in the ledger, then move its files into place.
+
+        Ctrl-C during these steps takes effect after them: the import is then committed as a whole.
+        """
         self.flush()
         entry = ImportEntry(
             id=self.import_id,
@@ -444,10 +474,11 @@ class StagedWriter(PartitionWriter):
             imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
             facts=facts,
         )
-        self.store._write_ledger(entry)
-        if self.files_written:
-            _move_tree(self.fs, self.target_dir, self.store.flows_dir)
-        self.discard()
+        with interrupts_deferred():
+            self.store._write_ledger(entry)
+            if self.files_written:
+                _move_tree(self.fs, self.target_dir, self.store.flows_dir)
+            self.discard()
         return entry
 
     def discard(self) -> None:

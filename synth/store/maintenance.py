@@ -32,6 +32,14 @@ class CompactReport:
 def compact_store(store: Store, *, before_ns: int | None = None, interval_ns: int = MINUTE_NS,
                   progress: Callable[[int, int], None] | None = None) -> CompactReport:
     """Rewrite each hour (older than `before_ns`) that has several files, or uncompacted rows, as one file."""
+    if not store.exists():  # nothing to compact, and no lock file to leave in a folder that was not a store
+        return CompactReport(0, 0, 0, 0, 0, 0, 0)
+    with store.writing():
+        return _compact(store, before_ns, interval_ns, progress)
+
+
+def _compact(store: Store, before_ns: int | None, interval_ns: int,
+             progress: Callable[[int, int], None] | None) -> CompactReport:
     by_hour: dict[tuple[str, int], list[StoredFile]] = {}
     for stored in store.files():
         if before_ns is None or stored.hour_start_ns + 3_600_000_000_000 <= before_ns:

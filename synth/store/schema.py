@@ -1,15 +1,22 @@
 """Arrow schemas of the two tables the stages exchange: stored flows and aggregated edges.
 
-`FLOW_SCHEMA` is what every source writes and the store keeps. `EDGE_SCHEMA` is what aggregation
-returns and generation reads. `SCHEMA_VERSION` is written into every Parquet file; a reader refuses
-files of another version instead of misreading them.
+`FLOW_SCHEMA` is what every source writes and the store's reader returns. `EDGE_SCHEMA` is what
+aggregation returns and generation reads. `SCHEMA_VERSION` is written into every Parquet file; a
+reader refuses files of a version it does not know instead of misreading them.
+
+Version 2 keeps the partition column (`source`) in the file paths only (`FILE_SCHEMA`), so every
+hive-aware reader (pyarrow datasets, pandas, DuckDB, Spark) opens the store unchanged; the store's
+reader restores it from the path. Version 1 files also carried it inside and are still read.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+#: columns whose value is the file's partition (`source=hubble/...`), kept in the path and not in the file
+PARTITION_COLUMNS = ("source",)
 
 VERDICTS = ("forwarded", "dropped", "audit", "redirected", "error", "unknown")
 DIRECTIONS = ("ingress", "egress", "unknown")
@@ -66,6 +73,11 @@ FLOW_SCHEMA = pa.schema(
     metadata={b"synth.schema_version": str(SCHEMA_VERSION).encode()},
 )
 """One row per flow, or per pre-aggregated flow record (`count` > 1)."""
+
+FILE_SCHEMA = pa.schema(
+    [field for field in FLOW_SCHEMA if field.name not in PARTITION_COLUMNS], metadata=FLOW_SCHEMA.metadata
+)
+"""The columns inside each stored file: the flow schema without the partition columns."""
 
 EDGE_SCHEMA = pa.schema(
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,3 +59,22 @@ def test_cli_engine_spark(sample_store: Path, synth: Callable[..., Run]) -> None
     )
     assert spark.code == 0, spark.err
     assert json.loads(spark.out) == json.loads(embedded.out)
+
+
+def test_spark_reads_the_store_unchanged(sample_store: Path) -> None:
+    """Spark's own partition discovery over `flows/`: the rows and flows synth's reader sees."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from synth.app.spark import spark_session
+
+    expected_rows, expected_flows = 0, Counter[str]()
+    for batch in Store(str(sample_store)).read(["source", "count"]):
+        expected_rows += batch.num_rows
+        for source, count in zip(batch.column("source").to_pylist(), batch.column("count").to_pylist(), strict=True):
+            expected_flows[source] += count
+    with spark_session("local[2]") as spark:
+        flows = spark.read.parquet(f"file://{sample_store}/flows")
+        rows = flows.count()
+        sums = {r["source"]: r["flows"] for r in flows.groupBy("source").agg(F.sum("count").alias("flows")).collect()}
+    assert rows == expected_rows > 10_000
+    assert sums == dict(expected_flows)

@@ -314,7 +314,7 @@ def _collector(relay: Relay, store: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def _locked(store: Path) -> bool:
-    lock = store / "collect.lock"
+    lock = store / "writer.lock"
     return lock.exists() and "pid" in lock.read_text()
 
 
@@ -328,7 +328,8 @@ def test_sigterm_flushes_and_a_second_collector_is_refused(
         wait_for(lambda: _locked(tmp_path), 30, "the first collector to take the lock")
         second = synth("collect", "hubble", "--server", relay.address, "--follow", "--store", tmp_path)
         assert second.code == 3
-        assert "another `synth collect` is writing to this store (pid " in second.err
+        assert "the store is being written by `synth collect hubble --server " in second.err
+        assert f"(pid {first.process.pid} on " in second.err
         first.wait_for_flows(_count(responses[:2000]))
         assert not Store(str(tmp_path)).files()  # every flow taken, none flushed yet: the interval is 10 minutes
         code, out, err = first.stop(signal.SIGTERM)

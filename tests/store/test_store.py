@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from conftest import FIXTURES, Run
 from synth.app.ingest import import_files
 from synth.base.errors import StoreError
 from synth.store.dataset import FACTS_KEY, VERSION_KEY, Store
-from synth.store.schema import FLOW_SCHEMA
+from synth.store.schema import FILE_SCHEMA
 
 ENVELOPE = FIXTURES / "hubble" / "envelope.json"
 
@@ -26,10 +28,10 @@ def test_hive_partitions_and_metadata(tmp_path: Path) -> None:
     assert files and all("/flows/source=hubble/date=2026-11-20/hour=" in f.path for f in files)
     parquet = pq.ParquetFile(files[0].path)
     metadata = parquet.schema_arrow.metadata
-    assert metadata[VERSION_KEY] == b"1"
+    assert metadata[VERSION_KEY] == b"2"
     facts = json.loads(metadata[FACTS_KEY])
     assert facts["source"] == "hubble" and facts["input"].endswith("envelope.json")
-    assert parquet.schema_arrow.remove_metadata().equals(FLOW_SCHEMA.remove_metadata())
+    assert parquet.schema_arrow.remove_metadata().equals(FILE_SCHEMA.remove_metadata())  # no `source` inside
     (entry,) = store.imports()
     assert entry.flows == 5 and entry.facts["lost_events"] == 424
     assert facts["import"] == entry.id and len(entry.sha256) == 64
@@ -48,7 +50,7 @@ def test_an_older_schema_version_is_refused_with_a_hint(tmp_path: Path, synth: C
     directory.mkdir(parents=True)
     table = pa.table({"time": pa.array([0], pa.timestamp("ns", tz="UTC"))})
     pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"0"}), directory / "part-old.parquet")
-    with pytest.raises(StoreError, match="schema version 0, this synth reads version 1"):
+    with pytest.raises(StoreError, match="schema version 0, this synth reads versions 1, 2;"):
         list(Store(str(tmp_path)).read())
     result = synth("edges", "--store", tmp_path)
     assert result.code == 3 and "import the flows again" in result.err
@@ -80,6 +82,31 @@ def test_a_committed_but_unmoved_import_is_finished_and_an_uncommitted_one_dropp
     store._write_ledger(_entry(committed.import_id))  # crash after the ledger, before the moves
     store.recover()
     assert sum(b.num_rows for b in store.read()) == batch.num_rows
+
+
+def test_ctrl_c_during_the_commit_takes_effect_once_the_import_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(str(tmp_path))
+    writer = store.staged({"source": "hubble"})
+    batch = next(iter(_batches()))
+    writer.write(batch)
+    write_ledger = store._write_ledger
+
+    def interrupted(entry):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the ledger entry and the moves
+        write_ledger(entry)
+
+    monkeypatch.setattr(store, "_write_ledger", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in `synth import`
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.commit(input_name="x", sha256="0" * 64, size=1, mtime_ns=1, facts={})
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [e.id for e in store.imports()] == [writer.import_id]
+    assert sum(b.num_rows for b in store.read()) == batch.num_rows
+    assert not (tmp_path / ".staging" / writer.import_id).exists()
 
 
 def _batches() -> list[pa.RecordBatch]:

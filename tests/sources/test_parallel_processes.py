@@ -1,0 +1,88 @@
+"""The parser workers of an import never outlive it: `kill -9` and Ctrl-C of a real `synth import`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from collecting import wait_for
+from conftest import ROOT
+from processes import alive, children, kill_all, start_synth
+
+from synth.sources.parallel import default_jobs
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+]
+
+FLOWS = 100_000  # about 150 MB: an import of several seconds, so it is still parsing when signalled
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "flows.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_flows.py"), "big", "--flows", str(FLOWS), "--out", str(path)],
+        check=True, capture_output=True,
+    )
+    return path
+
+
+def _workers(pid: int) -> dict[int, str]:
+    return {child: command for child, command in children(pid).items() if "spawn_main" in command}
+
+
+def _start_import(big_file: Path, store: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """Start the import and wait for all its workers; returns it and every child it has by then."""
+    process = start_synth("import", "hubble", big_file, "--store", store)
+    wait_for(lambda: len(_workers(process.pid)) >= default_jobs() or process.poll() is not None, 60,
+             "the import's parser workers")
+    assert process.poll() is None, process.communicate()
+    started = list(children(process.pid))
+    assert any("resource_tracker" in command for command in children(process.pid).values())
+    return process, started
+
+
+def _files(store: Path) -> set[str]:
+    return {str(p.relative_to(store)) for p in store.rglob("*") if p.is_file()}
+
+
+def test_kill_9_of_an_import_ends_its_workers(big_file: Path, tmp_path: Path) -> None:
+    process, started = _start_import(big_file, tmp_path / "store")
+    try:
+        process.kill()
+        process.wait(10)
+        wait_for(lambda: not any(alive(pid) for pid in started), 10, "the workers and the resource tracker to end")
+    finally:
+        kill_all(started)
+        process.kill()
+        process.communicate()
+
+
+def test_ctrl_c_of_an_import_stops_cleanly(big_file: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    sample = ROOT / "sample_flows" / "hubble-flows.json.gz"
+    before = subprocess.run(
+        [sys.executable, "-m", "synth", "import", "hubble", str(sample), "--store", str(store)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
+    )
+    assert "flows imported" in before.stdout
+    files = _files(store)
+    process, started = _start_import(big_file, store)
+    try:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        out, err = process.communicate(timeout=60)
+        wait_for(lambda: not any(alive(pid) for pid in started), 10, "the workers and the resource tracker to end")
+    finally:
+        kill_all(started)
+        process.kill()
+        process.communicate()
+    assert process.returncode == 130, err
+    assert err.strip() == "synth: interrupted"
+    assert out == ""
+    assert _files(store) == files
