@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import FIXTURES, SAMPLE_FLOWS, Run, shared_captures
+from conftest import FIXTURES, ROOT, SAMPLE_FLOWS, Run, shared_captures
 
 from synth.base.errors import BadRecord
 from synth.sources.hubble.files import HubbleFileSource, parse_time_ns
@@ -289,3 +289,15 @@ def test_fast_and_general_paths_give_identical_rows(monkeypatch: pytest.MonkeyPa
     general = [read_all(path)[0] for path in files]
     for path, a, b in zip(files, fast, general, strict=True):
         assert sorted(a.to_pylist(), key=repr) == sorted(b.to_pylist(), key=repr), path.name
+
+
+def test_a_calico_file_given_to_import_hubble_points_at_import_calico(
+    synth: Callable[..., Run], tmp_path: Path
+) -> None:
+    calico = ROOT / "sample_flows" / "calico-flows.log.gz"
+    result = synth("import", "hubble", calico, "--store", tmp_path / "store")
+    assert result.code == 3
+    assert result.err == (
+        f"synth: error: {calico}: no flow could be read (4881 records skipped; first: {calico}:1: a Calico flowlog "
+        "record, not a Hubble flow: import it with `synth import calico`)\n"
+    )

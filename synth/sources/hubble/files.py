@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from synth.sources.calico.files import detect_format as detect_calico_format
 from synth.sources.columns import SOURCE_INDEX, FlowColumns
 from synth.sources.hubble.enums import (
     DIRECTION_ROWS,
@@ -446,6 +447,9 @@ class HubbleParser:
         if kind is not None:
             raise _NotAFlow(kind)
         if _FLOW_KEYS.isdisjoint(value):
+            calico = detect_calico_format(value)
+            if calico is not None:
+                raise BadField(f"a Calico {calico} record, not a Hubble flow: import it with `synth import calico`")
             keys = ", ".join(sorted(value)[:5]) or "none"
             raise BadField(f"not a Hubble flow or event (keys: {keys})")
         _append_flow(cols, value, None, None)
