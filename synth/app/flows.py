@@ -46,14 +46,7 @@ def stored_batches(
     on_file: FileProgress | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The stored flows in the window, `columns` only, file by file."""
-    files = store.files(since_ns, until_ns)
-    flows = 0
-    for position, stored in enumerate(files, 1):
-        for batch in store.read_file(stored, columns, since_ns, until_ns):
-            flows += batch.num_rows
-            yield batch
-        if on_file is not None:
-            on_file(position, len(files), flows)
+    return store.read(columns, since_ns, until_ns, on_file=on_file)
 
 
 def aggregate_store(

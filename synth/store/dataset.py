@@ -140,10 +140,20 @@ class Store:
         since_ns: int | None = None,
         until_ns: int | None = None,
         sources: Sequence[str] | None = None,
+        on_file: Callable[[int, int, int], None] | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream stored flows, file by file, restricted to the window when one is given."""
-        for stored in self.files(since_ns, until_ns, sources):
-            yield from self.read_file(stored, columns, since_ns, until_ns)
+        """Stream stored flows, file by file, restricted to the window when one is given.
+
+        `on_file(done, total, rows)` is called after each file, for a progress display.
+        """
+        files = self.files(since_ns, until_ns, sources)
+        rows = 0
+        for position, stored in enumerate(files, 1):
+            for batch in self.read_file(stored, columns, since_ns, until_ns):
+                rows += batch.num_rows
+                yield batch
+            if on_file is not None:
+                on_file(position, len(files), rows)
 
     def read_file(
         self,
