@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,16 @@ from google.protobuf import json_format
 
 from synth._proto.flow import flow_pb2
 from synth._proto.goldmane import api_pb2
+from synth.base.errors import BadRecord
 from synth.sources.calico.files import CalicoFileSource
 from synth.sources.calico.stream import GoldmaneDecoder
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble.enums import DROP_REASONS, TRAFFIC_DIRECTIONS, VERDICTS
-from synth.sources.hubble.files import HubbleFileSource, parse_time_ns
+from synth.sources.hubble.files import HubbleFileSource, parse_hubble_block, parse_time_ns
+from synth.sources.hubble.native import NativeHubbleBlocks
 from synth.sources.hubble.stream import FlowDecoder
 from synth.sources.interface import SourceStats
+from synth.sources.parallel import BlockResult
 from synth.sources.reader import InputFile
 from synth.store.schema import FLOW_SCHEMA
 from synth.testing.hubble_relay import json_to_response
@@ -56,15 +60,25 @@ def _write(lines: list[str], path: Path) -> Path:
 
 
 def hubble_file(lines: list[str], path: Path, monkeypatch: pytest.MonkeyPatch, *, general: bool) -> Decoded:
-    """Rows of `synth import hubble` (one block, one process), through the fast or the general path."""
+    """Rows of `synth import hubble` (one block) through the exact parser: its typed fast path or its general path."""
     _write(lines, path)
     with monkeypatch.context() as patch:
         if general:
             patch.setattr("synth.sources.hubble.files.fast_decode", lambda line: None)
         with InputFile(str(path)) as input_file:
-            source = HubbleFileSource(input_file, jobs=1, block_size=1 << 30)
+            source = HubbleFileSource(input_file, jobs=1, block_size=1 << 30, native=False)
             batches = list(source.batches())
     return _table_rows(batches), source.stats
+
+
+def hubble_native(lines: list[str], *, strict: bool = False) -> Decoded:
+    """Rows of `synth import hubble` through the native (DuckDB) reader, whatever the number of lines."""
+    blocks = NativeHubbleBlocks("input.json", strict, 65536, threads=2)
+    try:
+        result = blocks.parse(1, "".join(line + "\n" for line in lines).encode())
+    finally:
+        blocks.close()
+    return _table_rows(result.batches), result.stats
 
 
 def hubble_grpc(lines: list[str]) -> Decoded:
@@ -76,9 +90,10 @@ def hubble_grpc(lines: list[str]) -> Decoded:
 
 
 def hubble_paths(lines: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Decoded]:
-    """The same lines through the three Hubble paths."""
+    """The same lines through the four Hubble paths."""
     return {
-        "file (fast path)": hubble_file(lines, tmp_path / "fast.json", monkeypatch, general=False),
+        "file (native)": hubble_native(lines),
+        "file (exact, fast path)": hubble_file(lines, tmp_path / "fast.json", monkeypatch, general=False),
         "file (general path)": hubble_file(lines, tmp_path / "general.json", monkeypatch, general=True),
         "gRPC": hubble_grpc(lines),
     }
@@ -512,3 +527,38 @@ def test_goldmane_list_answer_stores_what_its_flows_store(tmp_path: Path) -> Non
         source = CalicoFileSource(input_file)
         from_file = (_table_rows(list(source.batches())), source.stats)
     assert_same({"file": from_file, "gRPC": goldmane_grpc(list(answer.flows))})
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+BAD_HUBBLE = sorted((FIXTURES / "hubble" / "bad").glob("*.json"))
+
+
+def _native_block(data: bytes, *, strict: bool) -> BlockResult:
+    blocks = NativeHubbleBlocks("input.json", strict, 65536, threads=2)
+    try:
+        return blocks.parse(1, data)
+    finally:
+        blocks.close()
+
+
+@pytest.mark.parametrize("path", BAD_HUBBLE, ids=[p.name for p in BAD_HUBBLE])
+def test_bad_input_is_read_alike_and_named_exactly(path: Path) -> None:
+    """Every bad-input fixture as one block: the native reader stores what the exact parser stores and
+    skips the same lines with the same messages; with --strict both stop at the same line."""
+    data = path.read_bytes()
+    native = _native_block(data, strict=False)
+    exact = parse_hubble_block("input.json", False, 65536, 1, data)
+    assert_same({"native": (_table_rows(native.batches), native.stats),
+                 "exact": (_table_rows(exact.batches), exact.stats)})
+    assert native.stats.skips == exact.stats.skips
+    errors = []
+    exact_strict = partial(parse_hubble_block, "input.json", True, 65536, 1, data)
+    for read in (partial(_native_block, data, strict=True), exact_strict):
+        try:
+            read()
+            errors.append(None)
+        except BadRecord as e:
+            errors.append(str(e))
+    assert errors[0] == errors[1]
