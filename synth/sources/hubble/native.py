@@ -19,17 +19,9 @@ read by the exact parser entirely.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
-import duckdb
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,11 +39,25 @@ from synth.sources.hubble.semantics import (
     service_name,
 )
 from synth.sources.interface import SourceStats
+from synth.sources.native import (
+    BlockReader,
+    Judged,
+    NativeUnavailable,
+    any_bad,
+    combinations,
+    judge,
+    judge_hashed,
+    judge_many,
+    loads,
+    nonblank_lines,
+    plain,
+    rows_of,
+)
 from synth.sources.parallel import BlockResult, merge_stats
 from synth.sources.reader import Record
 from synth.store.schema import FLOW_SCHEMA
 
-T = TypeVar("T")
+BAD = files.BadField
 
 _PORTS = "STRUCT(source_port JSON, destination_port JSON, sourcePort JSON, destinationPort JSON, flags JSON)"
 _FLOW_FIELDS = {
@@ -146,52 +152,24 @@ _PLAIN_STRING = r'^"[^"\\]*"$'
 _TIME = FLOW_SCHEMA.field("time").type
 
 
-# DuckDB's own memory (its buffers while it parses a block); the Arrow result of a block comes on top.
-MEMORY_LIMIT_MB = 256
-
-
-def _block_buffer() -> int:
-    """A file descriptor DuckDB reads each block from: in memory where the system allows it."""
-    if hasattr(os, "memfd_create"):
-        return os.memfd_create("synth-block", os.MFD_CLOEXEC)
-    return os.dup(tempfile.TemporaryFile().fileno())  # pragma: no cover - not Linux
-
-
-class NativeUnavailable(Exception):
-    """The native reader cannot take this block as a whole: the exact parser reads it."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Judged:
-    """Values decoded once per distinct input; `rows` spreads them, `bad` marks rows for the exact parser."""
-
-    values: list[Any]
-    rows: pa.Array
-    bad: pa.Array
-
-
 class NativeHubbleBlocks:
     """Parses blocks of Hubble JSON lines with DuckDB; one instance per import (it holds the connection)."""
 
-    def __init__(self, display: str, strict: bool, batch_rows: int, *, threads: int,
-                 memory_mb: int = MEMORY_LIMIT_MB) -> None:
+    def __init__(self, display: str, strict: bool, batch_rows: int, *, threads: int) -> None:
         self.display = display
         self.strict = strict
         self.batch_rows = batch_rows
-        self._connection = duckdb.connect(config={"threads": threads, "memory_limit": f"{memory_mb}MB"})
-        self._buffer = _block_buffer()
+        self._reader = BlockReader(threads)
         self._endpoints: dict[str, Endpoint | Exception] = {}
 
     def close(self) -> None:
-        """Release the connection and the block buffer."""
-        self._connection.close()
-        with contextlib.suppress(OSError):
-            os.close(self._buffer)
+        """Release DuckDB and the block buffer."""
+        self._reader.close()
 
     def parse(self, start: int, block: bytes) -> BlockResult:
         """One block of whole lines (the first is line `start`): native rows, and the exact parser's."""
         try:
-            table = self._read(block, envelope=_ENVELOPE_START.match(block) is not None)
+            table = self._reader.read(_SELECTS[_ENVELOPE_START.match(block) is not None], block)
             taken, others, socket_events = _Rows(table).convert(self)
         except NativeUnavailable:
             return files.parse_hubble_block(self.display, self.strict, self.batch_rows, start, block)
@@ -205,7 +183,7 @@ class NativeHubbleBlocks:
             stats.saw_time(times["min"].as_py(), times["max"].as_py())
             batches.append(taken)
         if len(others):
-            lines = _nonblank_lines(block, table.num_rows)
+            lines = nonblank_lines(block, table.num_rows)
             if lines is None:
                 return files.parse_hubble_block(self.display, self.strict, self.batch_rows, start, block)
             exact = files.HubbleParser(self.display, self.strict, self.batch_rows)
@@ -215,94 +193,23 @@ class NativeHubbleBlocks:
             merge_stats(stats, exact.stats)
         return files.finish_block(batches, stats, self.batch_rows)
 
-    def _read(self, block: bytes, *, envelope: bool) -> pa.Table:
-        os.ftruncate(self._buffer, 0)
-        os.pwrite(self._buffer, block, 0)
-        try:
-            return self._connection.sql(_SELECTS[envelope], params=[f"/proc/self/fd/{self._buffer}"]).to_arrow_table()
-        except duckdb.Error as e:
-            raise NativeUnavailable(str(e)) from None
-
     # ---------------------------------------------------------------------------------------- distinct values
 
-    def endpoint(self, text: str | None, side: str) -> Endpoint | Exception:
+    def endpoint(self, text: str | None, side: str) -> Endpoint:
         """One endpoint object (its JSON text), decoded by the exact parser once per distinct text."""
         key = f"{side}\x00{text}"
         found = self._endpoints.get(key)
         if found is None:
             try:
-                found = files.endpoint_of(None if text is None else orjson.loads(text), side)
+                found = files.endpoint_of(loads(text), side)
             except files.BadField as e:
                 found = e
             if len(self._endpoints) > 65536:
                 self._endpoints.clear()
             self._endpoints[key] = found
+        if isinstance(found, Exception):
+            raise found
         return found
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-def _judge(column: pa.ChunkedArray | pa.Array, decide: Callable[[Any], T], *, json: bool = True) -> _Judged:
-    """`decide` once per distinct value of a column (JSON texts decoded; absent: None); BadField marks rows bad."""
-    encoded = pc.dictionary_encode(_plain(column), null_encoding="encode")
-    values: list[Any] = []
-    bad: list[bool] = []
-    for text in encoded.dictionary.to_pylist():
-        try:
-            values.append(decide(_loads(text) if json else text))
-            bad.append(False)
-        except files.BadField:
-            values.append(None)
-            bad.append(True)
-    return _Judged(values, encoded.indices, pa.array(bad, pa.bool_()).take(encoded.indices))
-
-
-def _judge_many(columns: Sequence[pa.Array], decide: Callable[..., T]) -> _Judged:
-    """`decide` once per distinct combination of several columns' JSON texts."""
-    parts = [pc.dictionary_encode(_plain(c), null_encoding="encode") for c in columns]
-    rows, combos = _combinations([part.indices for part in parts])
-    dictionaries = [part.dictionary.to_pylist() for part in parts]
-    values: list[Any] = []
-    bad: list[bool] = []
-    for combo in combos:
-        try:
-            values.append(decide(*(_loads(d[i]) for d, i in zip(dictionaries, combo, strict=True))))
-            bad.append(False)
-        except files.BadField:
-            values.append(None)
-            bad.append(True)
-    return _Judged(values, rows, pa.array(bad, pa.bool_()).take(rows))
-
-
-def _judge_hashed(hashes: pa.Array, texts: pa.Array, decide: Callable[[str | None], T]) -> _Judged:
-    """`decide` once per distinct hash of a long text column (given the text of its first row)."""
-    encoded = pc.dictionary_encode(hashes)
-    first = pc.index_in(encoded.dictionary, value_set=hashes)
-    values: list[Any] = []
-    bad: list[bool] = []
-    for text in texts.take(first).to_pylist():
-        try:
-            value: Any = decide(text)
-        except files.BadField as e:
-            value = e
-        failed = isinstance(value, Exception)
-        values.append(None if failed else value)
-        bad.append(failed)
-    return _Judged(values, encoded.indices, pa.array(bad, pa.bool_()).take(encoded.indices))
-
-
-def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if isinstance(column.type, pa.ExtensionType):
-        column = column.storage
-    return column
-
-
-def _spread(values: Sequence[Any], rows: pa.Array, kind: pa.DataType) -> pa.Array:
-    return pa.array(values, kind).take(rows)
 
 
 class _Rows:
@@ -313,7 +220,7 @@ class _Rows:
         self.n = table.num_rows
 
     def column(self, name: str) -> pa.Array:
-        return _plain(self.table.column(name))
+        return plain(self.table.column(name))
 
     def convert(self, blocks: NativeHubbleBlocks) -> tuple[pa.RecordBatch | None, np.ndarray, int]:
         """(the rows taken natively as one batch, the rows the exact parser must read, socket events)."""
@@ -329,11 +236,11 @@ class _Rows:
         bad = pc.or_(bad, pc.invert(pc.or_(own, from_envelope)))
         time_text = pc.if_else(own, flow_time, envelope_time)
 
-        verdict = _judge(col("verdict"), lambda v: VERDICT_ROWS[files.enum_value(v, "flow.verdict")])
-        drops = _judge_many([col("verdict"), col("drop_desc"), col("drop_number")], _drop_reason)
-        direction = _judge(col("direction"),
-                           lambda v: DIRECTION_ROWS[files.enum_value(v, "flow.traffic_direction")])
-        socket = _judge(col("type"), lambda v: v in SOCK_FLOW_TYPES)
+        verdict = judge(col("verdict"), lambda v: VERDICT_ROWS[files.enum_value(v, "flow.verdict")], BAD)
+        drops = judge_many([col("verdict"), col("drop_desc"), col("drop_number")], _drop_reason, BAD)
+        direction = judge(col("direction"), lambda v: DIRECTION_ROWS[files.enum_value(v, "flow.traffic_direction")],
+                          BAD)
+        socket = judge(col("type"), lambda v: v in SOCK_FLOW_TYPES, BAD)
 
         protocol_name = col("protocol")
         bad = pc.or_(bad, pc.greater(col("l4_members"), 1))
@@ -342,31 +249,33 @@ class _Rows:
         bad = pc.or_(bad, pc.invert(portless_ok))
         src_port, bad = _ports(col("src_port"), bad)
         dst_port, bad = _ports(col("dst_port"), bad)
-        flags = _judge(col("tcp_flags"), _syn_ack)
+        flags = judge(col("tcp_flags"), _syn_ack, BAD)
 
-        l7 = _judge_hashed(col("l7_hash"), col("l7"), _l7)
-        replies = _judge_many([col("is_reply"), col("reply")], _reply_fields)
+        l7 = judge_hashed(col("l7_hash"), [col("l7")], _l7, BAD)
+        replies = judge_many([col("is_reply"), col("reply")], _reply_fields, BAD)
         src_ip, bad = _address(col("src_ip"), bad)
         dst_ip, bad = _address(col("dst_ip"), bad)
-        src = _judge_hashed(col("src_hash"), col("src"), lambda t: blocks.endpoint(t, "source"))
-        dst = _judge_hashed(col("dst_hash"), col("dst"), lambda t: blocks.endpoint(t, "destination"))
-        names = _judge(col("names"), lambda v: files.strings(v, "flow.destination_names"))
-        service = _judge(col("service"), _service)
-        node = _judge_many([col("flow_node"), col("envelope_node")], _node)
-        policies = _judge_many([col(name) for name in _POLICY_COLUMNS], _policies)
-        count = _judge(col("aggregate"), _count)
-        for judged in (verdict, drops, direction, flags, l7, replies, src, dst, names, service, node, policies, count):
-            bad = pc.or_(bad, judged.bad)
+        src = judge_hashed(col("src_hash"), [col("src")], lambda t: blocks.endpoint(t, "source"), BAD)
+        dst = judge_hashed(col("dst_hash"), [col("dst")], lambda t: blocks.endpoint(t, "destination"), BAD)
+        names = judge(col("names"), lambda v: files.strings(v, "flow.destination_names"), BAD)
+        service = judge(col("service"), _service, BAD)
+        node = judge_many([col("flow_node"), col("envelope_node")], _node, BAD)
+        policies = judge_many([col(name) for name in _POLICY_COLUMNS], _policies, BAD)
+        count = judge(col("aggregate"), _count, BAD)
+        bad = any_bad(bad, *(judged.bad for judged in (verdict, drops, direction, flags, l7, replies, src, dst, names,
+                                                        service, node, policies, count)))
 
-        is_socket = pc.and_(pc.invert(bad), _spread(socket.values, socket.rows, pa.bool_()))
+        is_socket = pc.and_(pc.invert(bad), socket.column(pa.bool_()))
         socket_events = pc.sum(is_socket).as_py() or 0
         keep = pc.invert(pc.or_(bad, is_socket))
-        others = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False)))
+        others = rows_of(bad)
         if not pc.any(keep).as_py():
             return None, others, socket_events
 
-        protocol_rows = _judge(protocol_name, lambda name: PROTOCOL_ROWS[name], json=False)
+        protocol_rows = judge(protocol_name, lambda name: PROTOCOL_ROWS[name], BAD, json=False)
         reply = _reply_column(replies, l7, flags)
+        dns_query = pa.array([v[1] if v else None for v in l7.values], pa.string()).take(l7.rows)
+        dns_answers = pa.array([v[2] if v else () for v in l7.values], pa.list_(pa.string())).take(l7.rows)
         try:
             time_values = pc.cast(pc.utf8_slice_codeunits(pc.filter(time_text, keep), 1, -1), _TIME)
         except pa.ArrowInvalid as e:  # a date that does not exist (February 30): the exact parser names it
@@ -374,23 +283,22 @@ class _Rows:
 
         columns: dict[str, pa.Array] = {
             "time": time_values,
-            "count": pc.filter(_spread(count.values, count.rows, pa.int64()), keep),
+            "count": pc.filter(count.column(pa.int64()), keep),
             "source": dictionary_column("source", pa.array(np.full(n, SOURCE_INDEX["hubble"], np.int32))).filter(keep),
             "verdict": _enum_column(verdict, "verdict").filter(keep),
-            "drop_reason": pc.filter(_spread(drops.values, drops.rows, pa.string()), keep).dictionary_encode(),
+            "drop_reason": pc.filter(drops.column(pa.string()), keep).dictionary_encode(),
             "direction": _enum_column(direction, "direction").filter(keep),
             "is_reply": pc.filter(reply, keep),
             "protocol": _enum_column(protocol_rows, "protocol").filter(keep),
             "src_port": pc.filter(src_port, keep),
             "dst_port": pc.filter(dst_port, keep),
-            "dst_names": pc.filter(_spread(names.values, names.rows, pa.list_(pa.string())), keep),
-            "dns_query": pc.filter(_spread([v[1] if v else None for v in l7.values], l7.rows, pa.string()), keep),
-            "dns_answers": pc.filter(_spread([v[2] if v else () for v in l7.values], l7.rows, pa.list_(pa.string())),
-                                     keep),
-            "dst_service": pc.filter(_spread(service.values, service.rows, pa.string()), keep),
+            "dst_names": pc.filter(names.column(pa.list_(pa.string())), keep),
+            "dns_query": pc.filter(dns_query, keep),
+            "dns_answers": pc.filter(dns_answers, keep),
+            "dst_service": pc.filter(service.column(pa.string()), keep),
             "dst_service_port": pa.nulls(n, pa.int32()).filter(keep),
-            "node": pc.filter(_spread(node.values, node.rows, pa.string()), keep),
-            "policies": pc.filter(_spread(policies.values, policies.rows, pa.list_(pa.string())), keep),
+            "node": pc.filter(node.column(pa.string()), keep),
+            "policies": pc.filter(policies.column(pa.list_(pa.string())), keep),
             "flows_started": pa.nulls(n, pa.int64()).filter(keep),
             "flows_completed": pa.nulls(n, pa.int64()).filter(keep),
         }
@@ -424,7 +332,7 @@ def _syn_ack(flags: object) -> tuple[bool, bool]:
 
 def _l7(text: str | None) -> tuple[object, str | None, tuple[str, ...]]:
     """(type, DNS query, DNS answers) of an L7 record, as the exact parser reads them."""
-    l7 = files.object_of(_loads(text), "flow.l7")
+    l7 = files.object_of(loads(text), "flow.l7")
     dns = files.object_of(l7.get("dns"), "flow.l7.dns") if l7 else {}
     query = files.optional_str(dns.get("query"), "flow.l7.dns.query") if dns else None
     answers = files.strings(dns.get("ips"), "flow.l7.dns.ips") if dns else ()
@@ -473,8 +381,8 @@ def _address(texts: pa.Array, bad: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values), bad
 
 
-def _reply_column(replies: _Judged, l7: _Judged, flags: _Judged) -> pa.Array:
-    rows, combos = _combinations([replies.rows, l7.rows, flags.rows])
+def _reply_column(replies: Judged, l7: Judged, flags: Judged) -> pa.Array:
+    rows, combos = combinations([replies.rows, l7.rows, flags.rows])
     values: list[bool | None] = []
     for a, b, c in combos:
         fields, record, syn_ack = replies.values[a], l7.values[b], flags.values[c]
@@ -485,28 +393,11 @@ def _reply_column(replies: _Judged, l7: _Judged, flags: _Judged) -> pa.Array:
     return pa.array(values, pa.bool_()).take(rows)
 
 
-def _combinations(rows: Sequence[pa.Array]) -> tuple[pa.Array, list[tuple[int, ...]]]:
-    """Row indices into the distinct combinations of several per-row indices, and those combinations."""
-    sizes = [(pc.max(r).as_py() or 0) + 1 for r in rows]
-    key = pc.cast(rows[0], pa.int64())
-    for r, size in zip(rows[1:], sizes[1:], strict=True):
-        key = pc.add(pc.multiply(key, size), pc.cast(r, pa.int64()))
-    encoded = pc.dictionary_encode(key)
-    combos = []
-    for code in encoded.dictionary.to_pylist():
-        parts = []
-        for size in reversed(sizes):
-            code, position = divmod(code, size)
-            parts.append(position)
-        combos.append(tuple(reversed(parts)))
-    return encoded.indices, combos
+def _enum_column(judged: Judged, name: str) -> pa.DictionaryArray:
+    return dictionary_column(name, judged.column(pa.int32()))
 
 
-def _enum_column(judged: _Judged, name: str) -> pa.DictionaryArray:
-    return dictionary_column(name, _spread(judged.values, judged.rows, pa.int32()))
-
-
-def _endpoint_columns(side: str, judged: _Judged, keep: pa.Array) -> dict[str, pa.Array]:
+def _endpoint_columns(side: str, judged: Judged, keep: pa.Array) -> dict[str, pa.Array]:
     endpoints: list[Endpoint] = [e if e is not None else _NONE for e in judged.values]
     rows = pc.filter(judged.rows, keep)
     return {
@@ -520,16 +411,3 @@ def _endpoint_columns(side: str, judged: _Judged, keep: pa.Array) -> dict[str, p
 
 
 _NONE = Endpoint(KIND_INDEX["unknown"], None, None, None, (), ())
-
-
-def _nonblank_lines(block: bytes, expected: int) -> np.ndarray | None:
-    """(line offset, start, end) of each non-blank line, or None when they are not the rows DuckDB read."""
-    data = np.frombuffer(block, np.uint8)
-    newlines = np.flatnonzero(data == 10)
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [len(block)]))
-    trimmed = ends - (ends > starts) * (data[np.maximum(ends - 1, 0)] == 13)
-    lines = np.flatnonzero(trimmed > starts)
-    if len(lines) != expected:
-        return None
-    return np.stack([lines, starts[lines], ends[lines]], axis=1)
