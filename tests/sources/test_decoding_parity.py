@@ -22,12 +22,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import FIXTURES, SAMPLE_FLOWS, shared_captures
+from conftest import FIXTURES, ROOT, SAMPLE_FLOWS, shared_captures
 from google.protobuf import json_format
 
 from synth._proto.flow import flow_pb2
 from synth._proto.goldmane import api_pb2
-from synth.base.errors import BadRecord
+from synth.base.errors import BadRecord, InputError
 from synth.sources.calico.files import CalicoFileSource
 from synth.sources.calico.stream import GoldmaneDecoder
 from synth.sources.columns import FlowColumns
@@ -560,5 +560,45 @@ def test_bad_input_is_read_alike_and_named_exactly(path: Path) -> None:
             read()
             errors.append(None)
         except BadRecord as e:
+            errors.append(str(e))
+    assert errors[0] == errors[1]
+
+
+CALICO_FILES = [
+    *sorted(p for p in (FIXTURES / "calico").rglob("*") if p.is_file()),
+    ROOT / "sample_flows" / "calico-flows.log.gz", ROOT / "sample_flows" / "calico-es-export.json.gz",
+]
+
+
+def _calico(path: Path, *, native: bool, strict: bool = False) -> Decoded:
+    # Fixtures in small blocks, so a block mixes good and bad lines; samples in a few blocks.
+    block_size = 1 << 12 if FIXTURES in path.parents else 1 << 20
+    with InputFile(str(path)) as input_file:
+        source = CalicoFileSource(input_file, native=native, strict=strict, block_size=block_size)
+        batches = list(source.batches())
+    return _table_rows(batches), source.stats
+
+
+@pytest.mark.parametrize("path", CALICO_FILES, ids=[p.name for p in CALICO_FILES])
+def test_calico_files_read_alike_natively_and_exactly(path: Path) -> None:
+    """Every Calico fixture and sample (small blocks, so blocks mix good and bad lines): the same rows,
+    the same skipped lines with the same messages, and the same first error with --strict."""
+    outcomes = []
+    for native in (True, False):
+        try:
+            rows, stats = _calico(path, native=native)
+            outcomes.append((rows, stats, None))
+        except InputError as e:
+            outcomes.append(([], SourceStats(), str(e)))
+    (native_rows, native_stats, native_error), (exact_rows, exact_stats, exact_error) = outcomes
+    assert native_error == exact_error
+    assert_same({"native": (native_rows, native_stats), "exact": (exact_rows, exact_stats)})
+    assert native_stats.skips == exact_stats.skips
+    errors = []
+    for native in (True, False):
+        try:
+            _calico(path, native=native, strict=True)
+            errors.append(None)
+        except (BadRecord, InputError) as e:
             errors.append(str(e))
     assert errors[0] == errors[1]
