@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # DuckDB's own memory while it parses a block; the Arrow result of a block comes on top.
-MEMORY_LIMIT_MB = 256
+MEMORY_LIMIT_MB = 96
 
 Errors = type[Exception] | tuple[type[Exception], ...]
 

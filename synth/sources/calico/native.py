@@ -52,7 +52,7 @@ SELECT
     OR ({" AND ".join(f"{key} IS NULL" for key in sorted(FLOWLOG_KEYS))}) AS not_a_record,
   hash({", ".join(_SHARED)}) AS shared_hash,
   {", ".join(_SHARED)}
-FROM read_json(?, format = 'newline_delimited', columns = {_COLUMNS!r}, maximum_object_size = 67108864)
+FROM read_json(?, format = 'newline_delimited', columns = {_COLUMNS!r}, maximum_object_size = 8388608)
 """  # noqa: S608 - only constant text is put together: no input reaches the query's text
 
 _UNIX_SECONDS = r'^([1-9]\d{0,9}|"\d{1,10}")$'

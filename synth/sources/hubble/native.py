@@ -137,7 +137,7 @@ SELECT
   {pick('destination_service', 'destinationService')} AS service,
   {", ".join(f"{f}{name} AS {name}" for name in _POLICY_COLUMNS)},
   {f}aggregate AS aggregate
-FROM read_json(?, format = 'newline_delimited', columns = {columns!r}, maximum_object_size = 67108864)
+FROM read_json(?, format = 'newline_delimited', columns = {columns!r}, maximum_object_size = 8388608)
 """  # noqa: S608
 
 
