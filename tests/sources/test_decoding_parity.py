@@ -448,6 +448,15 @@ def test_real_captures_store_the_same_rows_on_every_path(tmp_path: Path, monkeyp
         assert assert_same(hubble_paths(_file_lines(path), tmp_path, monkeypatch)), path.name
 
 
+def test_generated_apps_store_the_same_rows_on_every_path(
+    apps_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = sorted(apps_dir.glob("*.json"))
+    assert files
+    for path in files:  # the first lines of each app: every label layout, a test of seconds
+        assert assert_same(hubble_paths(_file_lines(path)[:500], tmp_path, monkeypatch)), path.name
+
+
 def test_hubble_fixtures_store_the_same_rows_on_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("envelope.json", "legacy.json"):
         assert assert_same(hubble_paths(_file_lines(FIXTURES / "hubble" / name), tmp_path, monkeypatch)), name
