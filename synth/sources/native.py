@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -39,7 +40,7 @@ class BlockReader:
 
     def __init__(self, threads: int, memory_mb: int = MEMORY_LIMIT_MB) -> None:
         self._connection = duckdb.connect(config={"threads": threads, "memory_limit": f"{memory_mb}MB"})
-        self._buffer = _block_buffer()
+        self._buffer, self._path = _block_buffer()
         self._size = 0
 
     def close(self) -> None:
@@ -47,6 +48,8 @@ class BlockReader:
         self._connection.close()
         with contextlib.suppress(OSError):
             os.close(self._buffer)
+        if not self._path.startswith("/proc/"):
+            Path(self._path).unlink(missing_ok=True)
 
     def read(self, query: str, block: bytes) -> pa.Table:
         """The query's rows over `block`; its one parameter is the file holding the block."""
@@ -55,17 +58,18 @@ class BlockReader:
             os.ftruncate(self._buffer, len(block))
         self._size = len(block)
         try:
-            return self._connection.sql(query, params=[f"/proc/self/fd/{self._buffer}"]).to_arrow_table()
+            return self._connection.sql(query, params=[self._path]).to_arrow_table()
         except duckdb.Error as e:
             raise NativeUnavailable(str(e)) from None
 
 
-def _block_buffer() -> int:
-    """A file descriptor holding the block: in memory where the system allows it."""
-    if hasattr(os, "memfd_create"):
-        return os.memfd_create("synth-block", os.MFD_CLOEXEC)
-    with tempfile.TemporaryFile() as spare:  # pragma: no cover - not Linux
-        return os.dup(spare.fileno())
+def _block_buffer() -> tuple[int, str]:
+    """A file holding the block, and the path DuckDB opens it by: in memory where the system allows it."""
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        descriptor = os.memfd_create("synth-block", os.MFD_CLOEXEC)
+        return descriptor, f"/proc/self/fd/{descriptor}"
+    descriptor, path = tempfile.mkstemp(prefix="synth-block-", suffix=".json")  # pragma: no cover - not Linux
+    return descriptor, path
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import random
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -441,6 +442,20 @@ def test_sample_flows_store_the_same_rows_on_every_path(
 ) -> None:
     rows = assert_same(hubble_paths(_file_lines(path), tmp_path, monkeypatch))
     assert rows
+
+
+def test_envelopes_and_bare_flows_mixed_in_blocks_read_alike(tmp_path: Path) -> None:
+    """Both sample files shuffled together, in small blocks: some start with an envelope, some with a bare
+    flow, and each holds both kinds; the native reader must store what the exact parser stores, block by block."""
+    lines = [line for path in SAMPLE_FLOWS for line in _file_lines(path)]
+    random.Random(7).shuffle(lines)
+    path = _write(lines[:4000], tmp_path / "mixed.json")
+    read = {}
+    for native in (True, False):
+        with InputFile(str(path)) as input_file:
+            source = HubbleFileSource(input_file, block_size=1 << 18, native=native)
+            read[native] = (_table_rows(list(source.batches())), source.stats)
+    assert_same({"native": read[True], "exact": read[False]})
 
 
 def test_real_captures_store_the_same_rows_on_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

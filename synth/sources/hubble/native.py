@@ -79,7 +79,7 @@ _EVENTS = ("lost_events", "lostEvents", "node_status", "nodeStatus", "agent_even
 _FLOW_STRUCT = "STRUCT(" + ", ".join(f"{name} {kind}" for name, kind in _FLOW_FIELDS.items()) + ")"
 _ENVELOPE_COLUMNS = {"flow": _FLOW_STRUCT, "node_name": "JSON", "nodeName": "JSON", "time": "JSON"}
 # bare Flow objects, one per line (older producers, exporters): the flow's fields at the top
-_BARE_COLUMNS = {**_FLOW_FIELDS, **dict.fromkeys(_EVENTS, "JSON")}
+_BARE_COLUMNS = {**_FLOW_FIELDS, **dict.fromkeys(_EVENTS, "JSON"), "flow": "JSON"}
 # a bare line is a flow when it has one of the fields the exact parser takes as the mark of one
 _BARE_FLOW = ("(time IS NOT NULL OR verdict IS NOT NULL OR IP IS NOT NULL OR l4 IS NOT NULL"
               " OR source IS NOT NULL OR destination IS NOT NULL OR Type IS NOT NULL)")
@@ -97,7 +97,8 @@ def _select(envelope: bool) -> str:
         return f"coalesce({f}{snake}, {f}{camel})"
 
     events = " OR ".join(f"{name} IS NOT NULL" for name in _EVENTS)
-    no_flow = "flow IS NULL" if envelope else f"({events}) OR NOT {_BARE_FLOW}"
+    # An envelope among bare flows (or the other way round) is the exact parser's.
+    no_flow = "flow IS NULL" if envelope else f"flow IS NOT NULL OR ({events}) OR NOT {_BARE_FLOW}"
     envelope_time = "time" if envelope else "NULL::JSON"
     envelope_node = "coalesce(node_name, nodeName)" if envelope else "NULL::JSON"
     columns = _ENVELOPE_COLUMNS if envelope else _BARE_COLUMNS
@@ -307,8 +308,6 @@ class _Rows:
             columns.update(_endpoint_columns(side, judged, keep))
         batch = pa.RecordBatch.from_arrays([columns[f.name] for f in FLOW_SCHEMA], schema=FLOW_SCHEMA)
         return batch, others, socket_events
-
-
 
 
 def _drop_reason(verdict: object, desc: object, number: object) -> str | None:
