@@ -43,10 +43,15 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.digest.update(data)
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer: no copy on the way
+            n = readinto(buffer) or 0
+            view = memoryview(buffer)[:n]
+        else:
+            view = memoryview(self._raw.read(len(buffer)))
+            n = len(view)
+            buffer[:n] = view
+        self.digest.update(view)
         self.bytes_read += n
         return n
 

@@ -217,11 +217,11 @@ class _Rows:
     """The columns DuckDB returned for one block, turned into FLOW_SCHEMA rows."""
 
     def __init__(self, table: pa.Table) -> None:
-        self.table = table
         self.n = table.num_rows
+        self._columns = {name: plain(column) for name, column in zip(table.column_names, table.columns, strict=True)}
 
     def column(self, name: str) -> pa.Array:
-        return plain(self.table.column(name))
+        return self._columns[name]
 
     def convert(self, blocks: NativeHubbleBlocks) -> tuple[pa.RecordBatch | None, np.ndarray, int]:
         """(the rows taken natively as one batch, the rows the exact parser must read, socket events)."""
