@@ -59,6 +59,8 @@ class BlockReader:
         self._size = len(block)
         try:
             return self._connection.sql(query, params=[self._path]).to_arrow_table()
+        except duckdb.InterruptException:  # Ctrl-C while DuckDB ran: it is the user's, not a reason to fall back
+            raise KeyboardInterrupt from None
         except duckdb.Error as e:
             raise NativeUnavailable(str(e)) from None
 

@@ -301,3 +301,24 @@ def test_a_calico_file_given_to_import_hubble_points_at_import_calico(
         f"synth: error: {calico}: no flow could be read (4881 records skipped; first: {calico}:1: a Calico flowlog "
         "record, not a Hubble flow: import it with `synth import calico`)\n"
     )
+
+
+def test_ctrl_c_while_duckdb_parses_is_an_interrupt_not_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB turns the SIGINT it sees into its own exception: that must stop the import like any Ctrl-C."""
+    import duckdb
+
+    from synth.sources.native import BlockReader
+
+    reader = BlockReader(threads=1)
+
+    class Interrupted:
+        def sql(self, *args: object, **kwargs: object) -> None:
+            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(reader, "_connection", Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        reader.read("SELECT 1", b"{}\n")
+    reader.close()
