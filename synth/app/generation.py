@@ -12,7 +12,7 @@ from synth.base.config import Settings
 from synth.base.errors import GenerationError, InputError, UnsafePoliciesError, UsageError
 from synth.base.text import plural
 from synth.core.aggregate import EdgeSet
-from synth.core.model import PolicySet, Workload
+from synth.core.model import KUBERNETES, PolicyFormat, PolicySet, Workload
 from synth.core.synthesize import FindingKind, Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
 from synth.policy.observed import Observed
@@ -102,6 +102,7 @@ def generate(
     until_ns: int | None = None,
     deployed: PolicySet | None = None,
     workloads: Sequence[Workload] = (),
+    policy_format: PolicyFormat = KUBERNETES,
 ) -> Generated:
     """Aggregate, synthesize, self-check and render the policies of the chosen namespaces.
 
@@ -124,7 +125,7 @@ def generate(
         raise UsageError(
             f"no traffic of namespace {', '.join(missing)} in the store; namespaces seen: {', '.join(seen) or 'none'}"
         )
-    synthesis = synthesize(edges, chosen, settings)
+    synthesis = synthesize(edges, chosen, settings, policy_format)
     renamed: tuple[tuple[str, str, str], ...] = ()
     if deployed is not None:
         adopted, renamed = adopt_deployed_names(synthesis.policies, deployed)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,8 +26,37 @@ from synth.cli.common import (
 if TYPE_CHECKING:
     from synth.app.generation import Generated
     from synth.base.config import Settings
-    from synth.core.model import PolicySet, Workload
+    from synth.core.model import PolicyFormat, PolicySet, Workload
     from synth.policy.diff import DiffResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def format_options(function: F) -> F:
+    """`--format` and its Calico options, handed over as one `policy_format` value."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, **kwargs: Any) -> Any:
+        from synth.core.model import PolicyFormat  # noqa: PLC0415 - the library loads per command (fast --help)
+
+        if (staged or calico_enterprise) and api != "calico":
+            flag = "--staged" if staged else "--calico-enterprise"
+            raise UsageError(f"{flag} is a Calico option: add --format calico")
+        policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise)  # type: ignore[arg-type]
+        return function(*args, policy_format=policy_format, **kwargs)
+
+    for decorator in (
+        click.option("--calico-enterprise", is_flag=True,
+                     help="With --format calico: allow world egress by DNS name (destination.domains, Calico "
+                          "Enterprise and Cloud only)."),
+        click.option("--staged", is_flag=True,
+                     help="With --format calico: write StagedNetworkPolicy, to watch what would be denied first."),
+        click.option("--format", "api", type=click.Choice(["kubernetes", "cilium", "calico"]), default="kubernetes",
+                     show_default=True, help="Policy API: networking.k8s.io/v1 NetworkPolicy, Cilium "
+                                             "CiliumNetworkPolicy or Calico projectcalico.org/v3."),
+    ):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
 @cli.command("generate")
@@ -49,6 +80,7 @@ if TYPE_CHECKING:
               help="Write the policies even though they would deny observed flows (the reasons are printed).")
 @click.option("--strict", is_flag=True,
               help="Also refuse policies that allow connections no flow used (other than those flagged as meant).")
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -66,6 +98,7 @@ def generate_command(
     rare_flows: int,
     accept_denied: bool,
     strict: bool,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -107,6 +140,7 @@ def generate_command(
         until_ns=until_ns,
         deployed=deployed,
         workloads=workloads,
+        policy_format=policy_format,
     )
     _say_summary(generated)
     pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
@@ -174,6 +208,7 @@ def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
               help="Where `synth generate --out DIR` writes the policies: used in the roll-out commands.")
 @click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
               help="Flag rules seen in fewer than N flows as backed by little evidence.")
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -187,6 +222,7 @@ def report_command(
     output: str,
     policies_dir: str,
     rare_flows: int,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -213,7 +249,7 @@ def report_command(
     store = Store(store_path)
     generated = pipeline.generate(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=deployed, workloads=workloads,
+        deployed=deployed, workloads=workloads, policy_format=policy_format,
     )
     text = pipeline.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns
