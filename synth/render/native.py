@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from synth.base.config import NAMESPACE_NAME_LABEL
 from synth.core.model import IPBlock, LabelSelector, Peer, PortSpec, Requirement, Rule
+from synth.policy import calico, cilium
 
 __all__ = [
     "CALICO_NAMESPACE_LABEL",
@@ -28,9 +29,9 @@ __all__ = [
     "number_text",
 ]
 
-CILIUM_NAMESPACE_KEY = "k8s:io.kubernetes.pod.namespace"
-CILIUM_NAMESPACE_LABELS = "k8s:io.cilium.k8s.namespace.labels."
-CALICO_NAMESPACE_LABEL = "projectcalico.org/name"
+CILIUM_NAMESPACE_KEY = "k8s:" + cilium.NAMESPACE_KEY
+CILIUM_NAMESPACE_LABELS = "k8s:" + cilium.NAMESPACE_LABELS_PREFIX
+CALICO_NAMESPACE_LABEL = calico.NAMESPACE_LABEL
 _CILIUM_PORTS_PER_ENTRY = 40  # the CRD's limit on ports in one toPorts entry
 
 
