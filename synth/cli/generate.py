@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +13,7 @@ from synth.base.text import plural
 from synth.cli.common import (
     cli,
     deployed_options,
+    format_options,
     parse_window,
     say,
     say_loaded,
@@ -29,34 +28,6 @@ if TYPE_CHECKING:
     from synth.core.model import PolicyFormat, PolicySet, Workload
     from synth.policy.diff import DiffResult
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def format_options(function: F) -> F:
-    """`--format` and its Calico options, handed over as one `policy_format` value."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, **kwargs: Any) -> Any:
-        from synth.core.model import PolicyFormat  # noqa: PLC0415 - the library loads per command (fast --help)
-
-        if (staged or calico_enterprise) and api != "calico":
-            flag = "--staged" if staged else "--calico-enterprise"
-            raise UsageError(f"{flag} is a Calico option: add --format calico")
-        policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise)  # type: ignore[arg-type]
-        return function(*args, policy_format=policy_format, **kwargs)
-
-    for decorator in (
-        click.option("--calico-enterprise", is_flag=True,
-                     help="With --format calico: allow world egress by DNS name (destination.domains, Calico "
-                          "Enterprise and Cloud only)."),
-        click.option("--staged", is_flag=True,
-                     help="With --format calico: write StagedNetworkPolicy, to watch what would be denied first."),
-        click.option("--format", "api", type=click.Choice(["kubernetes", "cilium", "calico"]), default="kubernetes",
-                     show_default=True, help="Policy API: networking.k8s.io/v1 NetworkPolicy, Cilium "
-                                             "CiliumNetworkPolicy or Calico projectcalico.org/v3."),
-    ):
-        wrapper = decorator(wrapper)
-    return wrapper  # type: ignore[return-value]
 
 
 @cli.command("generate")

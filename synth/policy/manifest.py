@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -40,7 +41,15 @@ from synth.policy.fields import (
     string_map,
 )
 
-__all__ = ["API_VERSION", "ip_block", "label_selector", "normalised_yaml", "policy_from_object", "policy_to_manifest"]
+__all__ = [
+    "API_VERSION",
+    "ip_block",
+    "label_selector",
+    "normalised_yaml",
+    "one_peer_and_protocol",
+    "policy_from_object",
+    "policy_to_manifest",
+]
 
 API_VERSION = "networking.k8s.io/v1"
 
@@ -247,10 +256,13 @@ def policy_to_manifest(policy: NetworkPolicy) -> dict[str, Any]:
     }
     if policy.api == "calico":
         spec |= {"tier": policy.tier or "default"} | ({} if policy.order is None else {"order": policy.order})
-    if policy.ingress:
-        spec["ingress"] = [_rule_manifest(r, "from") for r in policy.ingress]
-    if policy.egress:
-        spec["egress"] = [_rule_manifest(r, "to") for r in policy.egress]
+    ingress, egress = policy.ingress, policy.egress
+    if policy.api == "calico":
+        ingress, egress = one_peer_and_protocol(ingress), one_peer_and_protocol(egress)
+    if ingress:
+        spec["ingress"] = [_rule_manifest(r, "from") for r in ingress]
+    if egress:
+        spec["egress"] = [_rule_manifest(r, "to") for r in egress]
     api_version, kind = _NATIVE_KINDS[(policy.api, policy.staged)]
     return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
 
@@ -262,6 +274,22 @@ _NATIVE_KINDS = {
     ("calico", False): ("projectcalico.org/v3", "NetworkPolicy"),
     ("calico", True): ("projectcalico.org/v3", "StagedNetworkPolicy"),
 }
+
+
+def one_peer_and_protocol(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """The rules as Calico writes them: one per peer and protocol (a Calico rule has one protocol, and
+    IPv4 and IPv6 networks never share one), in order; the same meaning."""
+    out = []
+    for rule in rules:
+        protocols = sorted({p.protocol for p in rule.ports})
+        for peer in rule.peers or (None,):
+            peers = () if peer is None else (peer,)
+            if not protocols:
+                out.append(replace(rule, peers=peers))
+            for protocol in protocols:
+                ports = tuple(p for p in rule.ports if p.protocol == protocol)
+                out.append(replace(rule, peers=peers, ports=ports))
+    return tuple(out)
 
 
 def _selector_manifest(selector: LabelSelector) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from synth.base.config import NAMESPACE_NAME_LABEL
 from synth.core.model import IPBlock, LabelSelector, Peer, PortSpec, Requirement, Rule
 from synth.policy import calico, cilium
+from synth.policy.manifest import one_peer_and_protocol
 
 __all__ = [
     "CALICO_NAMESPACE_LABEL",
@@ -165,16 +166,13 @@ def calico_selector(selector: LabelSelector, namespaces: bool = False) -> str:
     return " && ".join(parts) or "all()"
 
 
-def calico_rules(rules: Iterable[Rule]) -> tuple[CalicoRule, ...]:
-    """The Calico rules of one direction: one per peer and protocol (a Calico rule has one protocol,
-    and IPv4 and IPv6 networks never share one)."""
+def calico_rules(rules: tuple[Rule, ...]) -> tuple[CalicoRule, ...]:
+    """The Calico rules of one direction: one per peer and protocol (`one_peer_and_protocol`)."""
     out = []
-    for rule in rules:
-        protocols: list[str | None] = [*sorted({p.protocol for p in rule.ports})] or [None]
-        for peer in rule.peers or (None,):
-            for protocol in protocols:
-                ports = tuple(_calico_port(p) for p in rule.ports if p.protocol == protocol and p.port is not None)
-                out.append(_calico_rule(peer, protocol, ports, rule))
+    for rule in one_peer_and_protocol(rules):
+        protocol = rule.ports[0].protocol if rule.ports else None
+        ports = tuple(_calico_port(p) for p in rule.ports if p.port is not None)
+        out.append(_calico_rule(rule.peers[0] if rule.peers else None, protocol, ports, rule))
     return tuple(out)
 
 
