@@ -127,12 +127,13 @@ def _default_deny(value: object, path: str, w: Where) -> None:
 
 def _rules(value: object, path: str, prefix: str, w: Where) -> tuple[Rule, ...]:
     rules = []
-    allowed = (*(prefix + p for p in _PEERS), "toPorts", "icmps", "authentication")
+    kinds_here = _PEERS if prefix == "to" else tuple(p for p in _PEERS if p != "FQDNs")  # names are egress only
+    allowed = (*(prefix + p for p in kinds_here), "toPorts", "icmps", "authentication")
     for i, item in enumerate(list_field(value, path, w)):
         rule_path = f"{path}[{i}]"
         body = mapping_field(item, rule_path, w)
         check_keys(body, allowed, rule_path, w)
-        kinds = [p for p in _PEERS if body.get(prefix + p) is not None]
+        kinds = [p for p in kinds_here if body.get(prefix + p) is not None]
         if len(kinds) > 1:
             w.fail(rule_path, f"{' and '.join(prefix + k for k in kinds)} in one rule: the agent accepts one peer "
                               "kind per rule; write one rule each")
@@ -152,8 +153,6 @@ def _peers(kind: str, value: object, path: str, w: Where) -> tuple[Peer, ...]:
     if kind in _UNSUPPORTED_PEERS:
         w.fail(path, "not supported: synth evaluates endpoints, CIDRs, entities and DNS names")
     items = list_field(value, path, w)
-    if kind == "FQDNs" and not path.rsplit(".", 1)[-1].startswith("to"):
-        w.fail(path, "DNS names are egress only")
     if kind == "Endpoints":
         return tuple(_endpoint_peer(item, f"{path}[{i}]", w) for i, item in enumerate(items))
     if kind == "CIDR":
