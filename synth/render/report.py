@@ -251,11 +251,11 @@ def _format_text(policy_format: PolicyFormat) -> str:
     if policy_format.api == "cilium":
         return "Cilium CiliumNetworkPolicy (cilium.io/v2)"
     if policy_format.api == "calico":
-        kind = "StagedNetworkPolicy (staged: shows what would be denied, enforces nothing)" if policy_format.staged \
-            else "NetworkPolicy"
         edition = "Calico Enterprise/Cloud" if policy_format.calico_enterprise else "Calico"
-        return f"{edition} {kind} (projectcalico.org/v3, tier {policy_format.tier}, order " \
-               f"{policy_format.order:g})"
+        kind = "StagedNetworkPolicy" if policy_format.staged else "NetworkPolicy"
+        staged = ": staged, shows what would be denied and enforces nothing" if policy_format.staged else ""
+        where = f"projectcalico.org/v3, tier {policy_format.tier}, order {policy_format.order:g}"
+        return f"{edition} {kind} ({where}){staged}"
     return ""
 
 

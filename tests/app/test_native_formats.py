@@ -154,7 +154,8 @@ def test_the_pr_text_shows_dns_name_rules_and_the_policy_api(outputs: dict[str, 
             "203.0.113.11, 203.0.113.12 |") in text
     assert "Calico open source has no DNS-name rules" in (outputs["calico"] / "PR.md").read_text()
     staged = (outputs["calico-staged"] / "PR.md").read_text()
-    assert "- **Policy API:** Calico Enterprise/Cloud StagedNetworkPolicy (staged: shows what would be denied" in staged
+    assert ("- **Policy API:** Calico Enterprise/Cloud StagedNetworkPolicy (projectcalico.org/v3, tier default, "
+            "order 100): staged, shows what would be denied and enforces nothing\n") in staged
     assert "Their simulated verdict shows as policies.pending in the flow logs" in staged
 
 
