@@ -3,17 +3,25 @@ object with its exact message), their L3/L4 meaning in the engine (with reasons)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from flowbuilder import Peer as FlowPeer
+from flowbuilder import Pod as FlowPod
+from flowbuilder import batches, write
+from flowbuilder import flow as build_flow
 
+from synth.base.config import Settings
 from synth.base.errors import PolicyError
 from synth.core.model import FQDN, LabelSelector, PolicySet, Requirement
 from synth.policy.calico import parse_selector, policy_from_calico
 from synth.policy.cilium import policies_from_cnp
 from synth.policy.evaluate import Endpoint, Engine, Traffic, Verdict
 from synth.policy.fields import Where
+from synth.policy.observed import observe_batches
+from synth.policy.verify import verify
 
 
 def cnp(spec: str, name: str = "p") -> dict[str, Any]:
@@ -242,3 +250,47 @@ egress:
 def test_calico_delete_stages_a_removal() -> None:
     policy = policy_from_calico(calico("{stagedAction: Delete, tier: default}", kind="StagedNetworkPolicy"), "f")
     assert policy.policy_types == ()
+
+
+# --- the second half of verify with DNS-name rules ------------------------------------------------
+
+
+A = FlowPod("x", "a-1", {"app": "a"}, "10.0.1.1")
+B = FlowPod("x", "b-1", {"app": "b"}, "10.0.1.2")
+CDN1, CDN2, OTHER = (FlowPeer("world", ip) for ip in ("203.0.113.1", "203.0.113.2", "203.0.113.3"))
+
+
+def egress_by_name(app: str, match: str, text: str) -> dict[str, Any]:
+    spec = f"""
+endpointSelector: {{matchLabels: {{app: {app}}}}}
+egress:
+- toFQDNs: [{{{match}: '{text}'}}]
+  toPorts: [{{ports: [{{port: '443', protocol: TCP}}]}}]
+"""
+    return cnp(spec, name=f"{app}-egress")
+
+
+def test_a_name_stands_for_every_address_it_had(tmp_path: Path) -> None:
+    """`a` used svc.example.com at one address, `b` at another: `a` may reach the other address too (the same
+    name), which is no unobserved allowance; a pattern wider than the names `a` used is one."""
+    flows = [
+        build_flow(A, CDN1, 443, names=["svc.example.com"]),
+        build_flow(B, CDN2, 443, names=["svc.example.com"]),
+        build_flow(B, OTHER, 443, names=["other.example.com"]),
+    ]
+    observed = observe_batches(batches(write(tmp_path / "flows.json", flows)), Settings())
+    deny = cnp("{endpointSelector: {}, ingress: [{}], egress: [{}]}", name="default-deny")
+    exact = [
+        deny,
+        egress_by_name("a", "matchName", "svc.example.com"),
+        egress_by_name("b", "matchPattern", "*.example.com"),
+    ]
+    policies = PolicySet.of([p for obj in exact for p in policies_from_cnp(obj, "f.yaml")])
+    result = verify(observed, policies, ["x"])
+    assert result.denied_flows == 0
+    assert [a.line() for a in result.over_permissive] == []
+    wide = [deny, egress_by_name("a", "matchPattern", "*.example.com"), exact[2]]
+    result = verify(observed, PolicySet.of([p for obj in wide for p in policies_from_cnp(obj, "f.yaml")]), ["x"])
+    assert [(a.dst.selector, a.port, a.rules) for a in result.over_permissive] == [
+        ("203.0.113.3/32", 443, ("x/a-egress egress[0]",))
+    ]
