@@ -248,7 +248,7 @@ def describe(
     the flow count under which a rule is flagged as backed by little evidence; `since_ns` and
     `until_ns` must be the window `generated` was made from.
     """
-    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir)
+    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir, store=store.root_text)
     recording = Recording(observation_window(store, since_ns, until_ns), recorded_sources(store, since_ns, until_ns))
     report = build_report(generated, recording, options)
     return report_json(report) if output == "json" else render_report(report)

@@ -14,6 +14,7 @@ import click
 
 from synth import __version__
 from synth.base.config import DnsTarget, Settings
+from synth.base.text import plural
 from synth.base.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
 from synth.base.timeutil import parse_time
 
@@ -135,7 +136,7 @@ def deployed_options(function: F) -> F:
 def say_loaded(loaded: LoadResult) -> None:
     """What loading the policies skipped and warns about, on stderr."""
     for kind, count in loaded.skipped_by_kind():
-        say(f"skipped {count} {kind} object(s): neither networking.k8s.io/v1 NetworkPolicies nor workloads")
+        say(f"skipped {plural(count, kind + ' object')}: neither networking.k8s.io/v1 NetworkPolicies nor workloads")
     for warning in loaded.warnings:
         say(f"warning: {warning}")
 
