@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     nodes = sorted(_nodes(responses))
     observer = hubble_relay.FakeObserver(responses, nodes=nodes, live_backlog=True)
     server, port = hubble_relay.start(observer, args.port, host=args.host)
-    print(f"serving {len(responses):,} records from {len(args.files)} files on {args.host}:{port} (Ctrl-C stops)", flush=True)
+    where = f"{args.host}:{port}"
+    print(f"serving {len(responses):,} records from {len(args.files)} files on {where} (Ctrl-C stops)", flush=True)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stopped.set())
