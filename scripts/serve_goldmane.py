@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from synth.base.errors import SynthError
+from synth.base.text import plural
 from synth.testing import goldmane
 
 SERVER_NAMES = ("goldmane.calico-system.svc", "localhost", "127.0.0.1")
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     fake = goldmane.FakeGoldmane(flows)
     server, port = goldmane.start(fake, args.port, host=args.host, tls=credentials)
     transport = "plain gRPC" if credentials is None else "mutual TLS" if credentials[2] else "TLS"
+    served = f"{plural(len(flows), 'flow')} ({plural(len(fake.windows), 'key')}) from {plural(len(args.files), 'file')}"
     print(
-        f"serving {len(flows):,} flows ({len(fake.windows):,} keys) from {len(args.files)} files on "
+        f"serving {served} on "
         f"{args.host}:{port} over {transport} (Ctrl-C stops); collect with:\n"
         f"  synth collect calico --server {args.host}:{port} {flags} --store goldmane-store",
         flush=True,

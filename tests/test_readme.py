@@ -23,6 +23,7 @@ values shown in the README do not churn.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -162,7 +163,8 @@ def run(commands: list[Command], workdir: Path) -> list[list[str]]:
         try:
             output, _ = shell.communicate(timeout=240)
         finally:
-            os.killpg(shell.pid, signal.SIGTERM)  # the stand-in servers started with `&`
+            with contextlib.suppress(ProcessLookupError):  # the stand-in servers started with `&`, if still there
+                os.killpg(shell.pid, signal.SIGTERM)
     for readme_port, port in ports.items():
         output = output.replace(str(port), str(readme_port))
     chunks = output.split(END + "\n")
