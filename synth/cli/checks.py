@@ -8,6 +8,7 @@ import click
 
 from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK, UsageError
 from synth.cli.common import (
+    SYSTEM_LEFT_OUT,
     cli,
     cluster_options,
     deployed_options,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
               help="NetworkPolicies to check: YAML/JSON files or folders, - for stdin (repeatable). Workload "
               "manifests among them (Deployments, Pods, ...) resolve named ports.")
 @cluster_options
-@namespace_options
+@namespace_options()
 @filter_options
 @window_options
 @output_option("table", "json", "yaml")
@@ -91,7 +92,7 @@ def verify_command(
 
 
 @cli.command("diff")
-@namespace_options
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @deployed_options
 @output_option("table", "markdown", "json", "yaml")
 @window_options

@@ -50,20 +50,28 @@ def window_options(function: F) -> F:
 VERDICTS = ("forwarded", "dropped")  # hubble's names for what went through and what policy dropped
 
 
-def namespace_options(function: F) -> F:
-    """`-n/--namespace NS` (repeatable) and `-A/--all-namespaces`, as kubectl spells them; both at once is a
-    usage error. The command decides what no namespace means (every one, or a usage error)."""
+SYSTEM_LEFT_OUT = "Every namespace with observed traffic but the system ones (kube-system, ...; name those with -n)."
 
-    @functools.wraps(function)
-    def wrapper(*args: Any, namespaces: tuple[str, ...], all_namespaces: bool, **kwargs: Any) -> Any:
-        if namespaces and all_namespaces:
-            raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other: give one")
-        return function(*args, namespaces=namespaces, all_namespaces=all_namespaces, **kwargs)
 
-    wrapper = click.option("--all-namespaces", "-A", is_flag=True,
-                           help="Every namespace with observed traffic.")(wrapper)
-    return click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",  # type: ignore[return-value]
-                        help="Only this namespace (repeatable).")(wrapper)
+def namespace_options(all_help: str = "Every namespace (the default without -n).", *,
+                      exclusive: bool = True) -> Callable[[F], F]:
+    """`-n/--namespace NS` (repeatable) and `-A/--all-namespaces`, as kubectl spells them.
+
+    Where -A means every namespace, naming some too is a usage error (`exclusive`); where -A leaves the
+    system namespaces out (generate, report, diff), -n adds them back."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, namespaces: tuple[str, ...], all_namespaces: bool, **kwargs: Any) -> Any:
+            if exclusive and namespaces and all_namespaces:
+                raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other: give one")
+            return function(*args, namespaces=namespaces, all_namespaces=all_namespaces, **kwargs)
+
+        wrapper = click.option("--all-namespaces", "-A", is_flag=True, help=all_help)(wrapper)
+        return click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",  # type: ignore[return-value]
+                            help="Only this namespace (repeatable).")(wrapper)
+
+    return decorate
 
 
 def output_option(*formats: str, default: str | None = None) -> Callable[[F], F]:

@@ -109,7 +109,7 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
 
 
 @cli.command("edges")
-@namespace_options
+@namespace_options()
 @filter_options
 @window_options
 @output_option("table", "csv", "json", "yaml", "markdown")

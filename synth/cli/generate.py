@@ -11,6 +11,7 @@ from synth.base.config import SHORT_WINDOW_HOURS
 from synth.base.errors import UsageError
 from synth.base.text import plural
 from synth.cli.common import (
+    SYSTEM_LEFT_OUT,
     cli,
     deployed_options,
     namespace_options,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 @cli.command("generate")
-@namespace_options
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @click.option(
     "--out",
     "out_dir",
@@ -173,7 +174,7 @@ def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
 
 
 @cli.command("report")
-@namespace_options
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @deployed_options
 @output_option("markdown", "json", "yaml")
 @click.option("--policies-dir", default="policies", show_default=True, metavar="DIR",
