@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from synth.base.text import plural
 from synth.testing import hubble_relay
 
 
@@ -28,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     nodes = sorted(_nodes(responses))
     observer = hubble_relay.FakeObserver(responses, nodes=nodes, live_backlog=True)
     server, port = hubble_relay.start(observer, args.port, host=args.host)
-    print(f"serving {len(responses):,} records from {len(args.files)} files on {args.host}:{port} (Ctrl-C stops)")
+    where = f"{args.host}:{port}"
+    files = plural(len(args.files), "file")
+    print(f"serving {plural(len(responses), 'record')} from {files} on {where} (Ctrl-C stops)", flush=True)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: stopped.set())

@@ -43,6 +43,7 @@ __all__ = [
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml", ".json")
 _PAGE_SIZE = 500
+KUSTOMIZE_GROUP = "kustomize.config.k8s.io/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,8 @@ class _Collector:
             self.add_policy(calico.policy_from_calico(obj, origin, self.default_namespace))
         elif is_workload(kind, api_version):
             self.add_workload(workload_from_object(obj, origin, self.default_namespace, self.source))
+        elif kind == "Kustomization" and api_version.startswith(KUSTOMIZE_GROUP):
+            return  # how a policies folder (synth's own output too) is applied; its resources are read as files
         else:
             metadata = obj.get("metadata")
             name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""

@@ -11,9 +11,12 @@ from synth.base.config import SHORT_WINDOW_HOURS
 from synth.base.errors import UsageError
 from synth.base.text import plural
 from synth.cli.common import (
+    SYSTEM_LEFT_OUT,
     cli,
     deployed_options,
     format_options,
+    namespace_options,
+    output_option,
     parse_window,
     say,
     say_loaded,
@@ -31,14 +34,14 @@ if TYPE_CHECKING:
 
 
 @cli.command("generate")
-@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to generate policies for (repeatable).")
-@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @click.option(
     "--out",
     "out_dir",
     metavar="DIR",
-    help="Write one file per policy under DIR/<namespace>/ (default: print one YAML stream).",
+    help="Write one file per policy under DIR/<namespace>/ (default: print the policies, as -o says).",
 )
+@output_option("yaml", "json")
 @deployed_options
 @click.option("--diff-out", metavar="FILE", help="With --deployed/--cluster: write the full diff (markdown) to FILE.")
 @click.option("--pr", "pull_request", is_flag=True,
@@ -59,6 +62,7 @@ def generate_command(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     out_dir: str | None,
+    output: str,
     deployed_paths: tuple[str, ...],
     cluster: bool,
     kubeconfig: str | None,
@@ -87,8 +91,11 @@ def generate_command(
     """
     from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.render.folder import write_tree  # noqa: PLC0415
+    from synth.render.tables import manifest_list_json  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
+    if out_dir is not None and output != "yaml":
+        raise UsageError("-o chooses how the policies are printed; with --out they are files (--pr-format for PR)")
     if pull_request and out_dir is None:
         raise UsageError("--pr needs --out DIR: the description is written beside the policies")
     since_ns, until_ns = parse_window(since, until)
@@ -116,7 +123,8 @@ def generate_command(
     _say_summary(generated)
     pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
     if out_dir is None:
-        click.echo(pipeline.policy_stream(generated.synthesis), nl=False)
+        stream = pipeline.policy_stream(generated.synthesis)
+        click.echo(manifest_list_json(stream) if output == "json" else stream, nl=False)
     else:
         files = pipeline.with_existing_namespaces(out_dir, generated.files)
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
@@ -171,10 +179,9 @@ def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
 
 
 @cli.command("report")
-@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to describe (repeatable).")
-@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @deployed_options
-@click.option("-o", "--output", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@output_option("markdown", "json", "yaml")
 @click.option("--policies-dir", default="policies", show_default=True, metavar="DIR",
               help="Where `synth generate --out DIR` writes the policies: used in the roll-out commands.")
 @click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
@@ -203,7 +210,7 @@ def report_command(
 
     Summary, what changes for traffic (against --deployed/--cluster when given), every rule with
     its evidence, risks for the reviewer, a dependency graph (mermaid) and how to roll out.
-    -o json gives the same content for CI bots (gate on summary.ok).
+    -o json (or yaml) gives the same content for CI bots (gate on summary.ok).
     """
     from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.store.dataset import Store  # noqa: PLC0415

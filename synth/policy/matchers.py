@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from synth.base.config import VOLATILE_LABELS, VOLATILE_PREFIXES
 from synth.core.model import FQDN, IPBlock, LabelSelector, Peer, PolicyAPI, PortSpec, Rule
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -110,9 +111,16 @@ class Endpoint:
         return self.kind == "pod"
 
     def describe(self) -> str:
-        """A short human name: `pod x/a`, `pod x/{pod=a}`, `world 1.2.3.4`."""
+        """A short human name: `pod x/a`, `pod x/{pod=a}`, `world 1.2.3.4`.
+
+        Run and rollout labels (job-name, pod-template-hash, versions) are left out: every run of a
+        CronJob would otherwise give the same reason once per job name.
+        """
         if self.is_pod:
-            labels = ",".join(f"{k}={v}" for k, v in sorted((self.labels or {}).items()))
+            labels = ",".join(
+                f"{k}={v}" for k, v in sorted((self.labels or {}).items())
+                if k not in VOLATILE_LABELS and not k.startswith(VOLATILE_PREFIXES)
+            )
             who = self.name or "{" + labels + "}"
             return f"pod {self.namespace or '?'}/{who}"
         return f"{self.kind} {self.ip}" if self.ip else self.kind

@@ -34,6 +34,7 @@ from synth.core.aggregate import (
     datetime_of,
 )
 from synth.core.aggregate import finish as finish_edges
+from synth.core.filters import EndFacts, TrafficFilter
 from synth.core.identity import Identity
 from synth.policy.evaluate import Endpoint, Traffic
 from synth.policy.matchers import DEFINED_PROTOCOLS
@@ -46,6 +47,7 @@ __all__ = [
     "ObservedPair",
     "Unobserved",
     "observe_batches",
+    "pair_passes",
     "unobserved_connections",
 ]
 
@@ -113,6 +115,16 @@ class Observed:
     edges: EdgeSet
     pairs: tuple[ObservedPair, ...]
     stats: AggregateStats
+
+
+def pair_passes(pair: ObservedPair, wanted: TrafficFilter) -> bool:
+    """Whether a pair passes the filters `synth edges` takes too (pods, labels, namespaces, port, verdict)."""
+    ends = [
+        EndFacts(end.namespace, pods, (dict(end.labels),) if end.labels is not None else ())
+        if end.kind == "pod" else EndFacts(None)
+        for end, pods in ((pair.traffic.src, pair.src_pods), (pair.traffic.dst, pair.dst_pods))
+    ]
+    return wanted.accepts(ends[0], ends[1], pair.traffic.protocol, pair.traffic.port, pair.allowed)
 
 
 _EndKey = tuple[EndpointRef, str]  # a label-level end and, when told apart, its workload

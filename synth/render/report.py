@@ -50,13 +50,14 @@ REPORT_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class ReportSettings:
-    """Risk thresholds, graph caps, and the folder the policies are written to (for the commands)."""
+    """Risk thresholds, graph caps, the folder the policies are written to and the store (for the commands)."""
 
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
     graph_nodes: int = 40
     graph_edges: int = 80
     surface_rows: int = 50
     out_dir: str = "policies"
+    store: str = "./synth-data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +241,7 @@ def build_report(
     graphs = tuple(
         dependency_graph(ns, synthesis.policies, naming, options.graph_nodes, options.graph_edges) for ns in namespaces
     )
-    rollouts = tuple(
-        _rollout(ns, generated.files, sources, options.out_dir, diff, synthesis.format) for ns in namespaces
-    )
+    rollouts = tuple(_rollout(ns, generated.files, sources, options, diff, synthesis.format) for ns in namespaces)
     return Report(summary, traffic, workloads, found, graphs, rollouts)
 
 
@@ -358,16 +357,17 @@ def _rollout(
     namespace: str,
     files: Mapping[str, str],
     sources: Sequence[Source],
-    out_dir: str,
+    options: ReportSettings,
     diff: DiffResult | None,
     policy_format: PolicyFormat,
 ) -> Rollout:
     """Apply allow policies one by one, default-deny last; watch; roll back default-deny first.
 
-    Per-file commands rather than `kubectl apply -k`: kustomize's default (legacy) order sorts
-    resources of one kind by name, so `-k` does not keep default-deny last.
+    Per-file commands rather than `kubectl apply -k`, so the reviewer can stop between steps, and
+    because kubectl before 1.27 ignores the kustomization's `sortOptions` (kustomize then sorts by
+    name). Applying default-deny notes the time, so the check afterwards replays only what came later.
     """
-    folder = posixpath.join(out_dir, namespace)
+    folder = posixpath.join(options.out_dir, namespace)
     own = sorted(name.split("/", 1)[1] for name in files if name.startswith(f"{namespace}/"))
     allow = [name for name in own if name not in ("default-deny.yaml", "kustomization.yaml")]
     deny = shlex.quote(posixpath.join(folder, "default-deny.yaml"))
@@ -385,9 +385,13 @@ def _rollout(
             "Staged: these policies enforce nothing. Their simulated verdict shows as policies.pending in the flow "
             "logs and Whisker; when nothing wanted is denied there, regenerate without --staged and apply."
         )
-    watch.append(f"synth verify --policies {shlex.quote(folder)} --namespace {shlex.quote(namespace)}")
+    watch.append(
+        f"synth verify --policies {shlex.quote(folder)} --namespace {shlex.quote(namespace)} "
+        f'--store {shlex.quote(options.store)} --since "$ROLLED_OUT"'
+    )
     notes.append(
-        "synth verify replays flows recorded after the roll-out through the policies: exit 1 if any is denied."
+        "synth verify replays the flows recorded since default-deny was applied (keep recording into the same "
+        "store) through the policies: exit 1 if any is denied."
     )
     objects = diff.objects if diff is not None else ()
     removed = sorted(o.name for o in objects if o.namespace == namespace and o.status == "removed")
@@ -404,7 +408,7 @@ def _rollout(
     return Rollout(
         namespace=namespace,
         apply_allow=tuple(f"kubectl apply -f {shlex.quote(posixpath.join(folder, name))}" for name in allow),
-        apply_deny=f"kubectl apply -f {deny}",
+        apply_deny=f"kubectl apply -f {deny} && ROLLED_OUT=$(date -u +%Y-%m-%dT%H:%M:%SZ)",
         remove=remove,
         watch=tuple(watch),
         watch_notes=tuple(notes),
