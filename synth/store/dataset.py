@@ -119,10 +119,11 @@ class Store:
         found.sort(key=lambda f: (f.hour_start_ns, f.path))
         return found
 
-    def open_file(self, stored: StoredFile) -> pq.ParquetFile:
-        """Open one stored file after checking that its schema version is ours."""
+    def open_file(self, stored: StoredFile, read_dictionary: Sequence[str] | None = None) -> pq.ParquetFile:
+        """Open one stored file after checking that its schema version is ours (`read_dictionary`:
+        columns, or nested paths such as `src_labels.key_value.key`, to read dictionary-encoded)."""
         try:
-            parquet = pq.ParquetFile(stored.path, filesystem=self.fs)
+            parquet = pq.ParquetFile(stored.path, filesystem=self.fs, read_dictionary=read_dictionary)
         except (OSError, pa.ArrowInvalid) as e:
             raise StoreError(f"{stored.path}: not a readable Parquet file ({e})") from e
         metadata = parquet.schema_arrow.metadata or {}
