@@ -12,7 +12,9 @@ combination of `GROUPED_KEYS` (usually thousands, whatever the number of flows),
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -22,7 +24,7 @@ import pyarrow.compute as pc
 from synth.base.errors import StoreError
 from synth.core.aggregate import Accumulator
 from synth.core.interning import RowIds
-from synth.store.dataset import Store
+from synth.store.dataset import Store, StoredFile
 from synth.store.schema import FLOW_SCHEMA
 
 FileProgress = Callable[[int, int, int], None]
@@ -32,11 +34,11 @@ MEMORY_LIMIT = "256MB"
 """DuckDB's own memory (its hash tables); what it groups is small, so this is a ceiling, not a need."""
 _MAX_THREADS = 4
 _LABEL_COLUMNS = ("src_labels", "dst_labels", "src_ns_labels", "dst_ns_labels")
-_BATCH_ROWS = 131_072
+_BATCH_ROWS = 131072
+_NAME_COLUMNS = ("dns_query", "dns_answers", "dst_ip", "dst_names")
 _AGGREGATES = (
     'count(*)::BIGINT AS "rows", sum("count")::BIGINT AS "count", min("time") AS time_min, max("time") AS time_max'
 )
-_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +74,10 @@ def accumulate_store(
     """Every stored flow in [since, until) folded into an accumulator (`columns`: FLOW_COLUMNS, or
     OBSERVED_COLUMNS to keep the namespaces' labels too)."""
     accumulator = Accumulator(namespaces)
-    ids = {group.name: RowIds(_plain_schema(group.columns)) for group in _id_columns(columns)}
-    groups = {group.name: group.columns for group in _id_columns(columns)}
-    schema = _stream_schema(ids)
-    batches = _stream(store, (since_ns, until_ns), accumulator, ids, groups, schema, on_file)
-    keys = ", ".join(f'"{name}"' for name in schema.names if name not in ("time", "count"))
+    encoder = _Encoder(accumulator, columns, (since_ns, until_ns))
+    failures: list[BaseException] = []
+    batches = _stream(store, encoder, accumulator, on_file, failures)
+    keys = ", ".join(f'"{name}"' for name in encoder.ids)
     query = f"SELECT {keys}, {_AGGREGATES} FROM flows GROUP BY ALL"  # noqa: S608 - the stream's own column names
     threads = min(len(os.sched_getaffinity(0)), _MAX_THREADS)
     config: dict[str, str | bool | int | float | list[str]] = {
@@ -85,7 +86,7 @@ def accumulate_store(
         "preserve_insertion_order": False,
     }
     with duckdb.connect(config=config) as connection:
-        connection.register("flows", pa.RecordBatchReader.from_batches(schema, batches))
+        connection.register("flows", pa.RecordBatchReader.from_batches(encoder.schema, batches))
         try:
             grouped = connection.sql(query).to_arrow_table()
         except duckdb.OutOfMemoryException as e:
@@ -93,8 +94,47 @@ def accumulate_store(
                 f"{store.root_text}: grouping the flows needs more than {MEMORY_LIMIT}: narrow the window "
                 "(--since/--until) or use --engine spark"
             ) from e
-    accumulator.add_grouped(_expanded(grouped, ids))
+        except duckdb.Error:
+            if not failures:
+                raise
+    if failures:  # reading a file failed: its own error, not DuckDB's account of it
+        raise failures[0]
+    accumulator.add_grouped(_expanded(grouped, encoder.ids))
     return accumulator
+
+
+class _Encoder:
+    """Reads one stored file into batches of ids, counts and times (safe to run on several files at once)."""
+
+    def __init__(self, accumulator: Accumulator, columns: Sequence[str], window: tuple[int | None, int | None]) -> None:
+        self.label_sets = accumulator.label_sets
+        self.groups = {group.name: group.columns for group in _id_columns(columns)}
+        self.ids = {name: RowIds(_plain_schema(group)) for name, group in self.groups.items()}
+        self.schema = _stream_schema(self.ids)
+        self.window = window
+        self.columns = sorted({*(c for group in self.groups.values() for c in group), "count", "time", *_NAME_COLUMNS})
+        self.labels = [name for name in self.columns if name in _LABEL_COLUMNS]
+        self.dictionary = [name for name in self.columns if pa.types.is_string(FLOW_SCHEMA.field(name).type)]
+        self.dictionary += [f"{name}.key_value.{part}" for name in self.labels for part in ("key", "value")]
+
+    def read(self, store: Store, stored: StoredFile) -> list[tuple[pa.RecordBatch, pa.RecordBatch]]:
+        """The file's flows in the window: each batch as `schema`, with its DNS columns beside it."""
+        parquet = store.open_file(stored, read_dictionary=self.dictionary)
+        encoded = []
+        for batch in parquet.iter_batches(columns=self.columns, batch_size=_BATCH_ROWS, use_threads=False):
+            batch = _windowed(batch, self.window)
+            if batch.num_rows:
+                encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))
+        return encoded
+
+    def _encode(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = {name: batch.column(name) for name in self.columns}
+        arrays["time"] = arrays["time"].cast(pa.int64())
+        for name in self.labels:
+            arrays[name] = self.label_sets.encode(arrays[name])
+        for name, registry in self.ids.items():
+            arrays[name] = registry.encode([arrays[column] for column in self.groups[name]])
+        return pa.RecordBatch.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
 
 
 def _plain_schema(columns: Sequence[str]) -> pa.Schema:
@@ -111,16 +151,9 @@ def _plain_schema(columns: Sequence[str]) -> pa.Schema:
 
 
 def _stream_schema(ids: dict[str, RowIds]) -> pa.Schema:
-    """What DuckDB is fed: ids, the DNS columns, counts and times in epoch nanoseconds."""
+    """What DuckDB is fed: ids, counts and times in epoch nanoseconds."""
     return pa.schema(
-        [
-            *(pa.field(name, pa.int32()) for name in ids),
-            pa.field("dns_query", _DICTIONARY),
-            FLOW_SCHEMA.field("dst_names"),
-            FLOW_SCHEMA.field("dns_answers"),
-            pa.field("count", pa.int64()),
-            pa.field("time", pa.int64()),
-        ]
+        [*(pa.field(name, pa.int32()) for name in ids), pa.field("count", pa.int64()), pa.field("time", pa.int64())]
     )
 
 
@@ -136,37 +169,36 @@ def _expanded(grouped: pa.Table, ids: dict[str, RowIds]) -> pa.Table:
 
 def _stream(
     store: Store,
-    window: tuple[int | None, int | None],
+    encoder: _Encoder,
     accumulator: Accumulator,
-    ids: dict[str, RowIds],
-    groups: dict[str, tuple[str, ...]],
-    schema: pa.Schema,
     on_file: FileProgress | None,
+    failures: list[BaseException],
 ) -> Iterator[pa.RecordBatch]:
-    """The window's flows in `schema`, file by file; label sets, endpoints and hours are counted on the way."""
-    columns = sorted({*(c for group in groups.values() for c in group), *schema.names} - set(ids))
-    labels = [name for name in columns if name in _LABEL_COLUMNS]
-    dictionary = [name for name in columns if pa.types.is_string(FLOW_SCHEMA.field(name).type)]
-    dictionary += [f"{name}.key_value.{part}" for name in labels for part in ("key", "value")]
-    files = store.files(*window)
+    """The window's flows as the encoder makes them, files read and encoded on every core a few
+    ahead of DuckDB; hours and DNS names are counted on the way. A failure ends the stream and is
+    kept in `failures` (DuckDB would only pass its text on)."""
+    files = store.files(*encoder.window)
+    workers = min(len(os.sched_getaffinity(0)), _MAX_THREADS)
     rows = 0
-    for position, stored in enumerate(files, 1):
-        parquet = store.open_file(stored, read_dictionary=dictionary)
-        for batch in parquet.iter_batches(columns=columns, batch_size=_BATCH_ROWS):
-            batch = _windowed(batch, window)
-            if batch.num_rows == 0:
-                continue
-            rows += batch.num_rows
-            arrays = {name: batch.column(name) for name in columns}
-            arrays["time"] = arrays["time"].cast(pa.int64())
-            for name in labels:
-                arrays[name] = accumulator.label_sets.encode(arrays[name])
-            for name, registry in ids.items():
-                arrays[name] = registry.encode([arrays[column] for column in groups[name]])
-            accumulator.count_hours(arrays["time"])
-            yield pa.RecordBatch.from_arrays([arrays[f.name].cast(f.type) for f in schema], schema=schema)
-        if on_file is not None:
-            on_file(position, len(files), rows)
+    with ThreadPoolExecutor(workers, thread_name_prefix="synth-read") as pool:
+        pending: deque[Future[list[tuple[pa.RecordBatch, pa.RecordBatch]]]] = deque()
+        ahead = iter(files)
+        try:
+            for position in range(1, len(files) + 1):
+                while len(pending) < workers and (stored := next(ahead, None)) is not None:
+                    pending.append(pool.submit(encoder.read, store, stored))
+                for batch, names in pending.popleft().result():
+                    rows += batch.num_rows
+                    accumulator.count_hours(batch.column("time"))
+                    accumulator.collect_names(names)
+                    yield batch
+                if on_file is not None:
+                    on_file(position, len(files), rows)
+        except Exception as e:  # noqa: BLE001 - handed over whole, raised again by accumulate_store
+            failures.append(e)
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _windowed(batch: pa.RecordBatch, window: tuple[int | None, int | None]) -> pa.RecordBatch:

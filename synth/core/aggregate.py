@@ -282,7 +282,8 @@ class Accumulator:
             return
         table = _plain_strings(table)
         self._count_window(table)
-        self._collect_dns(table)
+        if "dns_answers" in table.column_names:
+            self.collect_names(table)
         if "src_ns_labels" in table.column_names:
             self._collect_namespace_labels(table)
         for side in ("src", "dst"):
@@ -336,16 +337,17 @@ class Accumulator:
             )
         return table
 
-    def _collect_dns(self, table: pa.Table) -> None:
-        """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names."""
+    def collect_names(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names
+        (a store engine calls this on each batch, and groups the flows without the DNS columns)."""
         for names_column, address_column in (("dns_answers", "dns_query"), ("dst_names", "dst_ip")):
             lists = table.column(names_column)
             has = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0)
             if not pc.any(has).as_py():
                 continue
             rows = table.select([names_column, address_column]).filter(has)
-            lists = rows.column(names_column).combine_chunks()
-            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists))
+            lists = _plain(rows.column(names_column))
+            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists)).cast(pa.string())
             pairs = pa.table({"owner": owners, "value": pc.list_flatten(lists)})
             distinct = pairs.group_by(["owner", "value"], use_threads=False).aggregate([])
             for other, value in zip(

@@ -9,6 +9,8 @@ per batch, not flows) are then looked at in Python and given ids that are stable
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +36,7 @@ class LabelSets:
         self.labels: dict[str, Labels] = {"": ()}
         self.keys: list[str] = [""]
         self._ids: dict[str, int] = {"": 0}
+        self._lock = threading.Lock()  # batches may be encoded on several threads at once
 
     def encode(self, column: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The id of each row's label map (null maps get 0)."""
@@ -42,16 +45,18 @@ class LabelSets:
         items, item_dictionary = _codes(maps.items)
         key_values, item_values = key_dictionary.to_pylist(), item_dictionary.to_pylist()
         width = max(len(item_values), 1)
-        codes = keys.astype(np.int64) * width + items
-        offsets = maps.offsets.to_numpy(zero_copy_only=False).astype(np.int64) * 8
+        size = np.int32 if width * len(key_values) < 2**31 else np.int64
+        codes = keys.astype(size) * width + items
+        offsets = maps.offsets.to_numpy(zero_copy_only=False).astype(np.int64) * codes.itemsize
         packed = pa.LargeBinaryArray.from_buffers(
             pa.large_binary(), len(maps), [None, pa.py_buffer(offsets), pa.py_buffer(codes)]
         )
         if maps.null_count:
             packed = pc.if_else(maps.is_valid(), packed, pa.scalar(b"", pa.large_binary()))
         encoded = packed.dictionary_encode()
-        lookup = [self._id(np.frombuffer(value, np.int64), key_values, item_values, width)
-                  for value in encoded.dictionary.to_pylist()]
+        with self._lock:
+            lookup = [self._id(np.frombuffer(value, size), key_values, item_values, width)
+                      for value in encoded.dictionary.to_pylist()]
         return pc.take(pa.array(lookup, pa.int32()), encoded.indices)
 
     def _id(self, codes: np.ndarray, keys: list[object], items: list[object], width: int) -> int:
@@ -81,25 +86,24 @@ class RowIds:
         self._keys: list[str] = []
         self._known = pa.array([], pa.string())
         self._rows: list[tuple[object, ...]] = []
+        self._lock = threading.Lock()  # batches may be encoded on several threads at once
 
     def encode(self, columns: Sequence[pa.Array]) -> pa.Array:
         """The id of each row's combination of `columns` (in `schema`'s order; nulls are values too)."""
         codes, dictionaries = zip(*(_codes(column) for column in columns), strict=True)
+        indices, distinct = _distinct_rows(codes, [len(dictionary) for dictionary in dictionaries])
         width = len(columns)
-        matrix = np.ascontiguousarray(np.column_stack(codes), dtype=np.int32)
-        packed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * width), len(matrix), [None, pa.py_buffer(matrix)])
-        encoded = packed.dictionary_encode()
-        distinct = np.frombuffer(b"".join(encoded.dictionary.to_pylist()), np.int32).reshape(-1, width)
         values = [pc.take(dictionaries[i], pa.array(distinct[:, i])) for i in range(width)]
         keys = pc.binary_join_element_wise(
             *(pc.fill_null(pc.binary_join_element_wise("", value.cast(pa.string()), "="), "") for value in values),
             SEPARATOR,
         )
-        found = pc.index_in(keys, value_set=self._known)
-        if found.null_count:
-            self._learn(keys, values, found)
+        with self._lock:
             found = pc.index_in(keys, value_set=self._known)
-        return pc.take(found.cast(pa.int32()), encoded.indices)
+            if found.null_count:
+                self._learn(keys, values, found)
+                found = pc.index_in(keys, value_set=self._known)
+        return pc.take(found.cast(pa.int32()), indices)
 
     def _learn(self, keys: pa.Array, values: list[pa.Array], found: pa.Array) -> None:
         new = pc.is_null(found)
@@ -113,6 +117,29 @@ class RowIds:
         return pa.table(
             {field.name: pa.array([row[i] for row in self._rows], field.type) for i, field in enumerate(self.schema)}
         )
+
+
+def _distinct_rows(codes: Sequence[np.ndarray], sizes: Sequence[int]) -> tuple[pa.Array, np.ndarray]:
+    """Each row's index among the distinct rows of the codes, and those rows (one column per code).
+
+    The codes of a row are one number in mixed radix when the sizes allow (one 8-byte hash per row),
+    else the row's bytes."""
+    if math.prod(sizes) < 2**62:
+        combined = np.zeros(len(codes[0]), np.int64)
+        for code, size in zip(codes, sizes, strict=True):
+            combined *= size
+            combined += code
+        encoded = pa.array(combined).dictionary_encode()
+        rest = encoded.dictionary.to_numpy().copy()
+        distinct = np.empty((len(rest), len(sizes)), np.int64)
+        for position in reversed(range(len(sizes))):
+            distinct[:, position] = rest % sizes[position]
+            rest //= sizes[position]
+        return encoded.indices, distinct
+    matrix = np.ascontiguousarray(np.column_stack(codes), dtype=np.int32)
+    packed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * len(sizes)), len(matrix), [None, pa.py_buffer(matrix)])
+    encoded = packed.dictionary_encode()
+    return encoded.indices, np.frombuffer(b"".join(encoded.dictionary.to_pylist()), np.int32).reshape(-1, len(sizes))
 
 
 def _codes(values: pa.Array) -> tuple[np.ndarray, pa.Array]:

@@ -123,7 +123,7 @@ class Store:
         """Open one stored file after checking that its schema version is ours (`read_dictionary`:
         columns, or nested paths such as `src_labels.key_value.key`, to read dictionary-encoded)."""
         try:
-            parquet = pq.ParquetFile(stored.path, filesystem=self.fs, read_dictionary=read_dictionary)
+            parquet = pq.ParquetFile(stored.path, filesystem=self.fs)
         except (OSError, pa.ArrowInvalid) as e:
             raise StoreError(f"{stored.path}: not a readable Parquet file ({e})") from e
         metadata = parquet.schema_arrow.metadata or {}
@@ -133,6 +133,10 @@ class Store:
                 f"{stored.path}: written with store schema version {version}, this synth reads versions "
                 f"{', '.join(str(v) for v in sorted(READABLE_VERSIONS))}; import the flows again into a new store"
             )
+        if read_dictionary:  # opened again with the footer already read
+            present = set(parquet.schema_arrow.names)
+            wanted = [path for path in read_dictionary if path.split(".", 1)[0] in present]
+            parquet = pq.ParquetFile(stored.path, filesystem=self.fs, metadata=parquet.metadata, read_dictionary=wanted)
         return parquet
 
     def read(
