@@ -181,6 +181,7 @@ def bench_size(label: str, flows: int, work: Path, synth: list[str]) -> dict[str
         "edges_seconds": round(edges["seconds"], 2),
         "edges_rss_mb": round(edges["rss_mb"]),
         "generate_seconds": round(generated["seconds"], 2),
+        "generate_rss_mb": round(generated["rss_mb"]),
         "store_bytes": store_bytes,
         "store_bytes_per_flow": round(store_bytes / lines, 1),
         "raw_to_store_ratio": round(raw_bytes / max(store_bytes, 1), 1),
@@ -211,14 +212,15 @@ def bench_calico(flows: int, work: Path, synth: list[str]) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    header = ("size", "floor/s", "import/s", "×floor", "tree MB", "edges s", "generate s", "B/flow", "raw÷store",
-              "peer s", "×peer")
+    header = ("size", "floor/s", "import/s", "×floor", "tree MB", "edges s", "generate s", "edges/gen MB", "B/flow",
+              "raw÷store", "peer s", "×peer")
     rows = [header]
     for label, row in results["hubble"].items():
         rows.append((
             label, f"{max(row['floor_flows_per_s'].values()):,}", f"{row['import_flows_per_s']:,}",
             f"{row['import_vs_floor']:.2f}", str(row["import_rss_mb"]), f"{row['edges_seconds']:.2f}",
-            f"{row['generate_seconds']:.2f}", f"{row['store_bytes_per_flow']}", f"{row['raw_to_store_ratio']}",
+            f"{row['generate_seconds']:.2f}", f"{row['edges_rss_mb']}/{row['generate_rss_mb']}",
+            f"{row['store_bytes_per_flow']}", f"{row['raw_to_store_ratio']}",
             str(row.get("hubble_audit2policy_seconds", "-")), str(row.get("speedup_vs_hubble_audit2policy", "-")),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

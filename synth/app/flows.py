@@ -1,8 +1,8 @@
 """The store's flows into edges and observed pairs: the one place that reads flows for aggregation.
 
 Aggregation itself (`synth.core.aggregate`) and the replay input (`synth.policy.observed`) do no
-I/O: they take record batches. This module streams them out of the store, file by file, in the
-requested window, and refuses a store without flows in it with a hint.
+I/O. The embedded engine (`synth.app.engine`) groups the requested window of the store and hands
+them the grouped rows; a store without flows in it is refused with a hint.
 """
 
 from __future__ import annotations

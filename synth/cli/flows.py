@@ -109,7 +109,7 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
 @window_options
 @click.option("-o", "--output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded", show_default=True,
-              help="Aggregate in this process (pyarrow) or on Apache Spark (pip install 'synth[spark]').")
+              help="Aggregate in this process (DuckDB) or on Apache Spark (pip install 'synth[spark]').")
 @click.option("--spark-master", metavar="URL", help="Spark master (default: local mode on every core).")
 @store_option
 def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, engine: str,

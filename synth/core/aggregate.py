@@ -1,7 +1,9 @@
 """Flows to edges: who talks to whom, on which port, how often, first and last seen.
 
-Aggregation streams the store file by file (`synth.app.flows` reads it; this module does no I/O).
-Each batch is reduced with Arrow group-bys to a partial keyed by raw endpoints (namespace, owner,
+Flows come in grouped (one row per distinct combination of their columns, with the number of rows,
+the summed count and the first and last time): the embedded engine groups a whole window of the
+store at once (`synth.app.engine`), an in-memory batch is taken as it is. This module does no I/O.
+Grouped rows are reduced with Arrow group-bys to partials keyed by raw endpoints (namespace, owner,
 labels, address); partials merge by sum, min, max and union, so memory follows the number of
 distinct endpoint pairs, never the number of flows.
 Identities (selectors) are then chosen once for every workload, and the partial rows collapse

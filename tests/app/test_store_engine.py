@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from conftest import ROOT, shared_captures
 
 from synth.app.flows import aggregate_store, observe_store
@@ -66,6 +67,7 @@ def test_engine_agrees_with_the_batches_on_the_sample(sample_store: Path) -> Non
     check_parity(Store(str(sample_store)))
 
 
+@pytest.mark.slow
 def test_engine_agrees_with_the_batches_on_the_generated_apps(tmp_path: Path) -> None:
     for capture in _generated_apps(tmp_path / "apps"):
         store = Store(str(tmp_path / f"store-{capture.stem}"))
@@ -73,6 +75,7 @@ def test_engine_agrees_with_the_batches_on_the_generated_apps(tmp_path: Path) ->
         check_parity(store)
 
 
+@pytest.mark.slow
 def test_engine_agrees_with_the_batches_on_the_real_captures(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "store"))
     import_files(store, "hubble", [str(p) for p in shared_captures()])
