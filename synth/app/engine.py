@@ -15,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -34,7 +35,7 @@ MEMORY_LIMIT = "256MB"
 """DuckDB's own memory (its hash tables); what it groups is small, so this is a ceiling, not a need."""
 _MAX_THREADS = 4
 _LABEL_COLUMNS = ("src_labels", "dst_labels", "src_ns_labels", "dst_ns_labels")
-_BATCH_ROWS = 131072
+_BATCH_ROWS = 131_072
 _NAME_COLUMNS = ("dns_query", "dns_answers", "dst_ip", "dst_names")
 _AGGREGATES = (
     'count(*)::BIGINT AS "rows", sum("count")::BIGINT AS "count", min("time") AS time_min, max("time") AS time_max'
@@ -85,7 +86,7 @@ def accumulate_store(
         "threads": threads,
         "preserve_insertion_order": False,
     }
-    with duckdb.connect(config=config) as connection:
+    with duckdb.connect(config=config) as connection, _system_allocator():
         connection.register("flows", pa.RecordBatchReader.from_batches(encoder.schema, batches))
         try:
             grouped = connection.sql(query).to_arrow_table()
@@ -101,6 +102,19 @@ def accumulate_store(
         raise failures[0]
     accumulator.add_grouped(_expanded(grouped, encoder.ids))
     return accumulator
+
+
+@contextmanager
+def _system_allocator() -> Iterator[None]:
+    """Arrow allocates through the C library's malloc while the store is read: mimalloc (pyarrow's
+    default) keeps each reading thread's freed pages, which measured 70 MB more peak RSS on a 10M-flow
+    store, for no gain in time."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 class _Encoder:
