@@ -1,12 +1,14 @@
 """The embedded engine: a window of the store grouped by DuckDB in one pass, in bounded memory.
 
-The store's files are read through its own filesystem (local disk or S3, the snapshot listed once)
-and handed to DuckDB as a stream of Arrow record batches, so DuckDB needs no extension and never
-opens a path itself. Strings stay dictionary-encoded as Parquet holds them, and each label map
-becomes a small integer id (`LabelSets`) before DuckDB sees it: grouping by maps of strings is what
-costs most per flow. DuckDB then reduces every flow of the window to one row per distinct
-combination of `GROUPED_KEYS` (usually thousands, whatever the number of flows), and the
-`Accumulator` turns those into partials, identities and edges as for any other engine.
+The store's files are read through its own filesystem (local disk or S3, the snapshot listed once),
+a few at a time on every core, and handed to DuckDB as a stream of Arrow record batches, so DuckDB
+needs no extension and never opens a path itself. Grouping by strings and maps of strings is what
+costs most per flow, so DuckDB sees integers only: strings stay dictionary-encoded as Parquet holds
+them, each label map becomes a `LabelSets` id, and each side's endpoint (kind, namespace, pod, owner,
+labels, address) and the flow's verdict, direction, protocol and port become `RowIds` ids, all in
+Arrow. DNS names are collected per batch. DuckDB reduces every flow of the window to one row per
+distinct combination (usually thousands, whatever the number of flows); the ids are turned back into
+columns and the `Accumulator` makes partials, identities and edges of them as for any other engine.
 """
 
 from __future__ import annotations
