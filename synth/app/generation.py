@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from synth.app.deployed import LoadResult, load_cluster, load_policies
+from synth.app.deployed import LoadResult, load_cluster, load_policies, policies_from_text
 from synth.app.flows import observe_store
 from synth.base.config import Settings
-from synth.base.errors import GenerationError, InputError, UnsafePoliciesError, UsageError
+from synth.base.errors import GenerationError, InputError, PolicyError, UnsafePoliciesError, UsageError
 from synth.base.text import plural
 from synth.core.aggregate import EdgeSet
-from synth.core.model import PolicySet, Workload
+from synth.core.model import KUBERNETES, PolicyFormat, PolicySet, Workload
 from synth.core.synthesize import FindingKind, Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
 from synth.policy.observed import Observed
@@ -102,6 +102,7 @@ def generate(
     until_ns: int | None = None,
     deployed: PolicySet | None = None,
     workloads: Sequence[Workload] = (),
+    policy_format: PolicyFormat = KUBERNETES,
 ) -> Generated:
     """Aggregate, synthesize, self-check and render the policies of the chosen namespaces.
 
@@ -124,7 +125,7 @@ def generate(
         raise UsageError(
             f"no traffic of namespace {', '.join(missing)} in the store; namespaces seen: {', '.join(seen) or 'none'}"
         )
-    synthesis = synthesize(edges, chosen, settings)
+    synthesis = synthesize(edges, chosen, settings, policy_format)
     renamed: tuple[tuple[str, str, str], ...] = ()
     if deployed is not None:
         adopted, renamed = adopt_deployed_names(synthesis.policies, deployed)
@@ -134,7 +135,21 @@ def generate(
     if deployed is not None:
         resolved, named_ports = attach_named_ports(observed, workloads, deployed)
         difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports)
-    return Generated(synthesis, edges, render_files(synthesis), verification, difference, left_out)
+    files = render_files(synthesis)
+    check_rendered(files)
+    return Generated(synthesis, edges, files, verification, difference, left_out)
+
+
+def check_rendered(files: dict[str, str]) -> None:
+    """Read every rendered policy back through the strict converter of its API (the CRD's structure
+    and, for Cilium, the agent's rules): one that fails is a bug in synth and must not be applied."""
+    policies = {name: text for name, text in files.items() if not name.endswith("kustomization.yaml")}
+    try:
+        policies_from_text(policies)
+    except PolicyError as e:
+        raise GenerationError(
+            f"a generated policy fails validation (a bug in synth; please report it, and do not apply it): {e}"
+        ) from e
 
 
 def with_existing_namespaces(out_dir: str, files: dict[str, str]) -> dict[str, str]:

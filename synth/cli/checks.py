@@ -11,6 +11,7 @@ from synth.cli.common import (
     cli,
     cluster_options,
     deployed_options,
+    format_options,
     parse_window,
     say_loaded,
     settings_options,
@@ -20,6 +21,7 @@ from synth.cli.common import (
 
 if TYPE_CHECKING:
     from synth.base.config import Settings
+    from synth.core.model import PolicyFormat
 
 
 @cli.command("verify")
@@ -84,6 +86,7 @@ def verify_command(
               help="Namespace whose policies to compare (repeatable).")
 @deployed_options
 @click.option("-o", "--output", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -94,6 +97,7 @@ def diff_command(
     kubeconfig: str | None,
     context: str | None,
     output: str,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -115,7 +119,7 @@ def diff_command(
     say_loaded(loaded)
     generated = generate(
         Store(store_path), settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=loaded.policies, workloads=loaded.workloads,
+        deployed=loaded.policies, workloads=loaded.workloads, policy_format=policy_format,
     )
     assert generated.diff is not None
     click.echo(render_diff(generated.diff, output), nl=False)

@@ -72,6 +72,33 @@ def settings_options(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def format_options(function: F) -> F:
+    """`--format` and its Calico options, handed over as one `policy_format` value."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, **kwargs: Any) -> Any:
+        from synth.core.model import PolicyFormat  # noqa: PLC0415 - the library loads per command (fast --help)
+
+        if (staged or calico_enterprise) and api != "calico":
+            flag = "--staged" if staged else "--calico-enterprise"
+            raise UsageError(f"{flag} is a Calico option: add --format calico")
+        policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise)  # type: ignore[arg-type]
+        return function(*args, policy_format=policy_format, **kwargs)
+
+    for decorator in (
+        click.option("--calico-enterprise", is_flag=True,
+                     help="With --format calico: allow world egress by DNS name (destination.domains, Calico "
+                          "Enterprise and Cloud only)."),
+        click.option("--staged", is_flag=True,
+                     help="With --format calico: write StagedNetworkPolicy, to watch what would be denied first."),
+        click.option("--format", "api", type=click.Choice(["kubernetes", "cilium", "calico"]), default="kubernetes",
+                     show_default=True, help="Policy API: networking.k8s.io/v1 NetworkPolicy, Cilium "
+                                             "CiliumNetworkPolicy or Calico projectcalico.org/v3."),
+    ):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
 def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bool, dns_namespace: str = "kube-system",
               dns_selector: str = "k8s-app=kube-dns", dns_ports: tuple[int, ...] = ()) -> Settings:
     pairs = []
@@ -135,7 +162,7 @@ def deployed_options(function: F) -> F:
 def say_loaded(loaded: LoadResult) -> None:
     """What loading the policies skipped and warns about, on stderr."""
     for kind, count in loaded.skipped_by_kind():
-        say(f"skipped {count} {kind} object(s): neither networking.k8s.io/v1 NetworkPolicies nor workloads")
+        say(f"skipped {count} {kind} object(s): neither policies nor workloads")
     for warning in loaded.warnings:
         say(f"warning: {warning}")
 

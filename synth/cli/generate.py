@@ -13,6 +13,7 @@ from synth.base.text import plural
 from synth.cli.common import (
     cli,
     deployed_options,
+    format_options,
     parse_window,
     say,
     say_loaded,
@@ -24,8 +25,9 @@ from synth.cli.common import (
 if TYPE_CHECKING:
     from synth.app.generation import Generated
     from synth.base.config import Settings
-    from synth.core.model import PolicySet, Workload
+    from synth.core.model import PolicyFormat, PolicySet, Workload
     from synth.policy.diff import DiffResult
+
 
 
 @cli.command("generate")
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
               help="Write the policies even though they would deny observed flows (the reasons are printed).")
 @click.option("--strict", is_flag=True,
               help="Also refuse policies that allow connections no flow used (other than those flagged as meant).")
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -66,6 +69,7 @@ def generate_command(
     rare_flows: int,
     accept_denied: bool,
     strict: bool,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -107,6 +111,7 @@ def generate_command(
         until_ns=until_ns,
         deployed=deployed,
         workloads=workloads,
+        policy_format=policy_format,
     )
     _say_summary(generated)
     pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
@@ -174,6 +179,7 @@ def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
               help="Where `synth generate --out DIR` writes the policies: used in the roll-out commands.")
 @click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
               help="Flag rules seen in fewer than N flows as backed by little evidence.")
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -187,6 +193,7 @@ def report_command(
     output: str,
     policies_dir: str,
     rare_flows: int,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -213,7 +220,7 @@ def report_command(
     store = Store(store_path)
     generated = pipeline.generate(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=deployed, workloads=workloads,
+        deployed=deployed, workloads=workloads, policy_format=policy_format,
     )
     text = pipeline.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns

@@ -225,8 +225,8 @@ def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict
         loopback = len(src_pods) == 1 and src_pods == dst_pods
         name = next(iter(src_pods)) if loopback else None
         traffic = Traffic(
-            _endpoint(src_side, acc.labels, namespace_labels, name),
-            _endpoint(dst_side, acc.labels, namespace_labels, name),
+            _endpoint(src_side, acc.labels, namespace_labels, name, edges.names),
+            _endpoint(dst_side, acc.labels, namespace_labels, name, edges.names),
             protocol,
             port,
         )
@@ -274,10 +274,13 @@ def _endpoint(
     labels: Mapping[str, tuple[tuple[str, str], ...]],
     namespace_labels: Mapping[str, dict[str, str]],
     name: str | None,
+    dns_names: Mapping[str, tuple[str, ...]],
 ) -> Endpoint:
     namespace = side.namespace
     if side.kind != "pod":
-        return Endpoint(side.kind, ip=side.addr or None)
+        # the names seen for the address anywhere in the recording: what a DNS-name rule matches by
+        names = dns_names.get(side.addr, ()) if side.kind == "world" and side.addr else ()
+        return Endpoint(side.kind, ip=side.addr or None, names=names)
     known = labels.get(side.labels_key) or ()
     seen = namespace_labels.get(namespace) if namespace else None
     return Endpoint(

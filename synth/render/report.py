@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
-from synth.core.model import PolicySet
+from synth.core.model import PolicyFormat, PolicySet
 from synth.core.synthesize import Synthesis
 from synth.policy.diff import DiffResult
 from synth.policy.observed import EndpointRef
@@ -92,6 +92,7 @@ class Summary:
     newly_blocked_unexplained: int
     ok: bool
     deployed_verify: str = ""  # both halves for the deployed set, when one was given
+    policy_format: str = ""  # the API the policies are written for, when not networking.k8s.io/v1
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,7 @@ def build_report(
         newly_blocked_unexplained=unexplained,
         ok=verification.ok and unexplained == 0,
         deployed_verify=diff.deployed_check.summary() if diff and diff.deployed_check else "",
+        policy_format=_format_text(synthesis.format),
     )
     found = risks(
         synthesis.findings,
@@ -233,12 +235,28 @@ def build_report(
         window,
         sources,
         options.thresholds,
+        synthesis.format,
     )
     graphs = tuple(
         dependency_graph(ns, synthesis.policies, naming, options.graph_nodes, options.graph_edges) for ns in namespaces
     )
-    rollouts = tuple(_rollout(ns, generated.files, sources, options.out_dir, diff) for ns in namespaces)
+    rollouts = tuple(
+        _rollout(ns, generated.files, sources, options.out_dir, diff, synthesis.format) for ns in namespaces
+    )
     return Report(summary, traffic, workloads, found, graphs, rollouts)
+
+
+def _format_text(policy_format: PolicyFormat) -> str:
+    """`Cilium CiliumNetworkPolicy (cilium.io/v2)`, ...; empty for Kubernetes NetworkPolicy."""
+    if policy_format.api == "cilium":
+        return "Cilium CiliumNetworkPolicy (cilium.io/v2)"
+    if policy_format.api == "calico":
+        edition = "Calico Enterprise/Cloud" if policy_format.calico_enterprise else "Calico"
+        kind = "StagedNetworkPolicy" if policy_format.staged else "NetworkPolicy"
+        staged = ": staged, shows what would be denied and enforces nothing" if policy_format.staged else ""
+        where = f"projectcalico.org/v3, tier {policy_format.tier}, order {policy_format.order:g}"
+        return f"{edition} {kind} ({where}){staged}"
+    return ""
 
 
 def _touches(row: Edge, namespaces: Sequence[str]) -> bool:
@@ -337,7 +355,12 @@ def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Edge]) -> Iso
 
 
 def _rollout(
-    namespace: str, files: Mapping[str, str], sources: Sequence[Source], out_dir: str, diff: DiffResult | None
+    namespace: str,
+    files: Mapping[str, str],
+    sources: Sequence[Source],
+    out_dir: str,
+    diff: DiffResult | None,
+    policy_format: PolicyFormat,
 ) -> Rollout:
     """Apply allow policies one by one, default-deny last; watch; roll back default-deny first.
 
@@ -356,6 +379,11 @@ def _rollout(
         notes.append(
             "Calico: watch the flow logs for records with action deny whose source or destination namespace is "
             f"{namespace} (flows.log of Calico Enterprise or Cloud, or Whisker and Goldmane in Calico 3.30+)."
+        )
+    if policy_format.staged:
+        notes.append(
+            "Staged: these policies enforce nothing. Their simulated verdict shows as policies.pending in the flow "
+            "logs and Whisker; when nothing wanted is denied there, regenerate without --staged and apply."
         )
     watch.append(f"synth verify --policies {shlex.quote(folder)} --namespace {shlex.quote(namespace)}")
     notes.append(
