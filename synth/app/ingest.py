@@ -1,8 +1,10 @@
 """Import flow files into the store, each file as one all-or-nothing import.
 
-A file already imported (same bytes, or same path, size and mtime) is skipped unless forced.
-Flows are staged while the file is read and committed only once it was read to the end, so a bad
-file, an interrupted import or a duplicate leaves the store exactly as it was.
+A file already imported (same bytes, or same path, size and mtime) is skipped unless forced; a
+flow already stored (by any import or collection, from any file or format) is not stored again,
+forced or not (`synth.store.identity`). Flows are staged while the file is read and committed only
+once it was read to the end, so a bad file, an interrupted import or a duplicate leaves the store
+exactly as it was.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FileReport:
     first_ns: int | None
     last_ns: int | None
     duplicate_of: ImportEntry | None = None
+    already_stored: int = 0  # flows of the input the store held already (not stored again)
 
 
 def import_files(
@@ -113,7 +116,7 @@ def _import_one(
     return FileReport(
         input=input_file.display,
         status="imported",
-        flows=stats.flows,
+        flows=stats.flows - writer.duplicates,
         records=stats.records,
         skipped=stats.skipped,
         skips=tuple(stats.skips),
@@ -121,6 +124,7 @@ def _import_one(
         other_events=tuple(sorted(stats.other_events.items())),
         first_ns=stats.first_time_ns,
         last_ns=stats.last_time_ns,
+        already_stored=writer.duplicates,
     )
 
 

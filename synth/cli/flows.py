@@ -67,8 +67,9 @@ def _print_import(reports: list[FileReport]) -> None:
             )
             continue
         events = ", ".join(f"{n:,} {kind}" for kind, n in report.other_events)
+        already = f" ({report.already_stored:,} more already in the store)" if report.already_stored else ""
         click.echo(
-            f"{report.input}: {plural(report.flows, 'flow')} imported, {format_ns(report.first_ns)} .. "
+            f"{report.input}: {plural(report.flows, 'flow')} imported{already}, {format_ns(report.first_ns)} .. "
             f"{format_ns(report.last_ns)}"
             + (f"; {plural(report.skipped, 'record')} skipped" if report.skipped else "")
             + (f"; {events} not stored as flows" if events else "")

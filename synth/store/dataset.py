@@ -1,11 +1,14 @@
 """The flow store: a hive-partitioned Parquet dataset (`flows/source=S/date=D/hour=H/part-*.parquet`).
 
-Files become visible atomically: each is written under a dot-name and renamed into place, so a
-reader never sees half a file and a crash loses at most what was in flight. Imports are staged
-and committed as a whole through a ledger entry (`imports/<id>.json`), which is also how the
-same input is recognised when it comes again. Every file carries the schema version and the
-collection facts in its metadata; a file of another schema version is refused, not misread.
-Any pyarrow filesystem works (`s3://bucket/prefix`); a plain path is the local disk.
+Files become visible atomically. On a local disk each is written under a dot-name and renamed
+into place; on an object store (no atomic rename) each is written under its final name and made
+visible by a commit record (`synth.store.commits`). Either way a reader never sees half a file or
+half an import, and a crash loses at most what was in flight. Imports are staged and committed as
+a whole through a ledger entry (`imports/<id>.json`), which is also how the same input is
+recognised when it comes again; the same flow is recognised by its identity (`synth.store.identity`),
+kept beside the flows in `ids/` under the same partition and file name. Every file carries the
+schema version and the collection facts in its metadata; a file of another schema version is
+refused, not misread. Any pyarrow filesystem works (`s3://bucket/prefix`); a plain path is the local disk.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,9 +31,12 @@ import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
 from synth.base.signals import interrupts_deferred
+from synth.store.commits import Commit, read_commits, visible_files, write_commit
 from synth.store.compact import compact_table
+from synth.store.identity import ID_KEYS, ID_SCHEMA
 from synth.store.lock import writer_lock
 from synth.store.schema import FLOW_SCHEMA, PARTITION_COLUMNS, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
+from synth.store.seen import SeenFlows
 
 _NS_PER_HOUR = 3_600_000_000_000
 VERSION_KEY = b"synth.schema_version"
@@ -74,19 +81,42 @@ class Store:
                 raise StoreError(f"{root}: cannot open the store: {e}") from e
         else:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(root).resolve())
+        self.root = self.root.rstrip("/")
+        #: whether a rename is atomic here (a local disk); else commit records make files visible
+        self.renames = isinstance(self.fs, pafs.LocalFileSystem)
+        self._snapshot: list[StoredFile] | None = None
 
     # ----- layout
     def _path(self, *parts: str) -> str:
-        return "/".join((self.root.rstrip("/"), *parts))
+        return "/".join((self.root, *parts))
+
+    def relative(self, path: str) -> str:
+        """A path of the store relative to its root (`flows/source=.../part-....parquet`)."""
+        return path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
 
     @property
     def flows_dir(self) -> str:
         """Where the committed Parquet files live."""
         return self._path("flows")
 
+    @property
+    def ids_dir(self) -> str:
+        """Where the identities of the stored flows live, file for file (`synth.store.identity`)."""
+        return self._path("ids")
+
     def writing(self, command: str | None = None) -> contextlib.AbstractContextManager[None]:
         """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it."""
-        return writer_lock(self.root_text, self.root, command)
+        return writer_lock(self, command)
+
+    def pinned(self) -> Store:
+        """This store as it is now: the committed files are listed once, and every read sees those.
+
+        A command that reads the store several times (generate: edges, replay, window, sources)
+        uses one, so an import that commits meanwhile is seen by all of its reads or by none.
+        """
+        snapshot = Store(self.root_text)
+        snapshot._snapshot = self._listing()
+        return snapshot
 
     def exists(self) -> bool:
         """Whether anything was ever stored here."""
@@ -97,18 +127,8 @@ class Store:
         self, since_ns: int | None = None, until_ns: int | None = None, sources: Sequence[str] | None = None
     ) -> list[StoredFile]:
         """Committed files whose hour overlaps [since, until), sorted by hour then path."""
-        if not self.exists():
-            return []
-        selector = pafs.FileSelector(self.flows_dir, recursive=True)
         found = []
-        for info in self.fs.get_file_info(selector):
-            if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
-                continue
-            if info.base_name.startswith("."):
-                continue
-            stored = _parse_partition(info.path)
-            if stored is None:
-                continue
+        for stored in self._snapshot if self._snapshot is not None else self._listing():
             if sources and stored.source not in sources:
                 continue
             if since_ns is not None and stored.hour_start_ns + _NS_PER_HOUR <= since_ns:
@@ -116,8 +136,63 @@ class Store:
             if until_ns is not None and stored.hour_start_ns >= until_ns:
                 continue
             found.append(stored)
+        return found
+
+    def _listing(self) -> list[StoredFile]:
+        """Every committed flow file, sorted by hour then path."""
+        if self.renames:
+            paths = self._listed(self.flows_dir)
+        else:
+            paths = sorted(self._path(p) for p in self.committed() if p.startswith("flows/"))
+        found = [stored for stored in map(_parse_partition, paths) if stored is not None]
         found.sort(key=lambda f: (f.hour_start_ns, f.path))
         return found
+
+    def _listed(self, directory: str) -> list[str]:
+        """The visible Parquet files under a local directory (no dot-names, none a compaction replaced)."""
+        if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+            return []
+        paths = [
+            info.path for info in self.fs.get_file_info(pafs.FileSelector(directory, recursive=True))
+            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        ]
+        return sorted(set(paths) - self._replaced(set(paths)))
+
+    def _replaced(self, listed: set[str]) -> set[str]:
+        """Files an interrupted or running compaction replaced, once its new files are in `listed`."""
+        journal = self._path(".compact-journal.json")
+        try:
+            with self.fs.open_input_stream(journal) as stream:
+                entry = _journal_entry(json.loads(stream.read()))
+        except (FileNotFoundError, ValueError):
+            return set()
+        return set(entry.old) if all(final in listed for _, final in entry.moves) else set()
+
+    def committed(self) -> set[str]:
+        """On an object store: the files (relative to the root) its commit records make visible."""
+        return visible_files(read_commits(self.fs, self.root))
+
+    def stored_ids(self, partition: str) -> pa.Table:
+        """The identities of the committed flows of one partition (`source=S/date=D/hour=H`)."""
+        if self.renames:
+            flows = set(self._listed(f"{self.flows_dir}/{partition}"))
+            paths = [p for p in self._listed(f"{self.ids_dir}/{partition}")
+                     if f"{self.flows_dir}/{partition}/{p.rsplit('/', 1)[1]}" in flows]
+        else:
+            prefix = f"ids/{partition}/"
+            paths = sorted(self._path(p) for p in self.committed() if p.startswith(prefix))
+        return read_ids(self.fs, paths)
+
+    def ids_of(self, files: Sequence[StoredFile]) -> pa.Table | None:
+        """The identities of these files' flows; None when none of them has any (older stores)."""
+        paths = [self.ids_path(f) for f in files]
+        present = [p for p in paths if self.fs.get_file_info(p).type == pafs.FileType.File]
+        return read_ids(self.fs, present) if present else None
+
+    def ids_path(self, stored: StoredFile) -> str:
+        """Where the identities of a stored file's flows are (the file may not exist: older stores)."""
+        return self.ids_dir + stored.path[len(self.flows_dir):]
 
     def open_file(self, stored: StoredFile) -> pq.ParquetFile:
         """Open one stored file after checking that its schema version is ours."""
@@ -193,32 +268,53 @@ class Store:
         path = stored.path if isinstance(stored, StoredFile) else stored
         return int(self.fs.get_file_info(path).size or 0)
 
-    def replace_files(self, old: list[StoredFile], table: pa.Table, facts: dict[str, object]) -> str:
-        """Put one file in place of several of the same partition, crash-safe through a journal."""
+    def replace_files(
+        self, old: list[StoredFile], table: pa.Table, facts: dict[str, object], ids: pa.Table | None
+    ) -> str:
+        """Put one file (and the identities of its flows) in place of several of the same partition.
+
+        Crash-safe: on a local disk through a journal that the next writer finishes; on an object
+        store through one commit record that names the new files and the ones they replace.
+        """
         directory = old[0].path.rsplit("/", 1)[0]
         name = f"part-{uuid.uuid4().hex[:16]}-c.parquet"
-        temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
+        final = f"{directory}/{name}"
+        ids_final = self.ids_dir + final[len(self.flows_dir) :]
         schema = FLOW_SCHEMA.with_metadata(
             {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
         )
-        with self.fs.open_output_stream(temporary) as sink:
-            pq.write_table(_file_table(table, schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS,
-                           compression="zstd")
+        old_ids = [self.ids_path(f) for f in old if self.fs.get_file_info(self.ids_path(f)).type == pafs.FileType.File]
+        written = [(ids_final, lambda sink: write_ids(ids, sink))] if ids is not None else []
+        written.append((final, lambda sink: pq.write_table(
+            _file_table(table, schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")))
+        old_paths = [*old_ids, *(f.path for f in old)]
+        if not self.renames:
+            for path, write in written:
+                _write_file(self.fs, path, write)
+            files = tuple(self.relative(path) for path, _ in written)
+            write_commit(self.fs, self.root, Commit(name.removesuffix(".parquet"), files,
+                                                    tuple(self.relative(p) for p in old_paths)))
+            _delete_files(self.fs, old_paths)
+            return final
+        moves = []
+        for path, write in written:
+            temporary = _temporary(path)
+            _write_file(self.fs, temporary, write)
+            moves.append([temporary, path])
         journal = self._path(".compact-journal.json")
         with self.fs.open_output_stream(journal) as out:
-            out.write(json.dumps({"new": final, "temporary": temporary, "old": [f.path for f in old]}).encode())
+            out.write(json.dumps({"moves": moves, "old": old_paths}).encode())
         self._finish_replace(journal)
         return final
 
     def _finish_replace(self, journal: str) -> None:
         with self.fs.open_input_stream(journal) as stream:
-            entry = json.loads(stream.read())
-        if self.fs.get_file_info(entry["temporary"]).type == pafs.FileType.File:
-            self.fs.move(entry["temporary"], entry["new"])
-        if self.fs.get_file_info(entry["new"]).type == pafs.FileType.File:
-            for path in entry["old"]:
-                if self.fs.get_file_info(path).type == pafs.FileType.File:
-                    self.fs.delete_file(path)
+            entry = _journal_entry(json.loads(stream.read()))
+        for temporary, final in entry.moves:
+            if self.fs.get_file_info(temporary).type == pafs.FileType.File:
+                self.fs.move(temporary, final)
+        if all(self.fs.get_file_info(final).type == pafs.FileType.File for _, final in entry.moves):
+            _delete_files(self.fs, entry.old)
         self.fs.delete_file(journal)
 
     # ----- import ledger
@@ -259,10 +355,15 @@ class Store:
         return StagedWriter(self, import_id, {**facts, "import": import_id})
 
     def recover(self) -> None:
-        """Finish imports that were committed but not fully moved; drop ones never committed.
+        """Finish what a killed writer left half-done (the caller holds the writer lock).
 
-        Also finishes a compaction interrupted after its journal was written.
+        Local disk: finish imports that were committed but not fully moved, drop ones never
+        committed, finish a compaction whose journal was written. Object store: delete the files no
+        commit record names (a writer killed before its commit) or that a compaction replaced.
         """
+        if not self.renames:
+            self._delete_uncommitted()
+            return
         journal = self._path(".compact-journal.json")
         if self.fs.get_file_info(journal).type == pafs.FileType.File:
             self._finish_replace(journal)
@@ -274,21 +375,39 @@ class Store:
             if info.type != pafs.FileType.Directory:
                 continue
             if info.base_name in committed:
-                _move_tree(self.fs, info.path, self.flows_dir)
+                _publish_tree(self, info.path)
             self.fs.delete_dir(info.path)
+
+    def uncommitted(self) -> list[str]:
+        """On an object store: files under flows/ and ids/ that no commit record makes visible."""
+        visible = self.committed()
+        found = []
+        for directory in (self.flows_dir, self.ids_dir):
+            if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+                continue
+            for info in self.fs.get_file_info(pafs.FileSelector(directory, recursive=True)):
+                if info.type == pafs.FileType.File and self.relative(info.path) not in visible:
+                    found.append(info.path)
+        return sorted(found)
+
+    def _delete_uncommitted(self) -> None:
+        _delete_files(self.fs, self.uncommitted())
 
     def _write_ledger(self, entry: ImportEntry) -> None:
         directory = self._path("imports")
         self.fs.create_dir(directory, recursive=True)
         final = f"{directory}/{entry.id}.json"
+        body = json.dumps(_asdict(entry), sort_keys=True).encode()
+        if not self.renames:  # one PUT is atomic on an object store
+            _write_file(self.fs, final, lambda out: out.write(body))
+            return
         temporary = f"{directory}/.{entry.id}.json.tmp"
-        with self.fs.open_output_stream(temporary) as out:
-            out.write(json.dumps(_asdict(entry), sort_keys=True).encode())
+        _write_file(self.fs, temporary, lambda out: out.write(body))
         self.fs.move(temporary, final)
 
     def writer(self, facts: dict[str, object]) -> PartitionWriter:
-        """A writer that renames each finished file straight into the store (for live collection)."""
-        return PartitionWriter(self.fs, self.flows_dir, facts, uuid.uuid4().hex[:16])
+        """A writer whose files become visible at each flush (for live collection)."""
+        return PartitionWriter(self, self.root, facts, uuid.uuid4().hex[:16])
 
 
 def _asdict(entry: ImportEntry) -> dict[str, object]:
@@ -329,6 +448,8 @@ def _parse_partition(path: str) -> StoredFile | None:
 
 
 def _move_tree(fs: pafs.FileSystem, source_dir: str, target_dir: str) -> None:
+    if fs.get_file_info(source_dir).type != pafs.FileType.Directory:
+        return
     for info in fs.get_file_info(pafs.FileSelector(source_dir, recursive=True)):
         if info.type != pafs.FileType.File:
             continue
@@ -338,6 +459,65 @@ def _move_tree(fs: pafs.FileSystem, source_dir: str, target_dir: str) -> None:
         fs.move(info.path, target)
 
 
+def _publish_tree(store: Store, staged_dir: str) -> None:
+    """Move a committed import's staged files into place: identities first, then the flows."""
+    _move_tree(store.fs, f"{staged_dir}/ids", store.ids_dir)
+    _move_tree(store.fs, f"{staged_dir}/flows", store.flows_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class _Journal:
+    """A compaction in progress: temporary files to move into place, then the files they replace."""
+
+    moves: tuple[tuple[str, str], ...]
+    old: tuple[str, ...]
+
+
+def _journal_entry(entry: dict[str, Any]) -> _Journal:
+    """The journal as written (`moves`, `old`); older ones named one `temporary` and its `new` place."""
+    moves = entry["moves"] if "moves" in entry else [[entry["temporary"], entry["new"]]]
+    return _Journal(tuple((str(a), str(b)) for a, b in moves), tuple(str(p) for p in entry["old"]))
+
+
+def _temporary(path: str) -> str:
+    directory, name = path.rsplit("/", 1)
+    return f"{directory}/.{name}.tmp"
+
+
+def _write_file(fs: pafs.FileSystem, path: str, write: Callable[[pa.NativeFile], object]) -> None:
+    """Write one file; a failed write (a full disk) leaves nothing of it behind."""
+    try:
+        with fs.open_output_stream(path) as sink:
+            write(sink)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fs.delete_file(path)
+        raise
+
+
+def _delete_files(fs: pafs.FileSystem, paths: Iterable[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            fs.delete_file(path)
+
+
+def write_ids(ids: pa.Table, sink: pa.NativeFile) -> None:
+    """The identities of one file's flows, sorted by time (which Parquet then stores in few bytes)."""
+    ordered = ids.take(pc.sort_indices(ids, [(name, "ascending") for name in ID_KEYS]))
+    pq.write_table(ordered.cast(ID_SCHEMA), sink, compression="zstd")
+
+
+def read_ids(fs: pafs.FileSystem, paths: Sequence[str]) -> pa.Table:
+    """The identities in these `ids/` files, as one table."""
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(path, filesystem=fs, columns=list(ID_KEYS)))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise StoreError(f"{path}: not a readable Parquet file ({e}); see `synth store check`") from e
+    return pa.concat_tables(tables).cast(ID_SCHEMA) if tables else ID_SCHEMA.empty_table()
+
+
 def partition_of(hour_index: int, source: str) -> str:
     """`source=S/date=D/hour=H` for an hour counted from the epoch."""
     moment = datetime.fromtimestamp(hour_index * 3600, tz=UTC)
@@ -345,18 +525,21 @@ def partition_of(hour_index: int, source: str) -> str:
 
 
 class PartitionWriter:
-    """Splits batches by source and hour, buffers them, compacts and writes Parquet files atomically.
+    """Splits batches by source and hour, drops flows already stored, compacts, writes Parquet files.
 
-    Files are written under a dot-name and renamed when closed, so `close()` (or `flush()`)
-    is the moment they become visible. Memory is bounded by `_BUFFER_ROWS` across partitions.
+    Each file is written with the identities of its flows (`ids/`, same partition and name). On a
+    local disk both are written under dot-names and renamed when complete (identities first, so a
+    flow file never goes without them); on an object store they are published by a commit record
+    at each `flush()`. Memory is bounded by `_BUFFER_ROWS` across partitions.
     """
 
     #: identical flows within this interval are stored as one row with a count (0: store every flow)
     COMPACT_INTERVAL_NS = 60_000_000_000
 
-    def __init__(self, fs: pafs.FileSystem, target_dir: str, facts: dict[str, object], file_id: str) -> None:
-        self.fs = fs
-        self.target_dir = target_dir
+    def __init__(self, store: Store, tree: str, facts: dict[str, object], file_id: str) -> None:
+        self.store = store
+        self.fs = store.fs
+        self.tree = tree
         self.file_id = file_id
         self.schema = FLOW_SCHEMA.with_metadata(
             {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
@@ -366,8 +549,16 @@ class PartitionWriter:
         self._sequence = 0
         self.rows_written = 0
         self.flows_written = 0
+        self.duplicates = 0  # flows dropped because they were stored already
         self.files_written: list[str] = []
+        self.unpublished: list[str] = []  # object store: files written since the last commit record
         self.compact_interval_ns = self.COMPACT_INTERVAL_NS
+        self.seen = SeenFlows(self._stored_ids)
+
+    def _stored_ids(self, partition: str) -> pa.Table:
+        own = [p for p in self.unpublished if p.startswith(f"ids/{partition}/")]
+        return pa.concat_tables([self.store.stored_ids(partition),
+                                 read_ids(self.fs, [self.store._path(p) for p in own])])
 
     def set_facts(self, facts: dict[str, object]) -> None:
         """Replace the facts written into files from now on (e.g. lost-event totals)."""
@@ -390,8 +581,16 @@ class PartitionWriter:
         """Write every buffered row; afterwards all of them are visible in the store."""
         for partition in sorted(self._buffers):
             self._write_partition(partition)
+        self._publish()
 
     close = flush
+
+    def _publish(self) -> None:
+        """Object store: one commit record makes the files written since the last one visible."""
+        if self.unpublished:
+            write_commit(self.fs, self.store.root, Commit(f"{self.file_id}-{self._sequence:05d}",
+                                                          tuple(self.unpublished)))
+            self.unpublished = []
 
     def _write_partition(self, partition: str) -> None:
         batches = self._buffers.pop(partition, [])
@@ -399,24 +598,39 @@ class PartitionWriter:
         if not rows:
             return
         self._buffered_rows -= rows
-        directory = f"{self.target_dir}/{partition}"
-        self.fs.create_dir(directory, recursive=True)
+        table, ids = self.seen.novel(partition, _source_of(partition), pa.Table.from_batches(batches, FLOW_SCHEMA))
+        del batches
+        self.duplicates += rows - table.num_rows
+        if not table.num_rows:
+            return
         self._sequence += 1
         name = f"part-{self.file_id}-{self._sequence:05d}.parquet"
-        temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
-        table = pa.Table.from_batches(batches, schema=FLOW_SCHEMA)
+        flows = table.num_rows
         if self.compact_interval_ns:
             table = compact_table(table, self.compact_interval_ns)
-        table = _file_table(table, self.schema.metadata)
-        written_rows = table.num_rows
-        with self.fs.open_output_stream(temporary) as sink:
-            pq.write_table(table, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")
-        self.fs.move(temporary, final)
-        del table, batches
+        stored = _file_table(table, self.schema.metadata)
+        del table
+        written_rows = stored.num_rows
+        self._put(f"ids/{partition}/{name}", lambda sink: write_ids(ids, sink))
+        final = self._put(f"flows/{partition}/{name}", lambda sink: pq.write_table(
+            stored, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd"))
         release_memory()
         self.rows_written += written_rows
-        self.flows_written += rows
+        self.flows_written += flows
         self.files_written.append(final)
+
+    def _put(self, relative: str, write: Callable[[pa.NativeFile], object]) -> str:
+        """Write one file of the tree: renamed into place (local), or noted for the next commit record."""
+        final = f"{self.tree}/{relative}"
+        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        if not self.store.renames:
+            _write_file(self.fs, final, write)
+            self.unpublished.append(relative)
+            return final
+        temporary = _temporary(final)
+        _write_file(self.fs, temporary, write)
+        self.fs.move(temporary, final)
+        return final
 
 
 def _trim() -> Callable[[int], object] | None:
@@ -458,18 +672,29 @@ def _split_by_partition(batch: pa.RecordBatch) -> Iterable[tuple[str, pa.RecordB
                 yield partition_of(hour, source), part
 
 
+def _source_of(partition: str) -> str:
+    return partition.split("/", 1)[0].removeprefix("source=")
+
+
 class StagedWriter(PartitionWriter):
-    """A partition writer into `.staging/<id>/`, made visible as a whole by `commit()`."""
+    """A partition writer whose files stay invisible until `commit()` makes them visible as a whole.
+
+    Local disk: files go to `.staging/<id>/`, moved into place after the ledger entry is written.
+    Object store: files go to their final names, published by one commit record before the ledger entry.
+    """
 
     def __init__(self, store: Store, import_id: str, facts: dict[str, object]) -> None:
-        super().__init__(store.fs, store._path(".staging", import_id), facts, import_id)
-        self.store = store
+        tree = store._path(".staging", import_id) if store.renames else store.root
+        super().__init__(store, tree, facts, import_id)
         self.import_id = import_id
+
+    def _publish(self) -> None:
+        """Nothing is visible before `commit()`."""
 
     def commit(
         self, *, input_name: str, sha256: str, size: int, mtime_ns: int, facts: dict[str, object]
     ) -> ImportEntry:
-        """Record the import in the ledger, then move its files into place.
+        """Record the import in the ledger and make its files visible.
 
         Ctrl-C during these steps takes effect after them: the import is then committed as a whole.
         """
@@ -485,9 +710,12 @@ class StagedWriter(PartitionWriter):
             facts=facts,
         )
         with interrupts_deferred():
+            if not self.store.renames:
+                super()._publish()
+                self.store._write_ledger(entry)
+                return entry
             self.store._write_ledger(entry)
-            if self.files_written:
-                _move_tree(self.fs, self.target_dir, self.store.flows_dir)
+            _publish_tree(self.store, self.tree)
             self.discard()
         return entry
 
@@ -495,5 +723,8 @@ class StagedWriter(PartitionWriter):
         """Forget everything written so far (nothing of it was ever visible)."""
         self._buffers.clear()
         self._buffered_rows = 0
-        if self.fs.get_file_info(self.target_dir).type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.target_dir)
+        if not self.store.renames:
+            _delete_files(self.fs, [self.store._path(p) for p in self.unpublished])
+            self.unpublished = []
+        elif self.fs.get_file_info(self.tree).type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.tree)

@@ -2,6 +2,8 @@
 
 The store's writer compacts each batch it writes (`synth.store.compact`); this module works on the
 files already stored, through the `Store`'s own atomic replace, so a reader never sees a row twice.
+The identities of the replaced files' flows go into one file beside the new one, so a flow stored
+before compaction is still recognised after it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def compact_store(store: Store, *, before_ns: int | None = None, interval_ns: in
     if not store.exists():  # nothing to compact, and no lock file to leave in a folder that was not a store
         return CompactReport(0, 0, 0, 0, 0, 0, 0)
     with store.writing():
+        store.recover()
         return _compact(store, before_ns, interval_ns, progress)
 
 
@@ -59,7 +62,8 @@ def _compact(store: Store, before_ns: int | None, interval_ns: int,
         rows_before += table.num_rows
         rows_after += compacted.num_rows
         bytes_before += sum(store.size(f) for f in files)
-        written = store.replace_files(files, compacted, {"source": files[0].source, "compacted": True})
+        ids = store.ids_of(files)
+        written = store.replace_files(files, compacted, {"source": files[0].source, "compacted": True}, ids)
         files_after += 1
         bytes_after += store.size(written)
     return CompactReport(hours, files_before, files_after, rows_before, rows_after, bytes_before, bytes_after)
