@@ -46,6 +46,10 @@ _BUFFER_ROWS = 65_536
 _ROW_GROUP_ROWS = 131_072
 
 
+Writing = tuple[str, Callable[[pa.NativeFile], object]]
+"""A file to write: its path, and what writes its bytes into an open stream."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """One Parquet file of the store and the partition its path names."""
@@ -198,8 +202,11 @@ class Store:
         """Open one stored file after checking that its schema version is ours."""
         try:
             parquet = pq.ParquetFile(stored.path, filesystem=self.fs)
+        except FileNotFoundError as e:
+            raise StoreError(f"{stored.path}: removed while this command read the store (by a compaction or "
+                             "a prune); run the command again") from e
         except (OSError, pa.ArrowInvalid) as e:
-            raise StoreError(f"{stored.path}: not a readable Parquet file ({e})") from e
+            raise unreadable(stored.path, e) from e
         metadata = parquet.schema_arrow.metadata or {}
         version = metadata.get(VERSION_KEY, b"?").decode()
         if version not in {str(v) for v in READABLE_VERSIONS}:
@@ -246,7 +253,7 @@ class Store:
         if windowed and "time" not in wanted:
             wanted.append("time")
         schema = pa.schema([FLOW_SCHEMA.field(name) for name in names])
-        for batch in parquet.iter_batches(columns=wanted, batch_size=_ROW_GROUP_ROWS):
+        for batch in _checked(stored.path, parquet.iter_batches(columns=wanted, batch_size=_ROW_GROUP_ROWS)):
             if windowed:
                 batch = _window(batch, since_ns, until_ns)
             if batch.num_rows:
@@ -284,18 +291,29 @@ class Store:
             {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
         )
         old_ids = [self.ids_path(f) for f in old if self.fs.get_file_info(self.ids_path(f)).type == pafs.FileType.File]
-        written = [(ids_final, lambda sink: write_ids(ids, sink))] if ids is not None else []
+        written: list[Writing] = [(ids_final, lambda sink: write_ids(ids, sink))] if ids is not None else []
         written.append((final, lambda sink: pq.write_table(
             _file_table(table, schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")))
-        old_paths = [*old_ids, *(f.path for f in old)]
+        self.replace([*old_ids, *(f.path for f in old)], written)
+        return final
+
+    def replace(self, old: Sequence[str], written: Sequence[Writing] = ()) -> None:
+        """Write new files and remove old ones as one step readers see whole (or not at all).
+
+        Local disk: the new files are written under dot-names, then a journal names them and the old
+        files; the journal is carried out (and is carried out by the next writer after a crash), and
+        readers that meet a journal whose new files are in place skip its old files. Object store: one
+        commit record names the new files and replaces the old ones. Compaction, prune and quarantine
+        use it; the caller holds the writer lock.
+        """
         if not self.renames:
             for path, write in written:
                 _write_file(self.fs, path, write)
             files = tuple(self.relative(path) for path, _ in written)
-            write_commit(self.fs, self.root, Commit(name.removesuffix(".parquet"), files,
-                                                    tuple(self.relative(p) for p in old_paths)))
-            _delete_files(self.fs, old_paths)
-            return final
+            write_commit(self.fs, self.root, Commit(uuid.uuid4().hex[:16] + "-r", files,
+                                                    tuple(self.relative(p) for p in old)))
+            _delete_files(self.fs, old)
+            return
         moves = []
         for path, write in written:
             temporary = _temporary(path)
@@ -303,9 +321,8 @@ class Store:
             moves.append([temporary, path])
         journal = self._path(".compact-journal.json")
         with self.fs.open_output_stream(journal) as out:
-            out.write(json.dumps({"moves": moves, "old": old_paths}).encode())
+            out.write(json.dumps({"moves": moves, "old": list(old)}).encode())
         self._finish_replace(journal)
-        return final
 
     def _finish_replace(self, journal: str) -> None:
         with self.fs.open_input_stream(journal) as stream:
@@ -408,6 +425,21 @@ class Store:
     def writer(self, facts: dict[str, object]) -> PartitionWriter:
         """A writer whose files become visible at each flush (for live collection)."""
         return PartitionWriter(self, self.root, facts, uuid.uuid4().hex[:16])
+
+
+def unreadable(path: str, error: BaseException) -> StoreError:
+    """The one message for a damaged file of the store (a partial copy, bit rot)."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return StoreError(f"{path}: not a readable Parquet file ({reason}); `synth store check` lists the damaged "
+                      "files and sets them aside")
+
+
+def _checked(path: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """A file's batches; damage found while decoding them is reported as the file's."""
+    try:
+        yield from batches
+    except (OSError, pa.ArrowInvalid) as e:
+        raise unreadable(path, e) from e
 
 
 def _asdict(entry: ImportEntry) -> dict[str, object]:
@@ -514,7 +546,7 @@ def read_ids(fs: pafs.FileSystem, paths: Sequence[str]) -> pa.Table:
         try:
             tables.append(pq.read_table(path, filesystem=fs, columns=list(ID_KEYS)))
         except (OSError, pa.ArrowInvalid) as e:
-            raise StoreError(f"{path}: not a readable Parquet file ({e}); see `synth store check`") from e
+            raise unreadable(path, e) from e
     return pa.concat_tables(tables).cast(ID_SCHEMA) if tables else ID_SCHEMA.empty_table()
 
 

@@ -71,9 +71,9 @@ def occurrences(ids: pa.Table) -> np.ndarray:
     """For each row, how many earlier rows of `ids` have the same time and key (0, 1, 2...)."""
     if ids.num_rows == 0:
         return np.zeros(0, dtype=np.int32)
-    order = pc.sort_indices(ids, [("time", "ascending"), ("key", "ascending")]).to_numpy()
-    times = ids.column("time").to_numpy()[order]
-    keys = ids.column("key").to_numpy()[order]
+    times, keys = ids.column("time").to_numpy(), ids.column("key").to_numpy()
+    order = np.lexsort((keys, times))
+    times, keys = times[order], keys[order]
     same = np.zeros(len(order), dtype=bool)
     same[1:] = (times[1:] == times[:-1]) & (keys[1:] == keys[:-1])
     position = np.arange(len(order))

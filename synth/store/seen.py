@@ -33,21 +33,23 @@ class SeenFlows:
     def novel(self, partition: str, source: str, table: pa.Table) -> tuple[pa.Table, pa.Table]:
         """The rows of `table` not stored yet, and their identities (ID_SCHEMA); remembers them as stored."""
         ids = identities(table, source)
-        if source in SET_SOURCES:
+        if source in SET_SOURCES:  # identical rows are one flow: keep the first of each identity
+            first = occurrences(ids) == 0
             ids = ids.append_column("occurrence", pa.array(np.zeros(ids.num_rows, np.int32)))
+            ids = ids.append_column("__row", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+            if not first.all():
+                ids = ids.filter(pa.array(first))
         else:
             ids = ids.append_column("occurrence", pa.array(self._numbered(partition, ids)))
-        ids = ids.append_column("__row", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
-        if source in SET_SOURCES:  # one row per identity within the batch: the first
-            first = ids.group_by(list(ID_KEYS), use_threads=False).aggregate([("__row", "min")])
-            ids = first.select([*ID_KEYS, "__row_min"]).rename_columns([*ID_KEYS, "__row"])
+            ids = ids.append_column("__row", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
         known = self._known_ids(partition)
         if known.num_rows:
             ids = ids.join(known, keys=list(ID_KEYS), join_type="left anti", use_threads=False)
-        rows = pc.sort_indices(ids.column("__row"))
-        ids = ids.take(rows)
+            ids = ids.take(pc.sort_indices(ids.column("__row")))
         kept = ids.select(list(ID_KEYS)).cast(ID_SCHEMA)
         self._known[partition] = pa.concat_tables([known, kept]) if known.num_rows else kept
+        if ids.num_rows == table.num_rows:
+            return table, kept
         return table.take(ids.column("__row")), kept
 
     def _known_ids(self, partition: str) -> pa.Table:
