@@ -19,6 +19,7 @@ from synth.sources import registry
 from synth.sources.interface import Skip, SourceStats
 from synth.sources.reader import InputFile
 from synth.store.dataset import ImportEntry, Store
+from synth.store.faults import write_failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +58,12 @@ def import_files(
     reports = []
     with store.writing():
         for path in paths:
-            reports.append(
-                _import_one(store, source_class, path, strict=strict, force=force, on_batch=on_batch, options=options)
-            )
+            try:
+                reports.append(_import_one(store, source_class, path, strict=strict, force=force, on_batch=on_batch,
+                                           options=options))
+            except OSError as e:  # input errors are InputErrors: this is the store
+                before = "; the files before it are imported" if reports else ""
+                raise write_failure(store.root_text, e, f"nothing of {path} was stored{before}") from e
     return reports
 
 

@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 
 from synth.base.errors import StoreError
 from synth.store.dataset import ImportEntry, Store, StoredFile, read_ids
+from synth.store.faults import write_failure
 
 _NS_PER_HOUR = 3_600_000_000_000
 QUARANTINE = "quarantine"
@@ -56,6 +57,7 @@ class PruneReport:
 def check_store(store: Store, *, quarantine: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> CheckReport:
     """Read every file of the store to the end; with `quarantine`, move the bad ones aside."""
+    store.refuse_file()
     if not store.exists():
         raise StoreError(f"{store.root_text}: no store here; check --store or $SYNTH_STORE")
     if quarantine:
@@ -77,7 +79,10 @@ def _check(store: Store, quarantine: bool, progress: Callable[[int, int], None] 
     moved_to = None
     if quarantine and bad:
         moved_to = store._path(QUARANTINE)
-        _set_aside(store, [b.path for b in bad])
+        try:
+            _set_aside(store, [b.path for b in bad])
+        except OSError as e:
+            raise write_failure(store.root_text, e, "nothing was moved") from e
     names = {b.path.rsplit("/", 1)[1].split("-")[1] for b in bad}
     imports = tuple(e for e in store.imports() if e.id in names)
     return CheckReport(len(files), tuple(bad), moved_to, imports)
@@ -115,6 +120,7 @@ def _set_aside(store: Store, paths: list[str]) -> None:
 
 def prune_store(store: Store, before_ns: int) -> PruneReport:
     """Remove every hour that ended at or before `before_ns` (its flows and their identities), atomically."""
+    store.refuse_file()
     if not store.exists():
         raise StoreError(f"{store.root_text}: no store here; check --store or $SYNTH_STORE")
     with store.writing():
@@ -122,5 +128,8 @@ def prune_store(store: Store, before_ns: int) -> PruneReport:
         old = [f for f in store.files() if f.hour_start_ns + _NS_PER_HOUR <= before_ns]
         size = sum(store.size(f) for f in old)
         ids = [p for p in (store.ids_path(f) for f in old) if store.fs.get_file_info(p).type == pafs.FileType.File]
-        store.replace([*ids, *(f.path for f in old)])
+        try:
+            store.replace([*ids, *(f.path for f in old)])
+        except OSError as e:
+            raise write_failure(store.root_text, e, "nothing was removed") from e
     return PruneReport(len({(f.source, f.hour_start_ns) for f in old}), len(old), size)

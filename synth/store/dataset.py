@@ -33,12 +33,14 @@ from synth.base.errors import StoreError
 from synth.base.signals import interrupts_deferred
 from synth.store.commits import Commit, read_commits, visible_files, write_commit
 from synth.store.compact import compact_table
+from synth.store.faults import write_failure
 from synth.store.identity import ID_KEYS, ID_SCHEMA
 from synth.store.lock import writer_lock
 from synth.store.schema import FLOW_SCHEMA, PARTITION_COLUMNS, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
 from synth.store.seen import SeenFlows
 
 _NS_PER_HOUR = 3_600_000_000_000
+STORE_MARKER = "store.json"  # the store's schema version, so a newer store is refused before writing
 VERSION_KEY = b"synth.schema_version"
 FACTS_KEY = b"synth.facts"
 # Rows kept in memory across all open partitions before the largest is written out.
@@ -89,6 +91,7 @@ class Store:
         #: whether a rename is atomic here (a local disk); else commit records make files visible
         self.renames = isinstance(self.fs, pafs.LocalFileSystem)
         self._snapshot: list[StoredFile] | None = None
+        self._ledger: list[ImportEntry] | None = None
 
     # ----- layout
     def _path(self, *parts: str) -> str:
@@ -108,9 +111,36 @@ class Store:
         """Where the identities of the stored flows live, file for file (`synth.store.identity`)."""
         return self._path("ids")
 
-    def writing(self, command: str | None = None) -> contextlib.AbstractContextManager[None]:
-        """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it."""
-        return writer_lock(self, command)
+    @contextlib.contextmanager
+    def writing(self, command: str | None = None) -> Iterator[None]:
+        """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it.
+
+        A store written by a newer synth (its `store.json` says so) is refused before anything is written.
+        """
+        with writer_lock(self, command):
+            self._claim_version()
+            yield
+
+    def _claim_version(self) -> None:
+        marker = self._path(STORE_MARKER)
+        try:
+            with self.fs.open_input_stream(marker) as stream:
+                version = int(json.loads(stream.read()).get("schema_version", 0))
+        except FileNotFoundError:
+            version = 0
+        except (ValueError, AttributeError, TypeError) as e:
+            raise StoreError(f"{marker}: not a store description ({e}); check --store or $SYNTH_STORE") from e
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.root_text}: written by a newer synth (store schema version {version}); this one writes "
+                f"version {SCHEMA_VERSION}: upgrade synth, or use another --store"
+            )
+        if version < SCHEMA_VERSION:
+            try:
+                _write_file(self.fs, marker, lambda out: out.write(
+                    json.dumps({"schema_version": SCHEMA_VERSION}).encode()))
+            except OSError as e:
+                raise write_failure(self.root_text, e, "nothing was written") from e
 
     def pinned(self) -> Store:
         """This store as it is now: the committed files are listed once, and every read sees those.
@@ -119,8 +149,26 @@ class Store:
         uses one, so an import that commits meanwhile is seen by all of its reads or by none.
         """
         snapshot = Store(self.root_text)
-        snapshot._snapshot = self._listing()
+        ledger, moving = self.imports(), self._staged_ids()
+        files = self._listing()
+        # Imports committed while the files were listed, or still being moved into place, are left out
+        # whole: their ledger entries and whichever of their files the listing met.
+        late = {e.id for e in self.imports()} - {e.id for e in ledger}
+        left_out = late | moving | self._staged_ids()
+        snapshot._snapshot = [f for f in files if _writer_id(f.path) not in left_out]
+        snapshot._ledger = [e for e in ledger if e.id not in left_out]
         return snapshot
+
+    def _staged_ids(self) -> set[str]:
+        staging = self._path(".staging")
+        if not self.renames or self.fs.get_file_info(staging).type != pafs.FileType.Directory:
+            return set()
+        return {info.base_name for info in self.fs.get_file_info(pafs.FileSelector(staging))}
+
+    def refuse_file(self) -> None:
+        """StoreError when the store's path is a file (a mistyped --store), not a folder."""
+        if self.fs.get_file_info(self.root).type == pafs.FileType.File:
+            raise StoreError(f"{self.root_text}: is a file, not a store folder; check --store or $SYNTH_STORE")
 
     def exists(self) -> bool:
         """Whether anything was ever stored here."""
@@ -161,9 +209,9 @@ class Store:
             if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
             and not info.base_name.startswith(".")
         ]
-        return sorted(set(paths) - self._replaced(set(paths)))
+        return sorted(set(paths) - self._replaced(directory, set(paths)))
 
-    def _replaced(self, listed: set[str]) -> set[str]:
+    def _replaced(self, directory: str, listed: set[str]) -> set[str]:
         """Files an interrupted or running compaction replaced, once its new files are in `listed`."""
         journal = self._path(".compact-journal.json")
         try:
@@ -171,7 +219,8 @@ class Store:
                 entry = _journal_entry(json.loads(stream.read()))
         except (FileNotFoundError, ValueError):
             return set()
-        return set(entry.old) if all(final in listed for _, final in entry.moves) else set()
+        finals = [final for _, final in entry.moves if final.startswith(directory + "/")]
+        return set(entry.old) if all(final in listed for final in finals) else set()
 
     def committed(self) -> set[str]:
         """On an object store: the files (relative to the root) its commit records make visible."""
@@ -209,6 +258,11 @@ class Store:
             raise unreadable(stored.path, e) from e
         metadata = parquet.schema_arrow.metadata or {}
         version = metadata.get(VERSION_KEY, b"?").decode()
+        if version.isdigit() and int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{stored.path}: written by a newer synth (store schema version {version}); this one reads versions "
+                f"{', '.join(str(v) for v in sorted(READABLE_VERSIONS))}: upgrade synth to read this store"
+            )
         if version not in {str(v) for v in READABLE_VERSIONS}:
             raise StoreError(
                 f"{stored.path}: written with store schema version {version}, this synth reads versions "
@@ -314,14 +368,18 @@ class Store:
                                                     tuple(self.relative(p) for p in old)))
             _delete_files(self.fs, old)
             return
-        moves = []
-        for path, write in written:
-            temporary = _temporary(path)
-            _write_file(self.fs, temporary, write)
-            moves.append([temporary, path])
+        moves: list[list[str]] = []
         journal = self._path(".compact-journal.json")
-        with self.fs.open_output_stream(journal) as out:
-            out.write(json.dumps({"moves": moves, "old": list(old)}).encode())
+        try:
+            for path, write in written:
+                temporary = _temporary(path)
+                _write_file(self.fs, temporary, write)
+                moves.append([temporary, path])
+            body = json.dumps({"moves": moves, "old": list(old)})
+            _write_file(self.fs, journal, lambda out: out.write(body.encode()))
+        except BaseException:  # nothing was replaced: leave no temporary behind
+            _delete_files(self.fs, [temporary for temporary, _ in moves])
+            raise
         self._finish_replace(journal)
 
     def _finish_replace(self, journal: str) -> None:
@@ -337,6 +395,8 @@ class Store:
     # ----- import ledger
     def imports(self) -> list[ImportEntry]:
         """Committed imports, oldest first."""
+        if self._ledger is not None:
+            return list(self._ledger)
         directory = self._path("imports")
         if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
             return []
@@ -444,6 +504,11 @@ def _checked(path: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Record
 
 def _asdict(entry: ImportEntry) -> dict[str, object]:
     return {name: getattr(entry, name) for name in entry.__slots__}
+
+
+def _writer_id(path: str) -> str:
+    """The import (or collection, or compaction) that wrote a file: `part-<id>-<sequence>.parquet`."""
+    return path.rsplit("/", 1)[-1].split("-")[1] if path.rsplit("/", 1)[-1].count("-") >= 2 else ""
 
 
 def _constant_source(source: str, rows: int) -> pa.Array:

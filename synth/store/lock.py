@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import pyarrow.fs as pafs
 
 from synth.base.errors import StoreError
+from synth.store.faults import write_failure
 
 if TYPE_CHECKING:
     from synth.store.dataset import Store
@@ -74,9 +75,12 @@ def _file_lock(root_text: str, root: str, command: str | None) -> Iterator[None]
     directory = Path(root)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+        handle = (directory / LOCK_NAME).open("a+")
+    except (FileExistsError, NotADirectoryError):
         raise StoreError(f"{root_text}: is a file, not a store folder; check --store or $SYNTH_STORE") from None
-    with (directory / LOCK_NAME).open("a+") as handle:
+    except OSError as e:
+        raise write_failure(root_text, e, "nothing was written") from e
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,4 +1,4 @@
-"""The same flow is stored once, however it arrives: again, from stdin, compressed or not, two exports of one cluster."""
+"""The same flow is stored once, however it arrives: again, from stdin, gzip or plain, two exports of one cluster."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_flows_log_and_the_elasticsearch_export_of_one_cluster_count_once(
 
 def test_calico_records_that_differ_only_by_node_are_distinct_records() -> None:
     """The node's flows.log has no `host`: two nodes' records of one workload pair then agree on every column."""
-    row = {name: None for name in FLOW_SCHEMA.names} | {
+    row = dict.fromkeys(FLOW_SCHEMA.names) | {
         "time": 0, "count": 3, "source": "calico", "verdict": "forwarded", "direction": "egress",
         "protocol": "TCP", "src_kind": "pod", "dst_kind": "pod", "dst_port": 80,
     }
