@@ -719,11 +719,11 @@ class PartitionWriter:
     def _put(self, relative: str, write: Callable[[pa.NativeFile], object]) -> str:
         """Write one file of the tree: renamed into place (local), or noted for the next commit record."""
         final = f"{self.tree}/{relative}"
-        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-        if not self.store.renames:
+        if not self.store.renames:  # an object store has no folders to create
             _write_file(self.fs, final, write)
             self.unpublished.append(relative)
             return final
+        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
         temporary = _temporary(final)
         _write_file(self.fs, temporary, write)
         self.fs.move(temporary, final)

@@ -9,7 +9,8 @@ never leaves the store locked.
 An object store has no locks, so there the lock is an object (`writer.lock`) that names its holder
 and a token, refreshed every few seconds. A writer that finds a fresh one is refused; one that finds
 none (or one not refreshed for `LEASE_S`: its holder died) writes its own, waits `SETTLE_S` and
-reads it back: of two writers that started at once only the one whose object stayed goes on.
+reads it back: of two writers that started at once only the one whose object stayed goes on. A
+lock whose holder was a process of this host that is gone is taken over at once.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _holder(text: str) -> str:
 def _object_lock(store: Store, command: str | None) -> Iterator[None]:
     path = f"{store.root}/{LOCK_NAME}"
     current = _read_object(store.fs, path)
-    if current is not None and time.time() - _number(current.get("heartbeat")) < LEASE_S:
+    if current is not None and time.time() - _number(current.get("heartbeat")) < LEASE_S and not _died(current):
         raise _refused(store.root_text, _holder(json.dumps(current)))
     mine = {**_holding(command), "token": uuid.uuid4().hex, "heartbeat": time.time()}
     _write_object(store.fs, path, mine)
@@ -129,6 +130,20 @@ def _object_lock(store: Store, command: str | None) -> Iterator[None]:
         current = _read_object(store.fs, path)
         if current is not None and current.get("token") == mine["token"]:
             store.fs.delete_file(path)
+
+
+def _died(holder: dict[str, object]) -> bool:
+    """Whether the holder was a process of this host that is gone (killed: its lock need not expire)."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _heartbeat(fs: pafs.FileSystem, path: str, mine: dict[str, object], stop: threading.Event) -> None:
