@@ -226,15 +226,19 @@ class Store:
         """On an object store: the files (relative to the root) its commit records make visible."""
         return visible_files(read_commits(self.fs, self.root))
 
-    def stored_ids(self, partition: str) -> pa.Table:
-        """The identities of the committed flows of one partition (`source=S/date=D/hour=H`)."""
+    def stored_ids(self, partition: str, committed: set[str] | None = None) -> pa.Table:
+        """The identities of the committed flows of one partition (`source=S/date=D/hour=H`).
+
+        On an object store `committed` (from `committed()`) saves reading the commit records again.
+        """
         if self.renames:
             flows = set(self._listed(f"{self.flows_dir}/{partition}"))
             paths = [p for p in self._listed(f"{self.ids_dir}/{partition}")
                      if f"{self.flows_dir}/{partition}/{p.rsplit('/', 1)[1]}" in flows]
         else:
             prefix = f"ids/{partition}/"
-            paths = sorted(self._path(p) for p in self.committed() if p.startswith(prefix))
+            visible = committed if committed is not None else self.committed()
+            paths = sorted(self._path(p) for p in visible if p.startswith(prefix))
         return read_ids(self.fs, paths)
 
     def ids_of(self, files: Sequence[StoredFile]) -> pa.Table | None:
@@ -651,11 +655,15 @@ class PartitionWriter:
         self.unpublished: list[str] = []  # object store: files written since the last commit record
         self.compact_interval_ns = self.COMPACT_INTERVAL_NS
         self.seen = SeenFlows(self._stored_ids)
+        # Object store: the committed files, read once (the writer holds the lock: only it adds to them).
+        self._committed: set[str] | None = None
 
     def _stored_ids(self, partition: str) -> pa.Table:
-        own = [p for p in self.unpublished if p.startswith(f"ids/{partition}/")]
-        return pa.concat_tables([self.store.stored_ids(partition),
-                                 read_ids(self.fs, [self.store._path(p) for p in own])])
+        if self.store.renames:
+            return self.store.stored_ids(partition)
+        if self._committed is None:
+            self._committed = self.store.committed()
+        return self.store.stored_ids(partition, self._committed | set(self.unpublished))
 
     def set_facts(self, facts: dict[str, object]) -> None:
         """Replace the facts written into files from now on (e.g. lost-event totals)."""
@@ -687,6 +695,8 @@ class PartitionWriter:
         if self.unpublished:
             write_commit(self.fs, self.store.root, Commit(f"{self.file_id}-{self._sequence:05d}",
                                                           tuple(self.unpublished)))
+            if self._committed is not None:
+                self._committed |= set(self.unpublished)
             self.unpublished = []
 
     def _write_partition(self, partition: str) -> None:

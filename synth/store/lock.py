@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 LOCK_NAME = "writer.lock"
 LEASE_S = 60.0  # an object-store lock not refreshed for this long belongs to a writer that died
 HEARTBEAT_S = 10.0
-SETTLE_S = 0.5  # longer than the time between reading the lock and writing it
+SETTLE_S = 0.2  # longer than the time between reading the lock and writing it
 
 
 def current_command() -> str:
