@@ -430,9 +430,10 @@ def _restore_signals(previous: dict[int, object]) -> None:
 
 
 def remove_stale_temporaries(store: Store) -> None:
-    """Drop half-written files a killed collector left behind (never visible to readers; the lock is ours)."""
+    """Drop half-written files a killed writer left behind (never visible to readers; the lock is ours)."""
     if not store.exists():
         return
+    store.recover()  # a compaction to finish; on an object store, the files no commit record names
     for info in store.fs.get_file_info(pafs.FileSelector(store.flows_dir, recursive=True)):
         if info.type == pafs.FileType.File and info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
             store.fs.delete_file(info.path)
