@@ -42,8 +42,9 @@ from synth.sources.columns import FlowColumns
 from synth.sources.hubble.stream import ServerInfo
 from synth.sources.interface import SourceStats
 from synth.sources.transport import StreamBroken
-from synth.store.dataset import PartitionWriter, Store
+from synth.store.dataset import Store
 from synth.store.faults import write_failure
+from synth.store.writer import PartitionWriter
 
 _BATCH_ROWS = 16_384  # rows converted to Arrow at a time (Python lists cost about 1 KB per row)
 _QUEUE_LIMIT = 16_384  # stream items waiting for the collector thread (about 1 KB each)

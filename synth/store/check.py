@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from synth.base.errors import StoreError
-from synth.store.dataset import ImportEntry, Store, StoredFile, read_ids
+from synth.store.dataset import ImportEntry, Store, StoredFile
 from synth.store.faults import write_failure
+from synth.store.files import read_ids
 
 _NS_PER_HOUR = 3_600_000_000_000
 QUARANTINE = "quarantine"

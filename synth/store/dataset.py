@@ -14,15 +14,13 @@ refused, not misread. Any pyarrow filesystem works (`s3://bucket/prefix`); a pla
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,28 +28,31 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
-from synth.base.signals import interrupts_deferred
 from synth.store.commits import Commit, read_commits, visible_files, write_commit
-from synth.store.compact import compact_table
 from synth.store.faults import write_failure
-from synth.store.identity import ID_KEYS, ID_SCHEMA
+from synth.store.files import (
+    FACTS_KEY,
+    ROW_GROUP_ROWS,
+    VERSION_KEY,
+    Writing,
+    checked_batches,
+    delete_files,
+    file_table,
+    publish_tree,
+    read_ids,
+    temporary_path,
+    unreadable,
+    write_file,
+    write_ids,
+)
 from synth.store.lock import writer_lock
-from synth.store.schema import FLOW_SCHEMA, PARTITION_COLUMNS, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
-from synth.store.seen import SeenFlows
+from synth.store.schema import FLOW_SCHEMA, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
+
+if TYPE_CHECKING:
+    from synth.store.writer import PartitionWriter, StagedWriter
 
 _NS_PER_HOUR = 3_600_000_000_000
 STORE_MARKER = "store.json"  # the store's schema version, so a newer store is refused before writing
-VERSION_KEY = b"synth.schema_version"
-FACTS_KEY = b"synth.facts"
-# Rows kept in memory across all open partitions before the largest is written out.
-_BUFFER_ROWS = 65_536
-_ROW_GROUP_ROWS = 131_072
-
-
-Writing = tuple[str, Callable[[pa.NativeFile], object]]
-"""A file to write: its path, and what writes its bytes into an open stream."""
-
-
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """One Parquet file of the store and the partition its path names."""
@@ -137,7 +138,7 @@ class Store:
             )
         if version < SCHEMA_VERSION:
             try:
-                _write_file(self.fs, marker, lambda out: out.write(
+                write_file(self.fs, marker, lambda out: out.write(
                     json.dumps({"schema_version": SCHEMA_VERSION}).encode()))
             except OSError as e:
                 raise write_failure(self.root_text, e, "nothing was written") from e
@@ -311,7 +312,7 @@ class Store:
         if windowed and "time" not in wanted:
             wanted.append("time")
         schema = pa.schema([FLOW_SCHEMA.field(name) for name in names])
-        for batch in _checked(stored.path, parquet.iter_batches(columns=wanted, batch_size=_ROW_GROUP_ROWS)):
+        for batch in checked_batches(stored.path, parquet.iter_batches(columns=wanted, batch_size=ROW_GROUP_ROWS)):
             if windowed:
                 batch = _window(batch, since_ns, until_ns)
             if batch.num_rows:
@@ -351,7 +352,7 @@ class Store:
         old_ids = [self.ids_path(f) for f in old if self.fs.get_file_info(self.ids_path(f)).type == pafs.FileType.File]
         written: list[Writing] = [(ids_final, lambda sink: write_ids(ids, sink))] if ids is not None else []
         written.append((final, lambda sink: pq.write_table(
-            _file_table(table, schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")))
+            file_table(table, schema.metadata), sink, row_group_size=ROW_GROUP_ROWS, compression="zstd")))
         self.replace([*old_ids, *(f.path for f in old)], written)
         return final
 
@@ -366,23 +367,23 @@ class Store:
         """
         if not self.renames:
             for path, write in written:
-                _write_file(self.fs, path, write)
+                write_file(self.fs, path, write)
             files = tuple(self.relative(path) for path, _ in written)
             write_commit(self.fs, self.root, Commit(uuid.uuid4().hex[:16] + "-r", files,
                                                     tuple(self.relative(p) for p in old)))
-            _delete_files(self.fs, old)
+            delete_files(self.fs, old)
             return
         moves: list[list[str]] = []
         journal = self._path(".compact-journal.json")
         try:
             for path, write in written:
-                temporary = _temporary(path)
-                _write_file(self.fs, temporary, write)
+                temporary = temporary_path(path)
+                write_file(self.fs, temporary, write)
                 moves.append([temporary, path])
             body = json.dumps({"moves": moves, "old": list(old)})
-            _write_file(self.fs, journal, lambda out: out.write(body.encode()))
+            write_file(self.fs, journal, lambda out: out.write(body.encode()))
         except BaseException:  # nothing was replaced: leave no temporary behind
-            _delete_files(self.fs, [temporary for temporary, _ in moves])
+            delete_files(self.fs, [temporary for temporary, _ in moves])
             raise
         self._finish_replace(journal)
 
@@ -393,7 +394,7 @@ class Store:
             if self.fs.get_file_info(temporary).type == pafs.FileType.File:
                 self.fs.move(temporary, final)
         if all(self.fs.get_file_info(final).type == pafs.FileType.File for _, final in entry.moves):
-            _delete_files(self.fs, entry.old)
+            delete_files(self.fs, entry.old)
         self.fs.delete_file(journal)
 
     # ----- import ledger
@@ -433,6 +434,8 @@ class Store:
         import_id = uuid.uuid4().hex[:16]
         # Files name their import: the ledger entry `imports/<id>.json` holds what is only known at the
         # end (the input's digest, lost events per node, the window, skips).
+        from synth.store.writer import StagedWriter  # noqa: PLC0415 - the writers build on this module
+
         return StagedWriter(self, import_id, {**facts, "import": import_id})
 
     def recover(self) -> None:
@@ -456,7 +459,7 @@ class Store:
             if info.type != pafs.FileType.Directory:
                 continue
             if info.base_name in committed:
-                _publish_tree(self, info.path)
+                publish_tree(self.fs, info.path, self.root)
             self.fs.delete_dir(info.path)
 
     def uncommitted(self) -> list[str]:
@@ -472,7 +475,7 @@ class Store:
         return sorted(found)
 
     def _delete_uncommitted(self) -> None:
-        _delete_files(self.fs, self.uncommitted())
+        delete_files(self.fs, self.uncommitted())
 
     def _write_ledger(self, entry: ImportEntry) -> None:
         directory = self._path("imports")
@@ -480,30 +483,17 @@ class Store:
         final = f"{directory}/{entry.id}.json"
         body = json.dumps(_asdict(entry), sort_keys=True).encode()
         if not self.renames:  # one PUT is atomic on an object store
-            _write_file(self.fs, final, lambda out: out.write(body))
+            write_file(self.fs, final, lambda out: out.write(body))
             return
         temporary = f"{directory}/.{entry.id}.json.tmp"
-        _write_file(self.fs, temporary, lambda out: out.write(body))
+        write_file(self.fs, temporary, lambda out: out.write(body))
         self.fs.move(temporary, final)
 
     def writer(self, facts: dict[str, object]) -> PartitionWriter:
         """A writer whose files become visible at each flush (for live collection)."""
+        from synth.store.writer import PartitionWriter  # noqa: PLC0415 - the writers build on this module
+
         return PartitionWriter(self, self.root, facts, uuid.uuid4().hex[:16])
-
-
-def unreadable(path: str, error: BaseException) -> StoreError:
-    """The one message for a damaged file of the store (a partial copy, bit rot)."""
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return StoreError(f"{path}: not a readable Parquet file ({reason}); `synth store check` lists the damaged "
-                      "files and sets them aside")
-
-
-def _checked(path: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """A file's batches; damage found while decoding them is reported as the file's."""
-    try:
-        yield from batches
-    except (OSError, pa.ArrowInvalid) as e:
-        raise unreadable(path, e) from e
 
 
 def _asdict(entry: ImportEntry) -> dict[str, object]:
@@ -520,12 +510,6 @@ def _constant_source(source: str, rows: int) -> pa.Array:
     values = pa.array(SOURCES if source in SOURCES else (source,), pa.string())
     index = SOURCES.index(source) if source in SOURCES else 0
     return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(index, pa.int32()), rows), values)
-
-
-def _file_table(table: pa.Table, metadata: dict[bytes, bytes] | None) -> pa.Table:
-    """What goes into a file: the flows without their partition columns (those live in the path)."""
-    present = [name for name in PARTITION_COLUMNS if name in table.column_names]
-    return table.drop_columns(present).replace_schema_metadata(metadata)
 
 
 def _window(batch: pa.RecordBatch, since_ns: int | None, until_ns: int | None) -> pa.RecordBatch:
@@ -548,24 +532,6 @@ def _parse_partition(path: str) -> StoredFile | None:
     return StoredFile(path, parts.get("source", ""), int(hour_start.timestamp()) * 1_000_000_000)
 
 
-def _move_tree(fs: pafs.FileSystem, source_dir: str, target_dir: str) -> None:
-    if fs.get_file_info(source_dir).type != pafs.FileType.Directory:
-        return
-    for info in fs.get_file_info(pafs.FileSelector(source_dir, recursive=True)):
-        if info.type != pafs.FileType.File:
-            continue
-        relative = info.path[len(source_dir) :].lstrip("/")
-        target = f"{target_dir}/{relative}"
-        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        fs.move(info.path, target)
-
-
-def _publish_tree(store: Store, staged_dir: str) -> None:
-    """Move a committed import's staged files into place: identities first, then the flows."""
-    _move_tree(store.fs, f"{staged_dir}/ids", store.ids_dir)
-    _move_tree(store.fs, f"{staged_dir}/flows", store.flows_dir)
-
-
 @dataclass(frozen=True, slots=True)
 class _Journal:
     """A compaction in progress: temporary files to move into place, then the files they replace."""
@@ -578,260 +544,3 @@ def _journal_entry(entry: dict[str, Any]) -> _Journal:
     """The journal as written (`moves`, `old`); older ones named one `temporary` and its `new` place."""
     moves = entry["moves"] if "moves" in entry else [[entry["temporary"], entry["new"]]]
     return _Journal(tuple((str(a), str(b)) for a, b in moves), tuple(str(p) for p in entry["old"]))
-
-
-def _temporary(path: str) -> str:
-    directory, name = path.rsplit("/", 1)
-    return f"{directory}/.{name}.tmp"
-
-
-def _write_file(fs: pafs.FileSystem, path: str, write: Callable[[pa.NativeFile], object]) -> None:
-    """Write one file; a failed write (a full disk) leaves nothing of it behind."""
-    try:
-        with fs.open_output_stream(path) as sink:
-            write(sink)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            fs.delete_file(path)
-        raise
-
-
-def _delete_files(fs: pafs.FileSystem, paths: Iterable[str]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            fs.delete_file(path)
-
-
-def write_ids(ids: pa.Table, sink: pa.NativeFile) -> None:
-    """The identities of one file's flows, sorted by time (which Parquet then stores in few bytes)."""
-    ordered = ids.take(pc.sort_indices(ids, [(name, "ascending") for name in ID_KEYS]))
-    pq.write_table(ordered.cast(ID_SCHEMA), sink, compression="zstd")
-
-
-def read_ids(fs: pafs.FileSystem, paths: Sequence[str]) -> pa.Table:
-    """The identities in these `ids/` files, as one table."""
-    tables = []
-    for path in paths:
-        try:
-            tables.append(pq.read_table(path, filesystem=fs, columns=list(ID_KEYS)))
-        except (OSError, pa.ArrowInvalid) as e:
-            raise unreadable(path, e) from e
-    return pa.concat_tables(tables).cast(ID_SCHEMA) if tables else ID_SCHEMA.empty_table()
-
-
-def partition_of(hour_index: int, source: str) -> str:
-    """`source=S/date=D/hour=H` for an hour counted from the epoch."""
-    moment = datetime.fromtimestamp(hour_index * 3600, tz=UTC)
-    return f"source={source}/date={moment:%Y-%m-%d}/hour={moment:%H}"
-
-
-class PartitionWriter:
-    """Splits batches by source and hour, drops flows already stored, compacts, writes Parquet files.
-
-    Each file is written with the identities of its flows (`ids/`, same partition and name). On a
-    local disk both are written under dot-names and renamed when complete (identities first, so a
-    flow file never goes without them); on an object store they are published by a commit record
-    at each `flush()`. Memory is bounded by `_BUFFER_ROWS` across partitions.
-    """
-
-    #: identical flows within this interval are stored as one row with a count (0: store every flow)
-    COMPACT_INTERVAL_NS = 60_000_000_000
-
-    def __init__(self, store: Store, tree: str, facts: dict[str, object], file_id: str) -> None:
-        self.store = store
-        self.fs = store.fs
-        self.tree = tree
-        self.file_id = file_id
-        self.schema = FLOW_SCHEMA.with_metadata(
-            {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
-        )
-        self._buffers: dict[str, list[pa.RecordBatch]] = {}
-        self._buffered_rows = 0
-        self._sequence = 0
-        self.rows_written = 0
-        self.flows_written = 0
-        self.duplicates = 0  # flows dropped because they were stored already
-        self.files_written: list[str] = []
-        self.unpublished: list[str] = []  # object store: files written since the last commit record
-        self.compact_interval_ns = self.COMPACT_INTERVAL_NS
-        self.seen = SeenFlows(self._stored_ids)
-        # Object store: the committed files, read once (the writer holds the lock: only it adds to them).
-        self._committed: set[str] | None = None
-
-    def _stored_ids(self, partition: str) -> pa.Table:
-        if self.store.renames:
-            return self.store.stored_ids(partition)
-        if self._committed is None:
-            self._committed = self.store.committed()
-        return self.store.stored_ids(partition, self._committed | set(self.unpublished))
-
-    def set_facts(self, facts: dict[str, object]) -> None:
-        """Replace the facts written into files from now on (e.g. lost-event totals)."""
-        metadata = dict(self.schema.metadata or {})
-        metadata[FACTS_KEY] = json.dumps(facts, sort_keys=True).encode()
-        self.schema = self.schema.with_metadata(metadata)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Queue a FLOW_SCHEMA batch; partitions are written when the buffer is full."""
-        if batch.num_rows == 0:
-            return
-        for partition, part in _split_by_partition(batch):
-            self._buffers.setdefault(partition, []).append(part)
-            self._buffered_rows += part.num_rows
-        while self._buffered_rows > _BUFFER_ROWS:
-            largest = max(self._buffers, key=lambda p: sum(b.num_rows for b in self._buffers[p]))
-            self._write_partition(largest)
-
-    def flush(self) -> None:
-        """Write every buffered row; afterwards all of them are visible in the store."""
-        for partition in sorted(self._buffers):
-            self._write_partition(partition)
-        self._publish()
-
-    close = flush
-
-    def _publish(self) -> None:
-        """Object store: one commit record makes the files written since the last one visible."""
-        if self.unpublished:
-            write_commit(self.fs, self.store.root, Commit(f"{self.file_id}-{self._sequence:05d}",
-                                                          tuple(self.unpublished)))
-            if self._committed is not None:
-                self._committed |= set(self.unpublished)
-            self.unpublished = []
-
-    def _write_partition(self, partition: str) -> None:
-        batches = self._buffers.pop(partition, [])
-        rows = sum(b.num_rows for b in batches)
-        if not rows:
-            return
-        self._buffered_rows -= rows
-        table, ids = self.seen.novel(partition, _source_of(partition), pa.Table.from_batches(batches, FLOW_SCHEMA))
-        del batches
-        self.duplicates += rows - table.num_rows
-        if not table.num_rows:
-            return
-        self._sequence += 1
-        name = f"part-{self.file_id}-{self._sequence:05d}.parquet"
-        flows = table.num_rows
-        if self.compact_interval_ns:
-            table = compact_table(table, self.compact_interval_ns)
-        stored = _file_table(table, self.schema.metadata)
-        del table
-        written_rows = stored.num_rows
-        self._put(f"ids/{partition}/{name}", lambda sink: write_ids(ids, sink))
-        final = self._put(f"flows/{partition}/{name}", lambda sink: pq.write_table(
-            stored, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd"))
-        release_memory()
-        self.rows_written += written_rows
-        self.flows_written += flows
-        self.files_written.append(final)
-
-    def _put(self, relative: str, write: Callable[[pa.NativeFile], object]) -> str:
-        """Write one file of the tree: renamed into place (local), or noted for the next commit record."""
-        final = f"{self.tree}/{relative}"
-        if not self.store.renames:  # an object store has no folders to create
-            _write_file(self.fs, final, write)
-            self.unpublished.append(relative)
-            return final
-        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-        temporary = _temporary(final)
-        _write_file(self.fs, temporary, write)
-        self.fs.move(temporary, final)
-        return final
-
-
-def _trim() -> Callable[[int], object] | None:
-    try:
-        trim: Callable[[int], object] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return trim
-
-
-_MALLOC_TRIM = _trim()
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the OS after each written file, so a long import's RSS stays flat.
-
-    Arrow's pool keeps freed blocks, and glibc keeps the heap that multi-megabyte input blocks and
-    IPC buffers fragmented; both are returned here (cheaper than forcing every large buffer into mmap).
-    """
-    pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _split_by_partition(batch: pa.RecordBatch) -> Iterable[tuple[str, pa.RecordBatch]]:
-    hours = pc.divide(batch.column("time").cast(pa.int64()), _NS_PER_HOUR)
-    sources = batch.column("source")
-    source_values = pc.unique(sources.dictionary_decode() if pa.types.is_dictionary(sources.type) else sources)
-    hour_values = pc.unique(hours).to_pylist()
-    if len(hour_values) == 1 and len(source_values) == 1:
-        yield partition_of(hour_values[0], source_values[0].as_py()), batch
-        return
-    decoded = sources.dictionary_decode() if pa.types.is_dictionary(sources.type) else sources
-    for source in source_values.to_pylist():
-        for hour in sorted(hour_values):
-            mask = pc.and_(pc.equal(hours, hour), pc.equal(decoded, source))
-            part = batch.filter(mask)
-            if part.num_rows:
-                yield partition_of(hour, source), part
-
-
-def _source_of(partition: str) -> str:
-    return partition.split("/", 1)[0].removeprefix("source=")
-
-
-class StagedWriter(PartitionWriter):
-    """A partition writer whose files stay invisible until `commit()` makes them visible as a whole.
-
-    Local disk: files go to `.staging/<id>/`, moved into place after the ledger entry is written.
-    Object store: files go to their final names, published by one commit record before the ledger entry.
-    """
-
-    def __init__(self, store: Store, import_id: str, facts: dict[str, object]) -> None:
-        tree = store._path(".staging", import_id) if store.renames else store.root
-        super().__init__(store, tree, facts, import_id)
-        self.import_id = import_id
-
-    def _publish(self) -> None:
-        """Nothing is visible before `commit()`."""
-
-    def commit(
-        self, *, input_name: str, sha256: str, size: int, mtime_ns: int, facts: dict[str, object]
-    ) -> ImportEntry:
-        """Record the import in the ledger and make its files visible.
-
-        Ctrl-C during these steps takes effect after them: the import is then committed as a whole.
-        """
-        self.flush()
-        entry = ImportEntry(
-            id=self.import_id,
-            input=input_name,
-            sha256=sha256,
-            size=size,
-            mtime_ns=mtime_ns,
-            flows=self.flows_written,
-            imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            facts=facts,
-        )
-        with interrupts_deferred():
-            if not self.store.renames:
-                super()._publish()
-                self.store._write_ledger(entry)
-                return entry
-            self.store._write_ledger(entry)
-            _publish_tree(self.store, self.tree)
-            self.discard()
-        return entry
-
-    def discard(self) -> None:
-        """Forget everything written so far (nothing of it was ever visible)."""
-        self._buffers.clear()
-        self._buffered_rows = 0
-        if not self.store.renames:
-            _delete_files(self.fs, [self.store._path(p) for p in self.unpublished])
-            self.unpublished = []
-        elif self.fs.get_file_info(self.tree).type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.tree)

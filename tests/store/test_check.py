@@ -125,7 +125,7 @@ def test_a_prune_killed_half_way_is_invisible_and_finished_by_the_next_writer(
     store: Path, pristine: Path, synth: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deleted: list[str] = []
-    real = dataset._delete_files
+    real = dataset.delete_files
 
     def die_after_three(fs: object, paths: list[str]) -> None:
         for path in paths:
@@ -134,10 +134,10 @@ def test_a_prune_killed_half_way_is_invisible_and_finished_by_the_next_writer(
             real(fs, [path])  # type: ignore[arg-type]
             deleted.append(path)
 
-    monkeypatch.setattr(dataset, "_delete_files", die_after_three)
+    monkeypatch.setattr(dataset, "delete_files", die_after_three)
     with pytest.raises(KeyboardInterrupt):
         prune_store(Store(str(store)), parse_time("2026-11-20T06:00:00Z"))
-    monkeypatch.setattr(dataset, "_delete_files", real)
+    monkeypatch.setattr(dataset, "delete_files", real)
     assert (store / ".compact-journal.json").exists()
     assert len(Store(str(store)).files()) == 18  # the six hours are gone for readers already
     assert synth("store", "info", "--store", store).out.count("files: 18,") == 1

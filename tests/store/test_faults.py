@@ -168,13 +168,13 @@ def test_a_reader_skips_the_files_a_running_compaction_replaced(
     store = tmp_path / "store"
     assert synth("import", "hubble", even, odd, "--store", store).code == 0
     seen: list[int] = []
-    real = dataset._delete_files
+    real = dataset.delete_files
 
     def count_then_delete(fs: object, paths: list[str]) -> None:
         if paths and paths[-1].endswith(".parquet"):
             seen.append(_flows(store))
         real(fs, paths)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(dataset, "_delete_files", count_then_delete)
+    monkeypatch.setattr(dataset, "delete_files", count_then_delete)
     assert synth("compact", "--older-than", "2026-11-22", "--store", store).code == 0
     assert seen and set(seen) == {13_200}

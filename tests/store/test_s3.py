@@ -127,10 +127,10 @@ def test_collect_into_s3_stores_the_rows_an_import_stores(bucket: str, flows_fil
 
 _KILLED_AT_COMMIT = """
 import os, signal, sys
-from synth.store import commits, dataset
+from synth.store import dataset, writer
 def killed(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
-dataset.write_commit = killed
+dataset.write_commit = writer.write_commit = killed
 from synth.cli import main
 sys.exit(main(sys.argv[1:]))
 """
