@@ -29,6 +29,7 @@ from synth.store.files import (
     delete_files,
     file_table,
     publish_tree,
+    read_ids,
     temporary_path,
     write_file,
     write_ids,
@@ -84,8 +85,10 @@ class PartitionWriter:
         self._committed: set[str] | None = None
 
     def _stored_ids(self, partition: str) -> pa.Table:
-        if self.store.renames:
-            return self.store.stored_ids(partition)
+        if self.store.renames:  # a staged import's own files are not in the store yet: read them too
+            own = [f"{self.tree}/ids/{partition}/{path.rsplit('/', 1)[1]}" for path in self.files_written
+                   if self.tree != self.store.root and f"/flows/{partition}/" in path]
+            return pa.concat_tables([self.store.stored_ids(partition), read_ids(self.fs, own)])
         if self._committed is None:
             self._committed = self.store.committed()
         return self.store.stored_ids(partition, self._committed | set(self.unpublished))

@@ -111,3 +111,21 @@ def test_calico_records_that_differ_only_by_node_are_distinct_records() -> None:
     with_node = pa.Table.from_pylist([{**row, "node": "a"}], schema=FLOW_SCHEMA)
     assert identities(with_node, "calico").equals(identities(table.slice(0, 1), "calico"))
     assert not identities(with_node, "hubble").equals(identities(table.slice(0, 1), "hubble"))
+
+
+def test_a_flow_seen_twice_in_one_import_is_stored_once_even_after_its_hour_left_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("synth.store.seen._PARTITIONS_KEPT", 1)
+    hour = 3_600_000_000_000
+    row = dict.fromkeys(FLOW_SCHEMA.names) | {
+        "count": 1, "source": "hubble", "verdict": "forwarded", "direction": "egress", "protocol": "TCP",
+        "src_kind": "pod", "dst_kind": "pod", "dst_port": 80, "node": "node-a",
+    }
+    store = Store(str(tmp_path))
+    writer = store.staged({"source": "hubble"})
+    for time in (0, hour, 2 * hour, 5):  # hour 0 is written, pushed out of memory by hours 1 and 2, then met again
+        writer.write(pa.RecordBatch.from_pylist([row | {"time": time}, row | {"time": 0}], schema=FLOW_SCHEMA))
+        writer.flush()
+    writer.commit(input_name="x", sha256="0" * 64, size=1, mtime_ns=0, facts={})
+    assert _flows(tmp_path) == 4 and writer.duplicates == 4
