@@ -30,7 +30,7 @@ def import_group() -> None:
 @import_group.command("hubble")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
-@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@click.option("--force", is_flag=True, help="Read a file again even if imported before (each flow still stored once).")
 @store_option
 def import_hubble(files: tuple[str, ...], strict: bool, force: bool, store_path: str) -> int:
     """Import `hubble observe -o json` / jsonpb output or exporter files (.gz read transparently; - is stdin)."""
@@ -96,7 +96,7 @@ def _print_import(reports: list[FileReport]) -> None:
     help="Input format; auto detects it from the first record.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
-@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@click.option("--force", is_flag=True, help="Read a file again even if imported before (each flow still stored once).")
 @store_option
 def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, force: bool, store_path: str) -> int:
     """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""
