@@ -329,9 +329,9 @@ def _api_client(kubeconfig: str | None, context: str | None) -> Any:
     configuration = k8s_client.Configuration()
     try:
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call, unused-ignore]
         else:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call, unused-ignore]
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
     except (k8s_config.ConfigException, OSError, yaml.YAMLError, TypeError, KeyError) as e:

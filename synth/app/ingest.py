@@ -1,8 +1,10 @@
 """Import flow files into the store, each file as one all-or-nothing import.
 
-A file already imported (same bytes, or same path, size and mtime) is skipped unless forced.
-Flows are staged while the file is read and committed only once it was read to the end, so a bad
-file, an interrupted import or a duplicate leaves the store exactly as it was.
+A file already imported (same bytes, or same path, size and mtime) is skipped unless forced; a
+flow already stored (by any import or collection, from any file or format) is not stored again,
+forced or not (`synth.store.identity`). Flows are staged while the file is read and committed only
+once it was read to the end, so a bad file, an interrupted import or a duplicate leaves the store
+exactly as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from synth.sources import registry
 from synth.sources.interface import Skip, SourceStats
 from synth.sources.reader import InputFile
 from synth.store.dataset import ImportEntry, Store
+from synth.store.faults import write_failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class FileReport:
     first_ns: int | None
     last_ns: int | None
     duplicate_of: ImportEntry | None = None
+    already_stored: int = 0  # flows of the input the store held already (not stored again)
 
 
 def import_files(
@@ -54,9 +58,12 @@ def import_files(
     reports = []
     with store.writing():
         for path in paths:
-            reports.append(
-                _import_one(store, source_class, path, strict=strict, force=force, on_batch=on_batch, options=options)
-            )
+            try:
+                reports.append(_import_one(store, source_class, path, strict=strict, force=force, on_batch=on_batch,
+                                           options=options))
+            except OSError as e:  # input errors are InputErrors: this is the store
+                before = "; the files before it are imported" if reports else ""
+                raise write_failure(store.root_text, e, f"nothing of {path} was stored{before}") from e
     return reports
 
 
@@ -113,7 +120,7 @@ def _import_one(
     return FileReport(
         input=input_file.display,
         status="imported",
-        flows=stats.flows,
+        flows=stats.flows - writer.duplicates,
         records=stats.records,
         skipped=stats.skipped,
         skips=tuple(stats.skips),
@@ -121,6 +128,7 @@ def _import_one(
         other_events=tuple(sorted(stats.other_events.items())),
         first_ns=stats.first_time_ns,
         last_ns=stats.last_time_ns,
+        already_stored=writer.duplicates,
     )
 
 

@@ -34,7 +34,7 @@ def import_group() -> None:
 @import_group.command("hubble")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
-@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@click.option("--force", is_flag=True, help="Read a file again even if imported before (each flow still stored once).")
 @store_option
 def import_hubble(files: tuple[str, ...], strict: bool, force: bool, store_path: str) -> int:
     """Import `hubble observe -o json` / jsonpb output or exporter files (.gz read transparently; - is stdin)."""
@@ -71,8 +71,9 @@ def _print_import(reports: list[FileReport]) -> None:
             )
             continue
         events = ", ".join(f"{n:,} {kind}" for kind, n in report.other_events)
+        already = f" ({report.already_stored:,} more already in the store)" if report.already_stored else ""
         click.echo(
-            f"{report.input}: {plural(report.flows, 'flow')} imported, {format_ns(report.first_ns)} .. "
+            f"{report.input}: {plural(report.flows, 'flow')} imported{already}, {format_ns(report.first_ns)} .. "
             f"{format_ns(report.last_ns)}"
             + (f"; {plural(report.skipped, 'record')} skipped" if report.skipped else "")
             + (f"; {events} not stored as flows" if events else "")
@@ -99,7 +100,7 @@ def _print_import(reports: list[FileReport]) -> None:
     help="Input format; auto detects it from the first record.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first bad record (exit 3) instead of skipping it.")
-@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@click.option("--force", is_flag=True, help="Read a file again even if imported before (each flow still stored once).")
 @store_option
 def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, force: bool, store_path: str) -> int:
     """Import Calico flow logs: flows.log, Elasticsearch exports, Goldmane NDJSON, whisker JSON/SSE (- is stdin)."""

@@ -109,8 +109,9 @@ def generate_command(
         deployed, workloads = loaded.policies, loaded.workloads
     elif diff_out:
         raise UsageError("--diff-out needs the deployed policies (--deployed PATH or --cluster)")
+    store = Store(store_path).pinned()  # every read of this command sees the same committed files
     generated = pipeline.generate(
-        Store(store_path),
+        store,
         settings,
         namespaces=namespaces,
         all_namespaces=all_namespaces,
@@ -130,7 +131,7 @@ def generate_command(
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
         if pull_request:
             files[pr_name] = pipeline.describe(
-                Store(store_path), generated, pr_format, out_dir=out_dir, rare_flows=rare_flows,
+                store, generated, pr_format, out_dir=out_dir, rare_flows=rare_flows,
                 since_ns=since_ns, until_ns=until_ns,
             )
         written = write_tree(out_dir, files)
@@ -224,7 +225,7 @@ def report_command(
         )
         say_loaded(loaded)
         deployed, workloads = loaded.policies, loaded.workloads
-    store = Store(store_path)
+    store = Store(store_path).pinned()  # every read of this command sees the same committed files
     generated = pipeline.generate(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
         deployed=deployed, workloads=workloads, policy_format=policy_format,

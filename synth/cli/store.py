@@ -1,4 +1,4 @@
-"""`synth store info`: what a store holds."""
+"""`synth store info|check|prune`: what a store holds, which files are damaged, retention."""
 
 from __future__ import annotations
 
@@ -6,16 +6,71 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from synth.base.text import plural
 from synth.base.timeutil import format_ns
-from synth.cli.common import cli, output_option, store_option
+from synth.cli.common import cli, output_option, say, store_option
 
 if TYPE_CHECKING:
+    from synth.store.check import CheckReport
     from synth.store.info import StoreInfo
 
 
 @cli.group("store")
 def store_group() -> None:
     """Look at the flow store."""
+
+
+@store_group.command("check")
+@click.option("--quarantine", is_flag=True,
+              help="Move the damaged files to quarantine/ under the store, out of every read.")
+@store_option
+def check_command(quarantine: bool, store_path: str) -> int:
+    """Read every stored file to the end; list the damaged ones (exit 1), or set them aside."""
+    from synth.store.check import check_store  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.store.dataset import Store  # noqa: PLC0415
+
+    report = check_store(Store(store_path), quarantine=quarantine)
+    for line in check_lines(report, store_path):
+        click.echo(line)
+    return 1 if report.bad and report.moved_to is None else 0
+
+
+def check_lines(report: CheckReport, store_path: str) -> list[str]:
+    """What check found, and the command that comes next."""
+    found = f"{len(report.bad):,} damaged" if report.bad else "all readable"
+    lines = [f"checked {plural(report.files, 'file')}: {found}"]
+    lines.extend(f"  {bad.path}: {bad.reason}" for bad in report.bad)
+    if not report.bad:
+        return lines
+    if report.moved_to is None:
+        lines.append(f"to set them aside (out of every read): synth store check --quarantine --store {store_path}")
+        return lines
+    lines.append(f"moved {plural(len(report.bad), 'file')} (and the identities of their flows) to {report.moved_to}")
+    for entry in report.imports:
+        kind = entry.facts.get("source", "hubble")
+        lines.append(f"to store the flows of {entry.input} again: synth import {kind} {entry.input} --force "
+                     f"--store {store_path}")
+    return lines
+
+
+@store_group.command("prune")
+@click.option("--before", "before", required=True, metavar="TIME",
+              help="Remove the hours that ended by this time (RFC 3339, a date, or 30d for 30 days ago).")
+@store_option
+def prune_command(before: str, store_path: str) -> int:
+    """Remove stored flows older than a time, whole hours at a time (retention)."""
+    from synth.base.timeutil import parse_time  # noqa: PLC0415
+    from synth.store.check import prune_store  # noqa: PLC0415
+    from synth.store.dataset import Store  # noqa: PLC0415
+
+    before_ns = parse_time(before)
+    report = prune_store(Store(store_path), before_ns)
+    if not report.files:
+        say(f"nothing stored before {format_ns(before_ns)}")
+        return 0
+    click.echo(f"pruned {plural(report.hours, 'hour')} before {format_ns(before_ns)}: "
+               f"{plural(report.files, 'file')}, {report.bytes:,} bytes")
+    return 0
 
 
 @store_group.command("info")

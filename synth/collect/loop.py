@@ -42,7 +42,9 @@ from synth.sources.columns import FlowColumns
 from synth.sources.hubble.stream import ServerInfo
 from synth.sources.interface import SourceStats
 from synth.sources.transport import StreamBroken
-from synth.store.dataset import PartitionWriter, Store
+from synth.store.dataset import Store
+from synth.store.faults import write_failure
+from synth.store.writer import PartitionWriter
 
 _BATCH_ROWS = 16_384  # rows converted to Arrow at a time (Python lists cost about 1 KB per row)
 _QUEUE_LIMIT = 16_384  # stream items waiting for the collector thread (about 1 KB each)
@@ -180,6 +182,7 @@ class LiveCollector:
         if not settings.compact:
             self.writer.compact_interval_ns = 0
         self.flushed_flows = 0
+        self.write_failed = False  # a flush could not write: nothing more is tried
 
     # ----- hooks
     @property
@@ -244,8 +247,9 @@ class LiveCollector:
             if stop is not None:
                 stop.attach(None)
             self._close_stream()
-            self._drain()
-            self._flush()
+            if not self.write_failed:
+                self._drain()
+                self._flush()
             _restore_signals(previous)
             if self.progress is not None:
                 self._tick(_TICK_S, deadline - time.monotonic(), 0, final=True)
@@ -302,6 +306,9 @@ class LiveCollector:
         if len(cols) >= _BATCH_ROWS:
             self.writer.write(self._finish(cols))
             self.cols = FlowColumns()
+
+    def _pending_after(self, handled: int) -> int:
+        return self.stats.flows + len(self.cols) - handled
 
     def _pending(self) -> int:
         return self.stats.flows + len(self.cols) - self.flushed_flows
@@ -361,11 +368,22 @@ class LiveCollector:
 
     # ----- writing
     def _flush(self) -> None:
-        if len(self.cols):
-            self.writer.write(self._finish(self.cols))
-            self.cols = FlowColumns()
-        self.writer.set_facts(self._facts())
-        self.writer.flush()
+        try:
+            if len(self.cols):
+                self.writer.write(self._finish(self.cols))
+                self.cols = FlowColumns()
+            self.writer.set_facts(self._facts())
+            self.writer.flush()
+        except OSError as e:
+            # Stop rather than wait for space: the rows would pile up in memory (and the server's ring
+            # buffer overruns meanwhile); an exit is seen by whoever runs the collector (a Job restarts it).
+            self.write_failed = True
+            stored = self.writer.flows_written + self.writer.duplicates
+            raise write_failure(
+                self.store.root_text, e,
+                f"collection stopped: the {plural(self.writer.flows_written, 'flow')} of earlier flushes are stored, "
+                f"the {self._pending_after(stored):,} received since were not",
+            ) from e
         stored = self.stats.flows - self.flushed_flows
         self.flushed_flows = self.stats.flows
         if self.progress is None and stored:  # no terminal (a pod's log): one line per flush to watch
@@ -413,9 +431,10 @@ def _restore_signals(previous: dict[int, object]) -> None:
 
 
 def remove_stale_temporaries(store: Store) -> None:
-    """Drop half-written files a killed collector left behind (never visible to readers; the lock is ours)."""
+    """Drop half-written files a killed writer left behind (never visible to readers; the lock is ours)."""
     if not store.exists():
         return
+    store.recover()  # a compaction to finish; on an object store, the files no commit record names
     for info in store.fs.get_file_info(pafs.FileSelector(store.flows_dir, recursive=True)):
         if info.type == pafs.FileType.File and info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
             store.fs.delete_file(info.path)

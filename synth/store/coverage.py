@@ -17,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synth.store.dataset import FACTS_KEY, ImportEntry, Store
+from synth.store.dataset import ImportEntry, Store
+from synth.store.files import FACTS_KEY
 
 __all__ = ["Gap", "Source", "Window", "hourly_flows", "observation_window", "recorded_sources"]
 

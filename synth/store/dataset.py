@@ -1,24 +1,26 @@
 """The flow store: a hive-partitioned Parquet dataset (`flows/source=S/date=D/hour=H/part-*.parquet`).
 
-Files become visible atomically: each is written under a dot-name and renamed into place, so a
-reader never sees half a file and a crash loses at most what was in flight. Imports are staged
-and committed as a whole through a ledger entry (`imports/<id>.json`), which is also how the
-same input is recognised when it comes again. Every file carries the schema version and the
-collection facts in its metadata; a file of another schema version is refused, not misread.
-Any pyarrow filesystem works (`s3://bucket/prefix`); a plain path is the local disk.
+Files become visible atomically. On a local disk each is written under a dot-name and renamed
+into place; on an object store (no atomic rename) each is written under its final name and made
+visible by a commit record (`synth.store.commits`). Either way a reader never sees half a file or
+half an import, and a crash loses at most what was in flight. Imports are staged and committed as
+a whole through a ledger entry (`imports/<id>.json`), which is also how the same input is
+recognised when it comes again; the same flow is recognised by its identity (`synth.store.identity`),
+kept beside the flows in `ids/` under the same partition and file name. Every file carries the
+schema version and the collection facts in its metadata; a file of another schema version is
+refused, not misread. Any pyarrow filesystem works (`s3://bucket/prefix`); a plain path is the local disk.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,19 +28,31 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
-from synth.base.signals import interrupts_deferred
-from synth.store.compact import compact_table
+from synth.store.commits import Commit, read_commits, visible_files, write_commit
+from synth.store.faults import write_failure
+from synth.store.files import (
+    FACTS_KEY,
+    ROW_GROUP_ROWS,
+    VERSION_KEY,
+    Writing,
+    checked_batches,
+    delete_files,
+    file_table,
+    publish_tree,
+    read_ids,
+    temporary_path,
+    unreadable,
+    write_file,
+    write_ids,
+)
 from synth.store.lock import writer_lock
-from synth.store.schema import FLOW_SCHEMA, PARTITION_COLUMNS, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
+from synth.store.schema import FLOW_SCHEMA, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
+
+if TYPE_CHECKING:
+    from synth.store.writer import PartitionWriter, StagedWriter
 
 _NS_PER_HOUR = 3_600_000_000_000
-VERSION_KEY = b"synth.schema_version"
-FACTS_KEY = b"synth.facts"
-# Rows kept in memory across all open partitions before the largest is written out.
-_BUFFER_ROWS = 65_536
-_ROW_GROUP_ROWS = 131_072
-
-
+STORE_MARKER = "store.json"  # the store's schema version, so a newer store is refused before writing
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """One Parquet file of the store and the partition its path names."""
@@ -74,19 +88,88 @@ class Store:
                 raise StoreError(f"{root}: cannot open the store: {e}") from e
         else:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(root).resolve())
+        self.root = self.root.rstrip("/")
+        #: whether a rename is atomic here (a local disk); else commit records make files visible
+        self.renames = isinstance(self.fs, pafs.LocalFileSystem)
+        self._snapshot: list[StoredFile] | None = None
+        self._ledger: list[ImportEntry] | None = None
 
     # ----- layout
     def _path(self, *parts: str) -> str:
-        return "/".join((self.root.rstrip("/"), *parts))
+        return "/".join((self.root, *parts))
+
+    def relative(self, path: str) -> str:
+        """A path of the store relative to its root (`flows/source=.../part-....parquet`)."""
+        return path[len(self.root) + 1 :] if path.startswith(self.root + "/") else path
 
     @property
     def flows_dir(self) -> str:
         """Where the committed Parquet files live."""
         return self._path("flows")
 
-    def writing(self, command: str | None = None) -> contextlib.AbstractContextManager[None]:
-        """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it."""
-        return writer_lock(self.root_text, self.root, command)
+    @property
+    def ids_dir(self) -> str:
+        """Where the identities of the stored flows live, file for file (`synth.store.identity`)."""
+        return self._path("ids")
+
+    @contextlib.contextmanager
+    def writing(self, command: str | None = None) -> Iterator[None]:
+        """Hold the store's writer lock (`synth.store.lock`): imports, compaction and collection take it.
+
+        A store written by a newer synth (its `store.json` says so) is refused before anything is written.
+        """
+        with writer_lock(self, command):
+            self._claim_version()
+            yield
+
+    def _claim_version(self) -> None:
+        marker = self._path(STORE_MARKER)
+        try:
+            with self.fs.open_input_stream(marker) as stream:
+                version = int(json.loads(stream.read()).get("schema_version", 0))
+        except FileNotFoundError:
+            version = 0
+        except (ValueError, AttributeError, TypeError) as e:
+            raise StoreError(f"{marker}: not a store description ({e}); check --store or $SYNTH_STORE") from e
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.root_text}: written by a newer synth (store schema version {version}); this one writes "
+                f"version {SCHEMA_VERSION}: upgrade synth, or use another --store"
+            )
+        if version < SCHEMA_VERSION:
+            try:
+                write_file(self.fs, marker, lambda out: out.write(
+                    json.dumps({"schema_version": SCHEMA_VERSION}).encode()))
+            except OSError as e:
+                raise write_failure(self.root_text, e, "nothing was written") from e
+
+    def pinned(self) -> Store:
+        """This store as it is now: the committed files are listed once, and every read sees those.
+
+        A command that reads the store several times (generate: edges, replay, window, sources)
+        uses one, so an import that commits meanwhile is seen by all of its reads or by none.
+        """
+        snapshot = Store(self.root_text)
+        ledger, moving = self.imports(), self._staged_ids()
+        files = self._listing()
+        # Imports committed while the files were listed, or still being moved into place, are left out
+        # whole: their ledger entries and whichever of their files the listing met.
+        late = {e.id for e in self.imports()} - {e.id for e in ledger}
+        left_out = late | moving | self._staged_ids()
+        snapshot._snapshot = [f for f in files if _writer_id(f.path) not in left_out]
+        snapshot._ledger = [e for e in ledger if e.id not in left_out]
+        return snapshot
+
+    def _staged_ids(self) -> set[str]:
+        staging = self._path(".staging")
+        if not self.renames or self.fs.get_file_info(staging).type != pafs.FileType.Directory:
+            return set()
+        return {info.base_name for info in self.fs.get_file_info(pafs.FileSelector(staging))}
+
+    def refuse_file(self) -> None:
+        """StoreError when the store's path is a file (a mistyped --store), not a folder."""
+        if self.fs.get_file_info(self.root).type == pafs.FileType.File:
+            raise StoreError(f"{self.root_text}: is a file, not a store folder; check --store or $SYNTH_STORE")
 
     def exists(self) -> bool:
         """Whether anything was ever stored here."""
@@ -97,18 +180,8 @@ class Store:
         self, since_ns: int | None = None, until_ns: int | None = None, sources: Sequence[str] | None = None
     ) -> list[StoredFile]:
         """Committed files whose hour overlaps [since, until), sorted by hour then path."""
-        if not self.exists():
-            return []
-        selector = pafs.FileSelector(self.flows_dir, recursive=True)
         found = []
-        for info in self.fs.get_file_info(selector):
-            if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet"):
-                continue
-            if info.base_name.startswith("."):
-                continue
-            stored = _parse_partition(info.path)
-            if stored is None:
-                continue
+        for stored in self._snapshot if self._snapshot is not None else self._listing():
             if sources and stored.source not in sources:
                 continue
             if since_ns is not None and stored.hour_start_ns + _NS_PER_HOUR <= since_ns:
@@ -116,18 +189,86 @@ class Store:
             if until_ns is not None and stored.hour_start_ns >= until_ns:
                 continue
             found.append(stored)
+        return found
+
+    def _listing(self) -> list[StoredFile]:
+        """Every committed flow file, sorted by hour then path."""
+        if self.renames:
+            paths = self._listed(self.flows_dir)
+        else:
+            paths = sorted(self._path(p) for p in self.committed() if p.startswith("flows/"))
+        found = [stored for stored in map(_parse_partition, paths) if stored is not None]
         found.sort(key=lambda f: (f.hour_start_ns, f.path))
         return found
+
+    def _listed(self, directory: str) -> list[str]:
+        """The visible Parquet files under a local directory (no dot-names, none a compaction replaced)."""
+        if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+            return []
+        paths = [
+            info.path for info in self.fs.get_file_info(pafs.FileSelector(directory, recursive=True))
+            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        ]
+        return sorted(set(paths) - self._replaced(directory, set(paths)))
+
+    def _replaced(self, directory: str, listed: set[str]) -> set[str]:
+        """Files an interrupted or running compaction replaced, once its new files are in `listed`."""
+        journal = self._path(".compact-journal.json")
+        try:
+            with self.fs.open_input_stream(journal) as stream:
+                entry = _journal_entry(json.loads(stream.read()))
+        except (FileNotFoundError, ValueError):
+            return set()
+        finals = [final for _, final in entry.moves if final.startswith(directory + "/")]
+        return set(entry.old) if all(final in listed for final in finals) else set()
+
+    def committed(self) -> set[str]:
+        """On an object store: the files (relative to the root) its commit records make visible."""
+        return visible_files(read_commits(self.fs, self.root))
+
+    def stored_ids(self, partition: str, committed: set[str] | None = None) -> pa.Table:
+        """The identities of the committed flows of one partition (`source=S/date=D/hour=H`).
+
+        On an object store `committed` (from `committed()`) saves reading the commit records again.
+        """
+        if self.renames:
+            flows = set(self._listed(f"{self.flows_dir}/{partition}"))
+            paths = [p for p in self._listed(f"{self.ids_dir}/{partition}")
+                     if f"{self.flows_dir}/{partition}/{p.rsplit('/', 1)[1]}" in flows]
+        else:
+            prefix = f"ids/{partition}/"
+            visible = committed if committed is not None else self.committed()
+            paths = sorted(self._path(p) for p in visible if p.startswith(prefix))
+        return read_ids(self.fs, paths)
+
+    def ids_of(self, files: Sequence[StoredFile]) -> pa.Table | None:
+        """The identities of these files' flows; None when none of them has any (older stores)."""
+        paths = [self.ids_path(f) for f in files]
+        present = [p for p in paths if self.fs.get_file_info(p).type == pafs.FileType.File]
+        return read_ids(self.fs, present) if present else None
+
+    def ids_path(self, stored: StoredFile) -> str:
+        """Where the identities of a stored file's flows are (the file may not exist: older stores)."""
+        return self.ids_dir + stored.path[len(self.flows_dir):]
 
     def open_file(self, stored: StoredFile, read_dictionary: Sequence[str] | None = None) -> pq.ParquetFile:
         """Open one stored file after checking that its schema version is ours (`read_dictionary`:
         columns, or nested paths such as `src_labels.key_value.key`, to read dictionary-encoded)."""
         try:
             parquet = pq.ParquetFile(stored.path, filesystem=self.fs)
+        except FileNotFoundError as e:
+            raise StoreError(f"{stored.path}: removed while this command read the store (by a compaction or "
+                             "a prune); run the command again") from e
         except (OSError, pa.ArrowInvalid) as e:
-            raise StoreError(f"{stored.path}: not a readable Parquet file ({e})") from e
+            raise unreadable(stored.path, e) from e
         metadata = parquet.schema_arrow.metadata or {}
         version = metadata.get(VERSION_KEY, b"?").decode()
+        if version.isdigit() and int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{stored.path}: written by a newer synth (store schema version {version}); this one reads versions "
+                f"{', '.join(str(v) for v in sorted(READABLE_VERSIONS))}: upgrade synth to read this store"
+            )
         if version not in {str(v) for v in READABLE_VERSIONS}:
             raise StoreError(
                 f"{stored.path}: written with store schema version {version}, this synth reads versions "
@@ -176,7 +317,7 @@ class Store:
         if windowed and "time" not in wanted:
             wanted.append("time")
         schema = pa.schema([FLOW_SCHEMA.field(name) for name in names])
-        for batch in parquet.iter_batches(columns=wanted, batch_size=_ROW_GROUP_ROWS):
+        for batch in checked_batches(stored.path, parquet.iter_batches(columns=wanted, batch_size=ROW_GROUP_ROWS)):
             if windowed:
                 batch = _window(batch, since_ns, until_ns)
             if batch.num_rows:
@@ -198,37 +339,74 @@ class Store:
         path = stored.path if isinstance(stored, StoredFile) else stored
         return int(self.fs.get_file_info(path).size or 0)
 
-    def replace_files(self, old: list[StoredFile], table: pa.Table, facts: dict[str, object]) -> str:
-        """Put one file in place of several of the same partition, crash-safe through a journal."""
+    def replace_files(
+        self, old: list[StoredFile], table: pa.Table, facts: dict[str, object], ids: pa.Table | None
+    ) -> str:
+        """Put one file (and the identities of its flows) in place of several of the same partition.
+
+        Crash-safe: on a local disk through a journal that the next writer finishes; on an object
+        store through one commit record that names the new files and the ones they replace.
+        """
         directory = old[0].path.rsplit("/", 1)[0]
         name = f"part-{uuid.uuid4().hex[:16]}-c.parquet"
-        temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
+        final = f"{directory}/{name}"
+        ids_final = self.ids_dir + final[len(self.flows_dir) :]
         schema = FLOW_SCHEMA.with_metadata(
             {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
         )
-        with self.fs.open_output_stream(temporary) as sink:
-            pq.write_table(_file_table(table, schema.metadata), sink, row_group_size=_ROW_GROUP_ROWS,
-                           compression="zstd")
-        journal = self._path(".compact-journal.json")
-        with self.fs.open_output_stream(journal) as out:
-            out.write(json.dumps({"new": final, "temporary": temporary, "old": [f.path for f in old]}).encode())
-        self._finish_replace(journal)
+        old_ids = [self.ids_path(f) for f in old if self.fs.get_file_info(self.ids_path(f)).type == pafs.FileType.File]
+        written: list[Writing] = [(ids_final, lambda sink: write_ids(ids, sink))] if ids is not None else []
+        written.append((final, lambda sink: pq.write_table(
+            file_table(table, schema.metadata), sink, row_group_size=ROW_GROUP_ROWS, compression="zstd")))
+        self.replace([*old_ids, *(f.path for f in old)], written)
         return final
+
+    def replace(self, old: Sequence[str], written: Sequence[Writing] = ()) -> None:
+        """Write new files and remove old ones as one step readers see whole (or not at all).
+
+        Local disk: the new files are written under dot-names, then a journal names them and the old
+        files; the journal is carried out (and is carried out by the next writer after a crash), and
+        readers that meet a journal whose new files are in place skip its old files. Object store: one
+        commit record names the new files and replaces the old ones. Compaction, prune and quarantine
+        use it; the caller holds the writer lock.
+        """
+        if not self.renames:
+            for path, write in written:
+                write_file(self.fs, path, write)
+            files = tuple(self.relative(path) for path, _ in written)
+            write_commit(self.fs, self.root, Commit(uuid.uuid4().hex[:16] + "-r", files,
+                                                    tuple(self.relative(p) for p in old)))
+            delete_files(self.fs, old)
+            return
+        moves: list[list[str]] = []
+        journal = self._path(".compact-journal.json")
+        try:
+            for path, write in written:
+                temporary = temporary_path(path)
+                write_file(self.fs, temporary, write)
+                moves.append([temporary, path])
+            body = json.dumps({"moves": moves, "old": list(old)})
+            write_file(self.fs, journal, lambda out: out.write(body.encode()))
+        except BaseException:  # nothing was replaced: leave no temporary behind
+            delete_files(self.fs, [temporary for temporary, _ in moves])
+            raise
+        self._finish_replace(journal)
 
     def _finish_replace(self, journal: str) -> None:
         with self.fs.open_input_stream(journal) as stream:
-            entry = json.loads(stream.read())
-        if self.fs.get_file_info(entry["temporary"]).type == pafs.FileType.File:
-            self.fs.move(entry["temporary"], entry["new"])
-        if self.fs.get_file_info(entry["new"]).type == pafs.FileType.File:
-            for path in entry["old"]:
-                if self.fs.get_file_info(path).type == pafs.FileType.File:
-                    self.fs.delete_file(path)
+            entry = _journal_entry(json.loads(stream.read()))
+        for temporary, final in entry.moves:
+            if self.fs.get_file_info(temporary).type == pafs.FileType.File:
+                self.fs.move(temporary, final)
+        if all(self.fs.get_file_info(final).type == pafs.FileType.File for _, final in entry.moves):
+            delete_files(self.fs, entry.old)
         self.fs.delete_file(journal)
 
     # ----- import ledger
     def imports(self) -> list[ImportEntry]:
         """Committed imports, oldest first."""
+        if self._ledger is not None:
+            return list(self._ledger)
         directory = self._path("imports")
         if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
             return []
@@ -261,13 +439,20 @@ class Store:
         import_id = uuid.uuid4().hex[:16]
         # Files name their import: the ledger entry `imports/<id>.json` holds what is only known at the
         # end (the input's digest, lost events per node, the window, skips).
+        from synth.store.writer import StagedWriter  # noqa: PLC0415 - the writers build on this module
+
         return StagedWriter(self, import_id, {**facts, "import": import_id})
 
     def recover(self) -> None:
-        """Finish imports that were committed but not fully moved; drop ones never committed.
+        """Finish what a killed writer left half-done (the caller holds the writer lock).
 
-        Also finishes a compaction interrupted after its journal was written.
+        Local disk: finish imports that were committed but not fully moved, drop ones never
+        committed, finish a compaction whose journal was written. Object store: delete the files no
+        commit record names (a writer killed before its commit) or that a compaction replaced.
         """
+        if not self.renames:
+            self._delete_uncommitted()
+            return
         journal = self._path(".compact-journal.json")
         if self.fs.get_file_info(journal).type == pafs.FileType.File:
             self._finish_replace(journal)
@@ -279,25 +464,50 @@ class Store:
             if info.type != pafs.FileType.Directory:
                 continue
             if info.base_name in committed:
-                _move_tree(self.fs, info.path, self.flows_dir)
+                publish_tree(self.fs, info.path, self.root)
             self.fs.delete_dir(info.path)
+
+    def uncommitted(self) -> list[str]:
+        """On an object store: files under flows/ and ids/ that no commit record makes visible."""
+        visible = self.committed()
+        found = []
+        for directory in (self.flows_dir, self.ids_dir):
+            if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+                continue
+            for info in self.fs.get_file_info(pafs.FileSelector(directory, recursive=True)):
+                if info.type == pafs.FileType.File and self.relative(info.path) not in visible:
+                    found.append(info.path)
+        return sorted(found)
+
+    def _delete_uncommitted(self) -> None:
+        delete_files(self.fs, self.uncommitted())
 
     def _write_ledger(self, entry: ImportEntry) -> None:
         directory = self._path("imports")
         self.fs.create_dir(directory, recursive=True)
         final = f"{directory}/{entry.id}.json"
+        body = json.dumps(_asdict(entry), sort_keys=True).encode()
+        if not self.renames:  # one PUT is atomic on an object store
+            write_file(self.fs, final, lambda out: out.write(body))
+            return
         temporary = f"{directory}/.{entry.id}.json.tmp"
-        with self.fs.open_output_stream(temporary) as out:
-            out.write(json.dumps(_asdict(entry), sort_keys=True).encode())
+        write_file(self.fs, temporary, lambda out: out.write(body))
         self.fs.move(temporary, final)
 
     def writer(self, facts: dict[str, object]) -> PartitionWriter:
-        """A writer that renames each finished file straight into the store (for live collection)."""
-        return PartitionWriter(self.fs, self.flows_dir, facts, uuid.uuid4().hex[:16])
+        """A writer whose files become visible at each flush (for live collection)."""
+        from synth.store.writer import PartitionWriter  # noqa: PLC0415 - the writers build on this module
+
+        return PartitionWriter(self, self.root, facts, uuid.uuid4().hex[:16])
 
 
 def _asdict(entry: ImportEntry) -> dict[str, object]:
     return {name: getattr(entry, name) for name in entry.__slots__}
+
+
+def _writer_id(path: str) -> str:
+    """The import (or collection, or compaction) that wrote a file: `part-<id>-<sequence>.parquet`."""
+    return path.rsplit("/", 1)[-1].split("-")[1] if path.rsplit("/", 1)[-1].count("-") >= 2 else ""
 
 
 def _constant_source(source: str, rows: int) -> pa.Array:
@@ -305,12 +515,6 @@ def _constant_source(source: str, rows: int) -> pa.Array:
     values = pa.array(SOURCES if source in SOURCES else (source,), pa.string())
     index = SOURCES.index(source) if source in SOURCES else 0
     return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(index, pa.int32()), rows), values)
-
-
-def _file_table(table: pa.Table, metadata: dict[bytes, bytes] | None) -> pa.Table:
-    """What goes into a file: the flows without their partition columns (those live in the path)."""
-    present = [name for name in PARTITION_COLUMNS if name in table.column_names]
-    return table.drop_columns(present).replace_schema_metadata(metadata)
 
 
 def _window(batch: pa.RecordBatch, since_ns: int | None, until_ns: int | None) -> pa.RecordBatch:
@@ -333,172 +537,15 @@ def _parse_partition(path: str) -> StoredFile | None:
     return StoredFile(path, parts.get("source", ""), int(hour_start.timestamp()) * 1_000_000_000)
 
 
-def _move_tree(fs: pafs.FileSystem, source_dir: str, target_dir: str) -> None:
-    for info in fs.get_file_info(pafs.FileSelector(source_dir, recursive=True)):
-        if info.type != pafs.FileType.File:
-            continue
-        relative = info.path[len(source_dir) :].lstrip("/")
-        target = f"{target_dir}/{relative}"
-        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        fs.move(info.path, target)
+@dataclass(frozen=True, slots=True)
+class _Journal:
+    """A compaction in progress: temporary files to move into place, then the files they replace."""
+
+    moves: tuple[tuple[str, str], ...]
+    old: tuple[str, ...]
 
 
-def partition_of(hour_index: int, source: str) -> str:
-    """`source=S/date=D/hour=H` for an hour counted from the epoch."""
-    moment = datetime.fromtimestamp(hour_index * 3600, tz=UTC)
-    return f"source={source}/date={moment:%Y-%m-%d}/hour={moment:%H}"
-
-
-class PartitionWriter:
-    """Splits batches by source and hour, buffers them, compacts and writes Parquet files atomically.
-
-    Files are written under a dot-name and renamed when closed, so `close()` (or `flush()`)
-    is the moment they become visible. Memory is bounded by `_BUFFER_ROWS` across partitions.
-    """
-
-    #: identical flows within this interval are stored as one row with a count (0: store every flow)
-    COMPACT_INTERVAL_NS = 60_000_000_000
-
-    def __init__(self, fs: pafs.FileSystem, target_dir: str, facts: dict[str, object], file_id: str) -> None:
-        self.fs = fs
-        self.target_dir = target_dir
-        self.file_id = file_id
-        self.schema = FLOW_SCHEMA.with_metadata(
-            {VERSION_KEY: str(SCHEMA_VERSION).encode(), FACTS_KEY: json.dumps(facts, sort_keys=True).encode()}
-        )
-        self._buffers: dict[str, list[pa.RecordBatch]] = {}
-        self._buffered_rows = 0
-        self._sequence = 0
-        self.rows_written = 0
-        self.flows_written = 0
-        self.files_written: list[str] = []
-        self.compact_interval_ns = self.COMPACT_INTERVAL_NS
-
-    def set_facts(self, facts: dict[str, object]) -> None:
-        """Replace the facts written into files from now on (e.g. lost-event totals)."""
-        metadata = dict(self.schema.metadata or {})
-        metadata[FACTS_KEY] = json.dumps(facts, sort_keys=True).encode()
-        self.schema = self.schema.with_metadata(metadata)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Queue a FLOW_SCHEMA batch; partitions are written when the buffer is full."""
-        if batch.num_rows == 0:
-            return
-        for partition, part in _split_by_partition(batch):
-            self._buffers.setdefault(partition, []).append(part)
-            self._buffered_rows += part.num_rows
-        while self._buffered_rows > _BUFFER_ROWS:
-            largest = max(self._buffers, key=lambda p: sum(b.num_rows for b in self._buffers[p]))
-            self._write_partition(largest)
-
-    def flush(self) -> None:
-        """Write every buffered row; afterwards all of them are visible in the store."""
-        for partition in sorted(self._buffers):
-            self._write_partition(partition)
-
-    close = flush
-
-    def _write_partition(self, partition: str) -> None:
-        batches = self._buffers.pop(partition, [])
-        rows = sum(b.num_rows for b in batches)
-        if not rows:
-            return
-        self._buffered_rows -= rows
-        directory = f"{self.target_dir}/{partition}"
-        self.fs.create_dir(directory, recursive=True)
-        self._sequence += 1
-        name = f"part-{self.file_id}-{self._sequence:05d}.parquet"
-        temporary, final = f"{directory}/.{name}.tmp", f"{directory}/{name}"
-        table = pa.Table.from_batches(batches, schema=FLOW_SCHEMA)
-        if self.compact_interval_ns:
-            table = compact_table(table, self.compact_interval_ns)
-        table = _file_table(table, self.schema.metadata)
-        written_rows = table.num_rows
-        with self.fs.open_output_stream(temporary) as sink:
-            pq.write_table(table, sink, row_group_size=_ROW_GROUP_ROWS, compression="zstd")
-        self.fs.move(temporary, final)
-        del table, batches
-        release_memory()
-        self.rows_written += written_rows
-        self.flows_written += rows
-        self.files_written.append(final)
-
-
-def _trim() -> Callable[[int], object] | None:
-    try:
-        trim: Callable[[int], object] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return trim
-
-
-_MALLOC_TRIM = _trim()
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the OS after each written file, so a long import's RSS stays flat.
-
-    Arrow's pool keeps freed blocks, and glibc keeps the heap that multi-megabyte input blocks and
-    IPC buffers fragmented; both are returned here (cheaper than forcing every large buffer into mmap).
-    """
-    pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _split_by_partition(batch: pa.RecordBatch) -> Iterable[tuple[str, pa.RecordBatch]]:
-    hours = pc.divide(batch.column("time").cast(pa.int64()), _NS_PER_HOUR)
-    sources = batch.column("source")
-    source_values = pc.unique(sources.dictionary_decode() if pa.types.is_dictionary(sources.type) else sources)
-    hour_values = pc.unique(hours).to_pylist()
-    if len(hour_values) == 1 and len(source_values) == 1:
-        yield partition_of(hour_values[0], source_values[0].as_py()), batch
-        return
-    decoded = sources.dictionary_decode() if pa.types.is_dictionary(sources.type) else sources
-    for source in source_values.to_pylist():
-        for hour in sorted(hour_values):
-            mask = pc.and_(pc.equal(hours, hour), pc.equal(decoded, source))
-            part = batch.filter(mask)
-            if part.num_rows:
-                yield partition_of(hour, source), part
-
-
-class StagedWriter(PartitionWriter):
-    """A partition writer into `.staging/<id>/`, made visible as a whole by `commit()`."""
-
-    def __init__(self, store: Store, import_id: str, facts: dict[str, object]) -> None:
-        super().__init__(store.fs, store._path(".staging", import_id), facts, import_id)
-        self.store = store
-        self.import_id = import_id
-
-    def commit(
-        self, *, input_name: str, sha256: str, size: int, mtime_ns: int, facts: dict[str, object]
-    ) -> ImportEntry:
-        """Record the import in the ledger, then move its files into place.
-
-        Ctrl-C during these steps takes effect after them: the import is then committed as a whole.
-        """
-        self.flush()
-        entry = ImportEntry(
-            id=self.import_id,
-            input=input_name,
-            sha256=sha256,
-            size=size,
-            mtime_ns=mtime_ns,
-            flows=self.flows_written,
-            imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            facts=facts,
-        )
-        with interrupts_deferred():
-            self.store._write_ledger(entry)
-            if self.files_written:
-                _move_tree(self.fs, self.target_dir, self.store.flows_dir)
-            self.discard()
-        return entry
-
-    def discard(self) -> None:
-        """Forget everything written so far (nothing of it was ever visible)."""
-        self._buffers.clear()
-        self._buffered_rows = 0
-        if self.fs.get_file_info(self.target_dir).type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.target_dir)
+def _journal_entry(entry: dict[str, Any]) -> _Journal:
+    """The journal as written (`moves`, `old`); older ones named one `temporary` and its `new` place."""
+    moves = entry["moves"] if "moves" in entry else [[entry["temporary"], entry["new"]]]
+    return _Journal(tuple((str(a), str(b)) for a, b in moves), tuple(str(p) for p in entry["old"]))

@@ -63,6 +63,7 @@ class _Totals:
 
 def store_info(store: Store) -> StoreInfo:
     """Count what the store holds; StoreError when there is no store at that path."""
+    store.refuse_file()
     imports = tuple(store.imports())
     if not store.exists() and not imports:
         raise StoreError(f"{store.root_text}: no store here; run `synth import hubble FILE...` to create one")

@@ -2,6 +2,8 @@
 
 The store's writer compacts each batch it writes (`synth.store.compact`); this module works on the
 files already stored, through the `Store`'s own atomic replace, so a reader never sees a row twice.
+The identities of the replaced files' flows go into one file beside the new one, so a flow stored
+before compaction is still recognised after it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pyarrow as pa
 
 from synth.store.compact import MINUTE_NS, compact_table
 from synth.store.dataset import Store, StoredFile
+from synth.store.faults import write_failure
 from synth.store.schema import FLOW_SCHEMA
 
 
@@ -32,9 +35,11 @@ class CompactReport:
 def compact_store(store: Store, *, before_ns: int | None = None, interval_ns: int = MINUTE_NS,
                   progress: Callable[[int, int], None] | None = None) -> CompactReport:
     """Rewrite each hour (older than `before_ns`) that has several files, or uncompacted rows, as one file."""
+    store.refuse_file()
     if not store.exists():  # nothing to compact, and no lock file to leave in a folder that was not a store
         return CompactReport(0, 0, 0, 0, 0, 0, 0)
     with store.writing():
+        store.recover()
         return _compact(store, before_ns, interval_ns, progress)
 
 
@@ -59,7 +64,12 @@ def _compact(store: Store, before_ns: int | None, interval_ns: int,
         rows_before += table.num_rows
         rows_after += compacted.num_rows
         bytes_before += sum(store.size(f) for f in files)
-        written = store.replace_files(files, compacted, {"source": files[0].source, "compacted": True})
+        ids = store.ids_of(files)
+        try:
+            written = store.replace_files(files, compacted, {"source": files[0].source, "compacted": True}, ids)
+        except OSError as e:
+            raise write_failure(store.root_text, e, f"compaction stopped: {hours - 1} hours were compacted, the "
+                                "others are as they were") from e
         files_after += 1
         bytes_after += store.size(written)
     return CompactReport(hours, files_before, files_after, rows_before, rows_after, bytes_before, bytes_after)

@@ -7,6 +7,7 @@ stored rows must be the ones `synth import` stores for the same JSON, whatever f
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pytest
 from collecting import Collection, CollectorProcess, wait_for
 from conftest import ROOT, SAMPLE_FLOWS, SHARED_CAPTURES, Run
+from disks import small_disk
 
 from synth._proto.observer import observer_pb2
 from synth.base.errors import CollectError
@@ -378,3 +380,24 @@ def test_kill_9_leaves_a_readable_store(
     report = collect_hubble(Store(str(tmp_path)), CollectOptions(server=relay.address, since_ns=0))
     assert report.stopped == "stream ended"
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_disk_full_stops_the_collection_keeping_every_flushed_file(
+    relay_factory: Callable[..., Relay], tmp_path: Path, synth: Callable[..., Run]
+) -> None:
+    """A full disk ends the collection (exit 3): the files flushed before are stored whole, nothing half-written."""
+    relay = relay_factory(hubble_relay.load_responses([SAMPLE_FLOWS[0]]))
+    with small_disk(tmp_path / "disk", 384) as disk:
+        store = disk / "store"
+        result = synth("collect", "hubble", "--server", relay.address, "--flush-flows", "1000", "--store", store)
+        assert result.code == 3, result.err
+        message = re.fullmatch(
+            rf"synth: error: {store}: cannot write the store: No space left on device; collection stopped: "
+            r"the ([\d,]+) flows of earlier flushes are stored, the ([\d,]+) received since were not\n",
+            result.err.splitlines(keepends=True)[-1],
+        )
+        assert message, result.err
+        stored, lost = (int(n.replace(",", "")) for n in message.groups())
+        assert stored > 0 and lost > 0
+        assert sum(_flow_keys(store).values()) == stored  # every visible file reads, each flow once
+        assert not [p for p in store.rglob(".*") if p.is_file()]

@@ -10,8 +10,9 @@ import pytest
 from conftest import SAMPLE_FLOWS, Run
 
 from synth.store.compact import compact_table
-from synth.store.dataset import PartitionWriter, Store
+from synth.store.dataset import Store
 from synth.store.schema import FLOW_SCHEMA
+from synth.store.writer import PartitionWriter
 
 
 def _table(store: Path) -> pa.Table:
