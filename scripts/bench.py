@@ -33,7 +33,8 @@ SIZES = {"100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
 
 def run(command: list[str], *, stdout: Any = subprocess.DEVNULL) -> dict[str, float]:
     """Run a command; its wall time, the peak of its whole process tree's RSS (summed over every
-    process it starts, sampled every 20 ms) and the largest single process's peak (from wait4)."""
+    process it starts, sampled every 20 ms), the largest single process's peak and its own CPU time
+    (from wait4)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
     sampler = TreeMemory(process.pid)
@@ -44,7 +45,8 @@ def run(command: list[str], *, stdout: Any = subprocess.DEVNULL) -> dict[str, fl
     stderr = process.stderr.read().decode() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
-    return {"seconds": elapsed, "rss_mb": sampler.peak_mb, "largest_rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": elapsed, "rss_mb": sampler.peak_mb, "largest_rss_mb": usage.ru_maxrss / 1024,
+            "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 class TreeMemory(threading.Thread):
