@@ -49,8 +49,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(flows: int, capture: str = str(DEFAULT_CAPTURE)) -> dict[str, Any]:
-    """Collect about `flows` flows from a fast relay; the figures as a dict."""
+def measure(flows: int, capture: str = str(DEFAULT_CAPTURE), code: str | None = None) -> dict[str, Any]:
+    """Collect about `flows` flows from a fast relay (with synth from the folder `code`, if given); the figures."""
     ports: multiprocessing.Queue[tuple[int, int]] = multiprocessing.Queue()
     server = multiprocessing.Process(target=serve, args=(ports, capture, flows), daemon=True)
     server.start()
@@ -61,7 +61,7 @@ def measure(flows: int, capture: str = str(DEFAULT_CAPTURE)) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as store:
             command = [sys.executable, "-m", "synth", "collect", "hubble", "--server", f"127.0.0.1:{port}",
                        "--store", store]  # fmt: skip
-            collected = run(command)
+            collected = run(command, env={**os.environ, "PYTHONPATH": code} if code else None)
             relay_cpu = cpu_seconds(server.pid or 0) - relay_cpu
             stored, rows = _stored_flows(store)
     finally:
@@ -112,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1_000_000, help="flows to collect (default 1,000,000)")
     parser.add_argument("--capture", default=str(DEFAULT_CAPTURE), help="flows to replay (default: the sample)")
+    parser.add_argument("--code", help="run the collector from this folder's synth package (e.g. another version)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = measure(args.flows, args.capture)
+    result = measure(args.flows, args.capture, args.code)
     result["machine"] = machine()
     print(json.dumps(result) if args.json else describe(result))
     return 0 if result["lost_or_doubled"] == 0 else 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 from collections import Counter
 
 import grpc
@@ -15,8 +17,9 @@ from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2
 from synth.base.errors import CollectError
 from synth.collect.hubble import CollectOptions, collect_hubble
+from synth.sources.hubble.receiver import CHUNK, Endpoint, ReceivedStream
 from synth.sources.hubble.stream import FlowRequest, HubbleClient
-from synth.sources.transport import TlsOptions
+from synth.sources.transport import StreamBroken, TlsOptions
 from synth.store.dataset import Store
 from synth.testing import h2_relay, hubble_relay
 
@@ -115,3 +118,26 @@ def test_unknown_methods_are_unimplemented(responses: list[bytes]) -> None:
     finally:
         relay.stop()
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+
+
+def test_streams_are_received_in_another_process_and_its_death_is_a_broken_stream(responses: list[bytes]) -> None:
+    relay = h2_relay.FastRelay(responses)
+    endpoint = Endpoint(f"127.0.0.1:{relay.start()}", TlsOptions(), 5)
+    try:
+        whole = ReceivedStream(endpoint, FlowRequest(), None)
+        lists = list(whole)
+        assert [data for chunk in lists for data in chunk] == responses
+        assert all(0 < len(chunk) <= CHUNK for chunk in lists)
+        following = ReceivedStream(endpoint, FlowRequest(follow=True), None)
+        received = iter(following)
+        assert next(received)
+        os.kill(following._process.pid or 0, signal.SIGKILL)
+        with pytest.raises(StreamBroken, match="receiving process ended"):
+            list(received)
+        cancelled = ReceivedStream(endpoint, FlowRequest(follow=True), None)
+        received = iter(cancelled)
+        assert next(received)
+        cancelled.cancel()
+        list(received)  # ends quietly
+    finally:
+        relay.stop()
