@@ -2,11 +2,12 @@
 
 `HubbleClient` opens the channel (plain, TLS or mTLS, through `sources.transport`), asks
 `ServerStatus`, and opens `/observer.Observer/GetFlows` streams that `synth.collect.hubble`
-consumes. `FlowDecoder` turns each `GetFlowsResponse` straight into `FlowColumns` rows by reading
-message attributes (no JSON, no per-flow dicts) and handing them to `hubble.semantics`, which makes
-every decision for the file importer too: same enums, drop reasons, reply inference, endpoint kinds
-and labels. Lost events and relay node status are counted and kept as collection facts, never
-stored as flows.
+consumes. `FlowDecoder` turns serialized `GetFlowsResponse`s into `FlowColumns` rows many at a
+time: they are parsed together in one call as a `flowbatch.Batch` (synth's view of the same bytes,
+proto/flowbatch), read column by column (no JSON, no per-flow dicts), and handed to
+`hubble.semantics`, which makes every decision for the file importer too: same enums, drop reasons,
+reply inference, endpoint kinds and labels. Lost events and relay node status are counted and kept
+as collection facts, never stored as flows.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from synth.sources.transport import UNREACHABLE, TlsOptions, open_channel, raise
 _ALL_FLOWS = (1 << 64) - 1
 _NODE_STATE = {v.number: v.name for v in relay_pb2.NodeState.DESCRIPTOR.values}
 _KEPT_NODE_EVENTS = 100
-SOCK_TYPE = flow_pb2.SOCK
+_SOCK = flow_pb2.SOCK  # enums.SOCK_FLOW_TYPES by number: the batch view reads Type as a number
 _Decoded = TypeVar("_Decoded")
 _Message_co = TypeVar("_Message_co", covariant=True)
 
@@ -479,9 +480,9 @@ class FlowDecoder:
                         "stream", "field time: missing (neither the flow nor its envelope has one)", strict=False
                     )
                     keep[row] = False
-        if SOCK_TYPE in types:
+        if _SOCK in types:
             for row, flow_type in enumerate(types):
-                if keep[row] and flow_type == SOCK_TYPE:
+                if keep[row] and flow_type == _SOCK:
                     self.stats.other_events[SOCKET_EVENT] += 1
                     keep[row] = False
         tags: list[object] = [uuid or hash(data) for uuid, data in zip(uuids, raws, strict=True)]
