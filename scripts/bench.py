@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
 
 
-def run(command: list[str], *, stdout: Any = subprocess.DEVNULL, env: dict[str, str] | None = None) -> dict[str, float]:
+def run(command: list[str], *, stdout: Any = subprocess.DEVNULL, cwd: str | None = None) -> dict[str, float]:
     """Run a command; its wall time, the peak of its whole process tree's RSS (summed over every
     process it starts, sampled every 20 ms), the tree's CPU time (each descendant's as last sampled),
     the largest single process's peak and its own CPU time (from wait4)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd)
     sampler = TreeMemory(process.pid)
     sampler.start()
     _, status, usage = os.wait4(process.pid, 0)

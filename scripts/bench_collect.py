@@ -61,7 +61,7 @@ def measure(flows: int, capture: str = str(DEFAULT_CAPTURE), code: str | None = 
         with tempfile.TemporaryDirectory() as store:
             command = [sys.executable, "-m", "synth", "collect", "hubble", "--server", f"127.0.0.1:{port}",
                        "--store", store]  # fmt: skip
-            collected = run(command, env={**os.environ, "PYTHONPATH": code} if code else None)
+            collected = run(command, cwd=code)  # `python -m` imports synth from the working folder first
             relay_cpu = cpu_seconds(server.pid or 0) - relay_cpu
             stored, rows = _stored_flows(store)
     finally:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=1_000_000, help="flows to collect (default 1,000,000)")
     parser.add_argument("--capture", default=str(DEFAULT_CAPTURE), help="flows to replay (default: the sample)")
-    parser.add_argument("--code", help="run the collector from this folder's synth package (e.g. another version)")
+    parser.add_argument("--code", help="run the collector from this folder's synth package (another version)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     result = measure(args.flows, args.capture, args.code)

@@ -15,7 +15,8 @@ from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2
 from synth._proto.relay import relay_pb2
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import FlowDecoder, build_filters
+from synth.sources.hubble.client import build_filters
+from synth.sources.hubble.stream import FlowDecoder
 
 
 def _gen_proto() -> ModuleType:

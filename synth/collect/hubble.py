@@ -31,14 +31,9 @@ from synth.collect.loop import (
 )
 from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
+from synth.sources.hubble.client import FlowRequest, HubbleClient, ServerInfo, build_filters
 from synth.sources.hubble.receiver import Endpoint, ReceivedStream
-from synth.sources.hubble.stream import (
-    FlowDecoder,
-    FlowRequest,
-    HubbleClient,
-    ServerInfo,
-    build_filters,
-)
+from synth.sources.hubble.stream import FlowDecoder
 from synth.sources.interface import SourceStats
 from synth.sources.transport import TlsOptions
 from synth.store.dataset import Store

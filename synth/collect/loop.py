@@ -39,7 +39,7 @@ from synth.base.text import plural
 from synth.base.timeutil import format_ns
 from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import ServerInfo
+from synth.sources.hubble.client import ServerInfo
 from synth.sources.interface import SourceStats
 from synth.sources.transport import StreamBroken
 from synth.store.dataset import PartitionWriter, Store

@@ -17,8 +17,8 @@ from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2
 from synth.base.errors import CollectError
 from synth.collect.hubble import CollectOptions, collect_hubble
+from synth.sources.hubble.client import FlowRequest, HubbleClient
 from synth.sources.hubble.receiver import CHUNK, Endpoint, ReceivedStream
-from synth.sources.hubble.stream import FlowRequest, HubbleClient
 from synth.sources.transport import StreamBroken, TlsOptions
 from synth.store.dataset import Store
 from synth.testing import h2_relay, hubble_relay

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from synth.sources.hubble.stream import FlowRequest, HubbleClient
+from synth.sources.hubble.client import FlowRequest, HubbleClient
 from synth.sources.transport import StreamBroken, TlsOptions
 
 CHUNK = 512  # responses per message to the collector
