@@ -38,6 +38,7 @@ import h2.exceptions
 
 from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2
+from synth.sources.hubble.stream import varint
 
 _FLOWS = "/observer.Observer/GetFlows"
 _STATUS = "/observer.Observer/ServerStatus"
@@ -71,22 +72,13 @@ def frame(message: bytes) -> bytes:
     return b"\x00" + struct.pack(">I", len(message)) + message
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def seconds_patch(seconds: int) -> bytes:
     """A GetFlowsResponse fragment that sets flow.time.seconds when appended to a message."""
-    stamp = b"\x08" + _varint(seconds)
+    stamp = b"\x08" + varint(seconds)
     if len(stamp) != 1 + _SECONDS_WIDTH:
         raise ValueError(f"seconds {seconds} out of the range a patch is built for")
-    time_field = b"\x0a" + _varint(len(stamp)) + stamp
-    return b"\x0a" + _varint(len(time_field)) + time_field
+    time_field = b"\x0a" + varint(len(stamp)) + stamp
+    return b"\x0a" + varint(len(time_field)) + time_field
 
 
 class FastRelay:

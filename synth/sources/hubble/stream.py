@@ -394,7 +394,8 @@ _LOOKUP_LIMIT = 65536  # distinct values kept per lookup (cleared when full)
 _PARSED_TOGETHER = 512
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint (field tags and lengths, for joining serialized messages without parsing)."""
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
@@ -404,14 +405,14 @@ def _varint(value: int) -> bytes:
 
 
 # `responses` entry headers (field 1, length-delimited) for the lengths of nearly every response.
-_ENTRY_HEADS = [b"\x0a" + _varint(length) for length in range(1 << 14)]
+_ENTRY_HEADS = [b"\x0a" + varint(length) for length in range(1 << 14)]
 
 
 def _framed(responses: Sequence[bytes]) -> bytes:
     """The serialized responses as one serialized `flowbatch.Batch`, joined without parsing them."""
     lengths = list(map(len, responses))
     if lengths and max(lengths) >= len(_ENTRY_HEADS):
-        heads = [b"\x0a" + _varint(length) for length in lengths]
+        heads = [b"\x0a" + varint(length) for length in lengths]
     else:
         heads = list(map(_ENTRY_HEADS.__getitem__, lengths))
     parts: list[bytes] = [b""] * (2 * len(lengths))
