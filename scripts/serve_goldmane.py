@@ -1,7 +1,7 @@
 """Serve Goldmane flow files as a stand-in Calico Goldmane, for trying `synth collect calico` without a cluster.
 
     python scripts/serve_goldmane.py --port 7443 --repeat 8 tests/fixtures/calico/goldmane.ndjson
-    synth collect calico --server 127.0.0.1:7443 --insecure-plaintext --store live
+    synth collect calico --server 127.0.0.1:7443 --insecure-plaintext --store goldmane-store
 
 Goldmane itself only speaks mutual TLS; `--make-certs DIR` writes a throwaway CA, a server
 certificate (goldmane.calico-system.svc, localhost, 127.0.0.1) and a client pair into DIR and
@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from synth.base.errors import SynthError
+from synth.base.text import plural
 from synth.testing import goldmane
 
 SERVER_NAMES = ("goldmane.calico-system.svc", "localhost", "127.0.0.1")
@@ -57,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     fake = goldmane.FakeGoldmane(flows)
     server, port = goldmane.start(fake, args.port, host=args.host, tls=credentials)
     transport = "plain gRPC" if credentials is None else "mutual TLS" if credentials[2] else "TLS"
+    served = f"{plural(len(flows), 'flow')} ({plural(len(fake.windows), 'key')}) from {plural(len(args.files), 'file')}"
     print(
-        f"serving {len(flows):,} flows ({len(fake.windows):,} keys) from {len(args.files)} files on "
+        f"serving {served} on "
         f"{args.host}:{port} over {transport} (Ctrl-C stops); collect with:\n"
-        f"  synth collect calico --server {args.host}:{port} {flags} --store live-store",
+        f"  synth collect calico --server {args.host}:{port} {flags} --store goldmane-store",
         flush=True,
     )
     stopped = threading.Event()

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 
+from synth.base.text import plural
 from synth.testing import hubble_relay
 
 
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     nodes = sorted(_nodes(responses))
     observer = hubble_relay.FakeObserver(responses, nodes=nodes, live_backlog=True)
     server, port = hubble_relay.start(observer, args.port, host=args.host)
-    print(f"serving {len(responses):,} records from {len(args.files)} files on {args.host}:{port} (Ctrl-C stops)")
+    where = f"{args.host}:{port}"
+    files = plural(len(args.files), "file")
+    print(f"serving {plural(len(responses), 'record')} from {files} on {where} (Ctrl-C stops)", flush=True)
     _wait_for_signal()
     hubble_relay.stop(server, observer)
     return 0
@@ -45,7 +48,7 @@ def _serve_fast(responses: list[hubble_relay.Response], args: argparse.Namespace
 
     relay = h2_relay.FastRelay([data for _, data in responses], repeat=args.repeat)
     port = relay.start(args.port, args.host)
-    print(f"serving {relay.flows:,} flows on {args.host}:{port} over HTTP/2 (Ctrl-C stops)")
+    print(f"serving {plural(relay.flows, 'flow')} on {args.host}:{port} over HTTP/2 (Ctrl-C stops)", flush=True)
     _wait_for_signal()
     relay.stop()
     return 0

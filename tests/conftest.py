@@ -59,6 +59,18 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def apps_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated apps whose workloads share labels (`scripts/gen_flows.py apps`), made once per session."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("apps")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_flows.py"), "apps", "--out", str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
 def shared_captures() -> list[Path]:
     """The real captures beside the checkout, or a skip when they are not there."""
     files = sorted(SHARED_CAPTURES.glob("*.json"))

@@ -1,8 +1,10 @@
 """Load deployed NetworkPolicies (files, `kubectl` Lists, stdin, a live cluster) into a `PolicySet`,
 with the workloads their named ports resolve on.
 
-Every policy goes through one converter, `synth.policy.manifest.policy_from_object`, which validates as
-strictly as the API server and applies the upstream defaults. Workload manifests beside the policies
+Every policy goes through the one converter of its API, which validates as strictly as the API server
+(and, for Cilium, the agent) and applies the upstream defaults: `synth.policy.manifest.policy_from_object`
+for NetworkPolicies, `synth.policy.cilium` for CiliumNetworkPolicies, `synth.policy.calico` for Calico
+(Staged)NetworkPolicies. Workload manifests beside the policies
 (Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs, and their Lists) go
 through `synth.policy.workloads.workload_from_object`, which reads their pod labels and named
 container ports. From a cluster, the Pods are listed too when a policy names a port. Other objects
@@ -26,6 +28,7 @@ import yaml
 
 from synth.base.errors import InputError, PolicyError
 from synth.core.model import NetworkPolicy, PolicySet, Workload, WorkloadSource
+from synth.policy import calico, cilium
 from synth.policy.manifest import API_VERSION, policy_from_object
 from synth.policy.ports import policy_port_names
 from synth.policy.workloads import is_workload, workload_from_object
@@ -40,6 +43,7 @@ __all__ = [
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml", ".json")
 _PAGE_SIZE = 500
+KUSTOMIZE_GROUP = "kustomize.config.k8s.io/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,16 @@ def load_policies(paths: Sequence[str], default_namespace: str = "default") -> L
     """
     collector = _Collector(default_namespace)
     for name, text in _read_sources(paths):
+        collector.files += 1
+        for index, doc in enumerate(_parse_documents(name, text), start=1):
+            collector.add_document(doc, f"{name}#{index}")
+    return collector.result()
+
+
+def policies_from_text(texts: Mapping[str, str], default_namespace: str = "default") -> LoadResult:
+    """Load the policies of YAML texts (`name → text`, as generation renders them), strictly."""
+    collector = _Collector(default_namespace)
+    for name, text in sorted(texts.items()):
         collector.files += 1
         for index, doc in enumerate(_parse_documents(name, text), start=1):
             collector.add_document(doc, f"{name}#{index}")
@@ -180,8 +194,15 @@ class _Collector:
             obj = {**obj, "kind": kind, "apiVersion": api_version}
         if kind == "NetworkPolicy" and api_version == API_VERSION:
             self.add_policy(policy_from_object(obj, origin, self.default_namespace))
+        elif kind == cilium.KIND and api_version == cilium.API_VERSION:
+            for policy in cilium.policies_from_cnp(obj, origin, self.default_namespace):
+                self.add_policy(policy)
+        elif kind in calico.KINDS and api_version == calico.API_VERSION:
+            self.add_policy(calico.policy_from_calico(obj, origin, self.default_namespace))
         elif is_workload(kind, api_version):
             self.add_workload(workload_from_object(obj, origin, self.default_namespace, self.source))
+        elif kind == "Kustomization" and api_version.startswith(KUSTOMIZE_GROUP):
+            return  # how a policies folder (synth's own output too) is applied; its resources are read as files
         else:
             metadata = obj.get("metadata")
             name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
@@ -227,6 +248,8 @@ def _item_type(doc: Mapping[Any, Any]) -> tuple[str, str] | None:
     if kind == "NetworkPolicy":
         return kind, str(doc.get("apiVersion") or API_VERSION)
     api_version = str(doc.get("apiVersion") or "")
+    if (kind, api_version) in ((cilium.KIND, cilium.API_VERSION), *((k, calico.API_VERSION) for k in calico.KINDS)):
+        return kind, api_version
     return (kind, api_version) if is_workload(kind, api_version) else None
 
 

@@ -6,22 +6,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from synth.app.deployed import LoadResult, load_cluster, load_policies
+from synth.app.deployed import LoadResult, load_cluster, load_policies, policies_from_text
 from synth.app.flows import observe_store
 from synth.base.config import Settings
-from synth.base.errors import GenerationError, InputError, UnsafePoliciesError, UsageError
+from synth.base.errors import GenerationError, InputError, PolicyError, UnsafePoliciesError, UsageError
 from synth.base.text import plural
 from synth.core.aggregate import EdgeSet
-from synth.core.model import PolicySet, Workload
+from synth.core.filters import TrafficFilter
+from synth.core.model import KUBERNETES, PolicyFormat, PolicySet, Workload
 from synth.core.synthesize import FindingKind, Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
-from synth.policy.observed import Observed
+from synth.policy.observed import Observed, pair_passes
 from synth.policy.ports import attach_named_ports
 from synth.policy.verify import VerifyResult, generation_gaps, selector_mismatches, verify
 from synth.render.folder import GENERATED_MARK
 from synth.render.jinja import render_kustomization, render_policy, render_report
 from synth.render.report import Recording, ReportSettings, build_report, report_json
 from synth.render.risks import RiskThresholds
+from synth.render.tables import yaml_text
 from synth.store.coverage import observation_window, recorded_sources
 from synth.store.dataset import Store
 
@@ -72,12 +74,15 @@ def verify_policies(
     namespaces: Sequence[str] = (),
     since_ns: int | None = None,
     until_ns: int | None = None,
+    traffic_filter: TrafficFilter | None = None,
 ) -> VerifyResult:
-    """Replay the stored request flows (touching `namespaces`, or all) through `policies`, named
-    ports resolved on the pods `workloads` describe."""
+    """Replay the stored request flows (touching `namespaces`, or all; passing `traffic_filter`) through
+    `policies`, named ports resolved on the pods `workloads` describe."""
     # every workload recorded, not only those touching `namespaces`: the second half's candidates
     # (who else could connect) are drawn from all of them, as generate's self-check and diff do
     observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
+    if traffic_filter is not None and not traffic_filter.is_empty:
+        observed = replace(observed, pairs=tuple(p for p in observed.pairs if pair_passes(p, traffic_filter)))
     observed, named_ports = attach_named_ports(observed, workloads, policies)
     return verify(observed, policies, namespaces, settings.dns, named_ports)
 
@@ -102,6 +107,7 @@ def generate(
     until_ns: int | None = None,
     deployed: PolicySet | None = None,
     workloads: Sequence[Workload] = (),
+    policy_format: PolicyFormat = KUBERNETES,
 ) -> Generated:
     """Aggregate, synthesize, self-check and render the policies of the chosen namespaces.
 
@@ -124,7 +130,7 @@ def generate(
         raise UsageError(
             f"no traffic of namespace {', '.join(missing)} in the store; namespaces seen: {', '.join(seen) or 'none'}"
         )
-    synthesis = synthesize(edges, chosen, settings)
+    synthesis = synthesize(edges, chosen, settings, policy_format)
     renamed: tuple[tuple[str, str, str], ...] = ()
     if deployed is not None:
         adopted, renamed = adopt_deployed_names(synthesis.policies, deployed)
@@ -134,7 +140,21 @@ def generate(
     if deployed is not None:
         resolved, named_ports = attach_named_ports(observed, workloads, deployed)
         difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports)
-    return Generated(synthesis, edges, render_files(synthesis), verification, difference, left_out)
+    files = render_files(synthesis)
+    check_rendered(files)
+    return Generated(synthesis, edges, files, verification, difference, left_out)
+
+
+def check_rendered(files: dict[str, str]) -> None:
+    """Read every rendered policy back through the strict converter of its API (the CRD's structure
+    and, for Cilium, the agent's rules): one that fails is a bug in synth and must not be applied."""
+    policies = {name: text for name, text in files.items() if not name.endswith("kustomization.yaml")}
+    try:
+        policies_from_text(policies)
+    except PolicyError as e:
+        raise GenerationError(
+            f"a generated policy fails validation (a bug in synth; please report it, and do not apply it): {e}"
+        ) from e
 
 
 def with_existing_namespaces(out_dir: str, files: dict[str, str]) -> dict[str, str]:
@@ -248,7 +268,9 @@ def describe(
     the flow count under which a rule is flagged as backed by little evidence; `since_ns` and
     `until_ns` must be the window `generated` was made from.
     """
-    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir)
+    options = ReportSettings(thresholds=RiskThresholds(rare_flows=rare_flows), out_dir=out_dir, store=store.root_text)
     recording = Recording(observation_window(store, since_ns, until_ns), recorded_sources(store, since_ns, until_ns))
     report = build_report(generated, recording, options)
+    if output == "yaml":
+        return yaml_text(report_json(report))
     return report_json(report) if output == "json" else render_report(report)

@@ -6,11 +6,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK
+from synth.base.errors import EXIT_DIFFERENCES, EXIT_OK, UsageError
 from synth.cli.common import (
+    SYSTEM_LEFT_OUT,
     cli,
     cluster_options,
     deployed_options,
+    filter_options,
+    format_options,
+    namespace_options,
+    output_option,
     parse_window,
     say_loaded,
     settings_options,
@@ -20,6 +25,8 @@ from synth.cli.common import (
 
 if TYPE_CHECKING:
     from synth.base.config import Settings
+    from synth.core.filters import TrafficFilter
+    from synth.core.model import PolicyFormat
 
 
 @cli.command("verify")
@@ -27,9 +34,10 @@ if TYPE_CHECKING:
               help="NetworkPolicies to check: YAML/JSON files or folders, - for stdin (repeatable). Workload "
               "manifests among them (Deployments, Pods, ...) resolve named ports.")
 @cluster_options
-@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only flows touching this namespace (repeatable).")
+@namespace_options()
+@filter_options
 @window_options
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@output_option("table", "json", "yaml")
 @click.option("--strict", is_flag=True,
               help="Also exit 1 when the policies allow connections that no flow used (other than those flagged).")
 @settings_options
@@ -40,6 +48,8 @@ def verify_command(
     kubeconfig: str | None,
     context: str | None,
     namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    traffic_filter: TrafficFilter,
     since: str | None,
     until: str | None,
     output: str,
@@ -59,6 +69,10 @@ def verify_command(
     Check policy files (--policies) or the policies deployed in the cluster (--cluster). Named ports
     (`port: http`) resolve on the pods that workload manifests given with --policies, or the
     cluster's Pods, describe; the others stay unjudged.
+
+    Every namespace unless -n names some. The filters (`hubble observe` spellings: --pod, --label,
+    --from-namespace, --port, --verdict, ...) choose the recorded traffic that is replayed; the
+    second half is drawn from the workloads of that traffic.
     """
     from synth.app.generation import load_deployed, verify_policies  # noqa: PLC0415 - loads per command
     from synth.render.checks import render_verify  # noqa: PLC0415
@@ -72,7 +86,7 @@ def verify_command(
     say_loaded(loaded)
     result = verify_policies(
         Store(store_path), settings, loaded.policies, workloads=loaded.workloads, namespaces=namespaces,
-        since_ns=since_ns, until_ns=until_ns,
+        since_ns=since_ns, until_ns=until_ns, traffic_filter=traffic_filter,
     )
     click.echo(render_verify(result, output), nl=False)
     failed = not result.ok or (strict and result.over_permissive)
@@ -80,20 +94,22 @@ def verify_command(
 
 
 @cli.command("diff")
-@click.option("--namespace", "-n", "namespaces", multiple=True, required=True,
-              help="Namespace whose policies to compare (repeatable).")
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @deployed_options
-@click.option("-o", "--output", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@output_option("table", "markdown", "json", "yaml")
+@format_options
 @window_options
 @settings_options
 @store_option
 def diff_command(
     namespaces: tuple[str, ...],
+    all_namespaces: bool,
     deployed_paths: tuple[str, ...],
     cluster: bool,
     kubeconfig: str | None,
     context: str | None,
     output: str,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -103,19 +119,22 @@ def diff_command(
 
     Shows a unified diff per object (normalised YAML), what changes for the observed traffic, and
     what the deployed policies allow that was never observed. Exit 0 when the same, 1 when not.
+    Name the namespaces with -n, or -A for every one with observed traffic (system namespaces left out).
     """
     from synth.app.generation import generate, load_deployed  # noqa: PLC0415 - the library loads per command
     from synth.render.checks import render_diff  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
+    if not namespaces and not all_namespaces:
+        raise UsageError("name the namespaces to compare: -n NS (repeatable) or -A for all")
     since_ns, until_ns = parse_window(since, until)
     loaded = load_deployed(
         deployed_paths, cluster=cluster, kubeconfig=kubeconfig, context=context, namespaces=namespaces
     )
     say_loaded(loaded)
     generated = generate(
-        Store(store_path), settings, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=loaded.policies, workloads=loaded.workloads,
+        Store(store_path), settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns,
+        until_ns=until_ns, deployed=loaded.policies, workloads=loaded.workloads, policy_format=policy_format,
     )
     assert generated.diff is not None
     click.echo(render_diff(generated.diff, output), nl=False)

@@ -15,10 +15,12 @@ import click
 from synth import __version__
 from synth.base.config import DnsTarget, Settings
 from synth.base.errors import EXIT_CRASH, EXIT_USAGE, SynthError, UsageError
+from synth.base.text import plural
 from synth.base.timeutil import parse_time
 
 if TYPE_CHECKING:
     from synth.app.deployed import LoadResult
+    from synth.core.filters import LabelRequirement
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +47,129 @@ def window_options(function: F) -> F:
     )(function)
 
 
+VERDICTS = ("forwarded", "dropped")  # hubble's names for what went through and what policy dropped
+
+
+SYSTEM_LEFT_OUT = "Every namespace with observed traffic but the system ones (kube-system, ...; name those with -n)."
+
+
+def namespace_options(all_help: str = "Every namespace (the default without -n).", *,
+                      exclusive: bool = True) -> Callable[[F], F]:
+    """`-n/--namespace NS` (repeatable) and `-A/--all-namespaces`, as kubectl spells them.
+
+    Where -A means every namespace, naming some too is a usage error (`exclusive`); where -A leaves the
+    system namespaces out (generate, report, diff), -n adds them back."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, namespaces: tuple[str, ...], all_namespaces: bool, **kwargs: Any) -> Any:
+            if exclusive and namespaces and all_namespaces:
+                raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other: give one")
+            return function(*args, namespaces=namespaces, all_namespaces=all_namespaces, **kwargs)
+
+        wrapper = click.option("--all-namespaces", "-A", is_flag=True, help=all_help)(wrapper)
+        return click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",  # type: ignore[return-value]
+                            help="Only this namespace (repeatable).")(wrapper)
+
+    return decorate
+
+
+def output_option(*formats: str, default: str | None = None) -> Callable[[F], F]:
+    """`-o/--output FORMAT` from one vocabulary: table, csv, json, yaml, markdown (the first is the default).
+
+    `text`, the older name of the human form of verify and diff, is still taken as `table`."""
+
+    def decorate(function: F) -> F:
+        return click.option(
+            "-o", "--output", type=_Aliased(formats, {"text": "table"}), default=default or formats[0],
+            show_default=True, help="Output format.",
+        )(function)
+
+    return decorate
+
+
+class _Aliased(click.Choice):  # type: ignore[type-arg]
+    """A Choice that also takes old names for some of its values (not listed in the help)."""
+
+    def __init__(self, choices: Sequence[str], aliases: dict[str, str]) -> None:
+        super().__init__(list(choices), case_sensitive=False)
+        self.aliases = {k: v for k, v in aliases.items() if v in choices}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(self.aliases.get(str(value).lower(), value), param, ctx)
+
+
+def filter_options(function: F) -> F:
+    """Hubble's flow filters (`hubble observe` spellings), handed over as one `traffic_filter` value."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, pods: tuple[str, ...], from_pods: tuple[str, ...], to_pods: tuple[str, ...],
+                labels: tuple[str, ...], from_labels: tuple[str, ...], to_labels: tuple[str, ...],
+                from_namespaces: tuple[str, ...], to_namespaces: tuple[str, ...], ports: tuple[int, ...],
+                protocols: tuple[str, ...], verdicts: tuple[str, ...], **kwargs: Any) -> Any:
+        from synth.core.filters import TrafficFilter  # noqa: PLC0415
+
+        wanted = TrafficFilter(
+            pods=pods, from_pods=from_pods, to_pods=to_pods,
+            labels=tuple(map(parse_label_selector, labels)),
+            from_labels=tuple(map(parse_label_selector, from_labels)),
+            to_labels=tuple(map(parse_label_selector, to_labels)),
+            from_namespaces=from_namespaces, to_namespaces=to_namespaces, ports=ports,
+            protocols=tuple(p.upper() for p in protocols), verdicts=tuple(v.lower() for v in verdicts),
+        )
+        return function(*args, traffic_filter=wanted, **kwargs)
+
+    for decorator in reversed((
+        _repeatable("--pod", "pods", metavar="[NS/]POD",
+                    help_text="Traffic from or to pods whose name starts with POD (repeatable)."),
+        _repeatable("--from-pod", "from_pods", metavar="[NS/]POD", help_text="Traffic from these pods."),
+        _repeatable("--to-pod", "to_pods", metavar="[NS/]POD", help_text="Traffic to these pods."),
+        _repeatable("--label", "-l", "labels", metavar="SELECTOR",
+                    help_text="Traffic from or to pods with these labels (k=v,k!=v,k,!k; repeatable)."),
+        _repeatable("--from-label", "from_labels", metavar="SELECTOR", help_text="Traffic from pods with labels."),
+        _repeatable("--to-label", "to_labels", metavar="SELECTOR", help_text="Traffic to pods with labels."),
+        _repeatable("--from-namespace", "from_namespaces", metavar="NS", help_text="Traffic from pods in NS."),
+        _repeatable("--to-namespace", "to_namespaces", metavar="NS", help_text="Traffic to pods in NS."),
+        _repeatable("--port", "ports", kind=click.IntRange(0, 65535), help_text="Traffic to this port."),
+        _repeatable("--protocol", "protocols", kind=click.Choice(["TCP", "UDP", "SCTP"], case_sensitive=False),
+                    help_text="Traffic of this protocol."),
+        _repeatable("--verdict", "verdicts", kind=click.Choice(VERDICTS, case_sensitive=False),
+                    help_text="forwarded: traffic that went through; dropped: attempts dropped by policy."),
+    )):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def _repeatable(*decls: str, help_text: str, metavar: str | None = None,
+                kind: click.ParamType | None = None) -> Callable[[F], F]:  # type: ignore[type-arg]
+    return click.option(*decls, multiple=True, metavar=metavar, type=kind, help=help_text)
+
+
+def parse_label_selector(text: str) -> tuple[LabelRequirement, ...]:
+    """`app=web,tier!=db,!canary` as requirements (ANDed); a malformed one is a usage error."""
+    from synth.core.filters import LabelRequirement  # noqa: PLC0415 - the library loads per command (fast --help)
+
+    terms = []
+    for raw in filter(None, (part.strip() for part in text.split(","))):
+        if "!=" in raw:
+            key, value = (s.strip() for s in raw.split("!=", 1))
+            terms.append(LabelRequirement(key, value, negated=True))
+        elif "=" in raw:
+            key, value = (s.strip() for s in raw.replace("==", "=").split("=", 1))
+            terms.append(LabelRequirement(key, value))
+        elif raw.startswith("!"):
+            key = raw[1:].strip()
+            terms.append(LabelRequirement(key, negated=True))
+        else:
+            key = raw
+            terms.append(LabelRequirement(key))
+        if not key or any(c.isspace() for c in key):
+            raise UsageError(f"--label {text!r}: {raw!r} is not key=value, key!=value, key or !key")
+    if not terms:
+        raise UsageError(f"--label {text!r}: give at least one key=value")
+    return tuple(terms)
+
+
+
 def settings_options(function: F) -> F:
     """The generation knobs shared by generate, report and diff, handed over as one `settings` value."""
 
@@ -67,6 +192,33 @@ def settings_options(function: F) -> F:
                      show_default=True, help="Distinct external sources on one port that make it a public endpoint."),
         click.option("--allow-host-traffic", is_flag=True, help="Turn node and host traffic into ipBlock rules."),
         click.option("--allow-dropped", is_flag=True, help="Turn dropped (denied) attempts into allow rules too."),
+    ):
+        wrapper = decorator(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def format_options(function: F) -> F:
+    """`--format` and its Calico options, handed over as one `policy_format` value."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, **kwargs: Any) -> Any:
+        from synth.core.model import PolicyFormat  # noqa: PLC0415 - the library loads per command (fast --help)
+
+        if (staged or calico_enterprise) and api != "calico":
+            flag = "--staged" if staged else "--calico-enterprise"
+            raise UsageError(f"{flag} is a Calico option: add --format calico")
+        policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise)  # type: ignore[arg-type]
+        return function(*args, policy_format=policy_format, **kwargs)
+
+    for decorator in (
+        click.option("--calico-enterprise", is_flag=True,
+                     help="With --format calico: allow world egress by DNS name (destination.domains, Calico "
+                          "Enterprise and Cloud only)."),
+        click.option("--staged", is_flag=True,
+                     help="With --format calico: write StagedNetworkPolicy, to watch what would be denied first."),
+        click.option("--format", "api", type=click.Choice(["kubernetes", "cilium", "calico"]), default="kubernetes",
+                     show_default=True, help="Policy API: networking.k8s.io/v1 NetworkPolicy, Cilium "
+                                             "CiliumNetworkPolicy or Calico projectcalico.org/v3."),
     ):
         wrapper = decorator(wrapper)
     return wrapper  # type: ignore[return-value]
@@ -135,7 +287,7 @@ def deployed_options(function: F) -> F:
 def say_loaded(loaded: LoadResult) -> None:
     """What loading the policies skipped and warns about, on stderr."""
     for kind, count in loaded.skipped_by_kind():
-        say(f"skipped {count} {kind} object(s): neither networking.k8s.io/v1 NetworkPolicies nor workloads")
+        say(f"skipped {plural(count, kind + ' object')}: neither policies nor workloads")
     for warning in loaded.warnings:
         say(f"warning: {warning}")
 

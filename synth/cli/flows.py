@@ -10,6 +10,9 @@ from synth.base.text import plural
 from synth.base.timeutil import format_ns, parse_time
 from synth.cli.common import (
     cli,
+    filter_options,
+    namespace_options,
+    output_option,
     parse_window,
     say,
     store_option,
@@ -19,6 +22,7 @@ from synth.cli.progress import Progress
 
 if TYPE_CHECKING:
     from synth.app.ingest import FileReport
+    from synth.core.filters import TrafficFilter
     from synth.sources.interface import SourceStats
 
 
@@ -105,18 +109,25 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
 
 
 @cli.command("edges")
-@click.option("--namespace", "-n", "namespaces", multiple=True, help="Only edges touching this namespace (repeatable).")
+@namespace_options()
+@filter_options
 @window_options
-@click.option("-o", "--output", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@output_option("table", "csv", "json", "yaml", "markdown")
 @click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded", show_default=True,
               help="Aggregate in this process (pyarrow) or on Apache Spark (pip install 'synth[spark]').")
 @click.option("--spark-master", metavar="URL", help="Spark master (default: local mode on every core).")
 @store_option
-def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | None, output: str, engine: str,
-                  spark_master: str | None, store_path: str) -> int:
-    """Show the dependency map: who talks to whom, on which port, how often."""
+def edges_command(namespaces: tuple[str, ...], all_namespaces: bool, traffic_filter: TrafficFilter,
+                  since: str | None, until: str | None, output: str, engine: str, spark_master: str | None,
+                  store_path: str) -> int:
+    """Show the dependency map: who talks to whom, on which port, how often.
+
+    Every namespace unless -n names some (an edge touching one of them is shown). The filters take
+    `hubble observe` spellings: --pod, --label, --from-namespace, --to-namespace, --port, --verdict, ...
+    """
     from synth.app.flows import aggregate_store  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.base.config import Settings  # noqa: PLC0415
+    from synth.core.filters import filter_edges  # noqa: PLC0415
     from synth.render import tables  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
@@ -136,7 +147,9 @@ def edges_command(namespaces: tuple[str, ...], since: str | None, until: str | N
             edges = aggregate_store(Store(store_path), Settings(), on_file=show, **window)  # type: ignore[arg-type]
         finally:
             progress.done()
-    render = {"table": tables.edges_table, "csv": tables.edges_csv, "json": tables.edges_json}[output]
+    edges = filter_edges(edges, traffic_filter)
+    render = {"table": tables.edges_table, "csv": tables.edges_csv, "json": tables.edges_json,
+              "markdown": tables.edges_markdown, "yaml": tables.edges_yaml}[output]
     click.echo(render(edges), nl=False)
     return 0
 

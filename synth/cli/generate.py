@@ -11,8 +11,12 @@ from synth.base.config import SHORT_WINDOW_HOURS
 from synth.base.errors import UsageError
 from synth.base.text import plural
 from synth.cli.common import (
+    SYSTEM_LEFT_OUT,
     cli,
     deployed_options,
+    format_options,
+    namespace_options,
+    output_option,
     parse_window,
     say,
     say_loaded,
@@ -24,19 +28,20 @@ from synth.cli.common import (
 if TYPE_CHECKING:
     from synth.app.generation import Generated
     from synth.base.config import Settings
-    from synth.core.model import PolicySet, Workload
+    from synth.core.model import PolicyFormat, PolicySet, Workload
     from synth.policy.diff import DiffResult
 
 
+
 @cli.command("generate")
-@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to generate policies for (repeatable).")
-@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @click.option(
     "--out",
     "out_dir",
     metavar="DIR",
-    help="Write one file per policy under DIR/<namespace>/ (default: print one YAML stream).",
+    help="Write one file per policy under DIR/<namespace>/ (default: print the policies, as -o says).",
 )
+@output_option("yaml", "json")
 @deployed_options
 @click.option("--diff-out", metavar="FILE", help="With --deployed/--cluster: write the full diff (markdown) to FILE.")
 @click.option("--pr", "pull_request", is_flag=True,
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
               help="Write the policies even though they would deny observed flows (the reasons are printed).")
 @click.option("--strict", is_flag=True,
               help="Also refuse policies that allow connections no flow used (other than those flagged as meant).")
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -56,6 +62,7 @@ def generate_command(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     out_dir: str | None,
+    output: str,
     deployed_paths: tuple[str, ...],
     cluster: bool,
     kubeconfig: str | None,
@@ -66,6 +73,7 @@ def generate_command(
     rare_flows: int,
     accept_denied: bool,
     strict: bool,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -83,8 +91,11 @@ def generate_command(
     """
     from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.render.folder import write_tree  # noqa: PLC0415
+    from synth.render.tables import manifest_list_json  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
+    if out_dir is not None and output != "yaml":
+        raise UsageError("-o chooses how the policies are printed; with --out they are files (--pr-format for PR)")
     if pull_request and out_dir is None:
         raise UsageError("--pr needs --out DIR: the description is written beside the policies")
     since_ns, until_ns = parse_window(since, until)
@@ -107,11 +118,13 @@ def generate_command(
         until_ns=until_ns,
         deployed=deployed,
         workloads=workloads,
+        policy_format=policy_format,
     )
     _say_summary(generated)
     pipeline.check_safe(generated, accept_denied=accept_denied, strict=strict)
     if out_dir is None:
-        click.echo(pipeline.policy_stream(generated.synthesis), nl=False)
+        stream = pipeline.policy_stream(generated.synthesis)
+        click.echo(manifest_list_json(stream) if output == "json" else stream, nl=False)
     else:
         files = pipeline.with_existing_namespaces(out_dir, generated.files)
         pr_name = "PR.json" if pr_format == "json" else "PR.md"
@@ -166,14 +179,14 @@ def _say_diff(diff: DiffResult, diff_out: str | None) -> None:
 
 
 @cli.command("report")
-@click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace to describe (repeatable).")
-@click.option("--all-namespaces", "-A", is_flag=True, help="Every namespace with observed traffic.")
+@namespace_options(SYSTEM_LEFT_OUT, exclusive=False)
 @deployed_options
-@click.option("-o", "--output", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@output_option("markdown", "json", "yaml")
 @click.option("--policies-dir", default="policies", show_default=True, metavar="DIR",
               help="Where `synth generate --out DIR` writes the policies: used in the roll-out commands.")
 @click.option("--rare-flows", type=click.IntRange(min=1), default=5, show_default=True, metavar="N",
               help="Flag rules seen in fewer than N flows as backed by little evidence.")
+@format_options
 @window_options
 @settings_options
 @store_option
@@ -187,6 +200,7 @@ def report_command(
     output: str,
     policies_dir: str,
     rare_flows: int,
+    policy_format: PolicyFormat,
     since: str | None,
     until: str | None,
     settings: Settings,
@@ -196,7 +210,7 @@ def report_command(
 
     Summary, what changes for traffic (against --deployed/--cluster when given), every rule with
     its evidence, risks for the reviewer, a dependency graph (mermaid) and how to roll out.
-    -o json gives the same content for CI bots (gate on summary.ok).
+    -o json (or yaml) gives the same content for CI bots (gate on summary.ok).
     """
     from synth.app import generation as pipeline  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.store.dataset import Store  # noqa: PLC0415
@@ -213,7 +227,7 @@ def report_command(
     store = Store(store_path)
     generated = pipeline.generate(
         store, settings, namespaces=namespaces, all_namespaces=all_namespaces, since_ns=since_ns, until_ns=until_ns,
-        deployed=deployed, workloads=workloads,
+        deployed=deployed, workloads=workloads, policy_format=policy_format,
     )
     text = pipeline.describe(
         store, generated, output, out_dir=policies_dir, rare_flows=rare_flows, since_ns=since_ns, until_ns=until_ns

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from synth.base.timeutil import format_ns
-from synth.cli.common import cli, store_option
+from synth.cli.common import cli, output_option, store_option
 
 if TYPE_CHECKING:
     from synth.store.info import StoreInfo
@@ -19,14 +19,42 @@ def store_group() -> None:
 
 
 @store_group.command("info")
+@output_option("table", "json", "yaml")
 @store_option
-def info_command(store_path: str) -> int:
+def info_command(output: str, store_path: str) -> int:
     """Show the store's imports, sources, observation window, flows, files and size."""
-    from synth.store.dataset import Store  # noqa: PLC0415 - the library loads per command (fast --help)
+    import json  # noqa: PLC0415
+
+    from synth.render.tables import yaml_text  # noqa: PLC0415 - the library loads per command (fast --help)
+    from synth.store.dataset import Store  # noqa: PLC0415
     from synth.store.info import store_info  # noqa: PLC0415
 
-    click.echo("\n".join(info_lines(store_info(Store(store_path)))))
+    info = store_info(Store(store_path))
+    if output == "table":
+        click.echo("\n".join(info_lines(info)))
+        return 0
+    document = json.dumps(info_document(info), indent=2, sort_keys=True) + "\n"
+    click.echo(yaml_text(document) if output == "yaml" else document, nl=False)
     return 0
+
+
+def info_document(info: StoreInfo) -> dict[str, Any]:
+    """The report as JSON values: the same fields as the table, times in RFC 3339."""
+    return {
+        "store": info.root,
+        "first_flow": format_ns(info.first_ns), "last_flow": format_ns(info.last_ns),
+        "flows": info.flows, "rows": info.rows, "files": info.files, "bytes": info.bytes,
+        "sources": [
+            {"source": s.source, "flows": s.flows, "rows": s.rows, "files": s.files, "bytes": s.bytes,
+             "first_flow": format_ns(s.first_ns), "last_flow": format_ns(s.last_ns)}
+            for s in info.sources
+        ],
+        "imports": [
+            {"imported_at": e.imported_at, "source": e.facts.get("source", "?"), "input": e.input,
+             "flow_records": e.flows, "sha256": e.sha256}
+            for e in info.imports
+        ],
+    }
 
 
 def info_lines(info: StoreInfo) -> list[str]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+PolicyAPI = Literal["kubernetes", "cilium", "calico"]
 Protocol = Literal["TCP", "UDP", "SCTP"]
 PolicyType = Literal["Ingress", "Egress"]
 
@@ -82,17 +83,34 @@ class IPBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class FQDN:
+    """A DNS name peer: Cilium `toFQDNs` (`matchName` or `matchPattern`) or Calico `domains`.
+
+    Names are kept lower-case without the trailing dot. `pattern` True means the text may hold `*`,
+    read by the dialect of `api` (Cilium: `*` within one label, a leading `**.` several labels;
+    Calico: a `*` label stands for one or more labels).
+    """
+
+    text: str
+    pattern: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Peer:
     """One element of a rule's `from`/`to` list.
 
     `pod_selector` None means the field is absent (all pods of the selected namespaces, or of
     the policy's namespace when `namespace_selector` is absent too, which validation forbids
     together with a missing `ip_block`). An empty `LabelSelector` is `{}`.
+    `entity` (a Cilium entity such as `kube-apiserver`) and `fqdn` are the native peers Cilium and
+    Calico add; a peer has exactly one of the three kinds (selectors, `ip_block`, `entity`, `fqdn`).
     """
 
     pod_selector: LabelSelector | None = None
     namespace_selector: LabelSelector | None = None
     ip_block: IPBlock | None = None
+    entity: str | None = None
+    fqdn: FQDN | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,22 +133,30 @@ class Evidence:
     peer_pods: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()  # the addresses behind a DNS-name rule
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """An ingress or egress rule. Empty `peers` means any peer, empty `ports` any port."""
+    """An ingress or egress rule. Empty `peers` means any peer, empty `ports` any port.
+
+    `dns_proxy` marks a Cilium egress rule to the DNS servers that carries `rules.dns`, so the
+    agent learns the addresses behind names (what `toFQDNs` rules need); it changes no L3/L4 verdict.
+    """
 
     peers: tuple[Peer, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     evidence: Evidence | None = None
+    dns_proxy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class NetworkPolicy:
-    """A networking.k8s.io/v1 NetworkPolicy with `policyTypes` already made explicit.
+    """A policy with `policyTypes` already made explicit, in the L3/L4 meaning the engine evaluates.
 
-    `origin` says where a loaded policy came from (`file.yaml#2`), for error messages and reasons.
+    `api` says which API it is written for: a networking.k8s.io/v1 NetworkPolicy, a Cilium
+    CiliumNetworkPolicy or a Calico projectcalico.org/v3 (Staged)NetworkPolicy (`tier`, `order`,
+    `staged`). `origin` says where a loaded policy came from (`file.yaml#2`), for error messages and reasons.
     """
 
     name: str
@@ -143,11 +169,40 @@ class NetworkPolicy:
     annotations: tuple[tuple[str, str], ...] = ()
     comment: tuple[str, ...] = ()
     origin: str = ""
+    api: PolicyAPI = "kubernetes"
+    tier: str = ""
+    order: float | None = None
+    staged: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
         """(namespace, name): unique within a policy set."""
         return (self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFormat:
+    """Which API generated policies are written for, and its options.
+
+    `staged`: Calico `StagedNetworkPolicy` (watched before enforced); `calico_enterprise`: Calico
+    `destination.domains` for world egress by DNS name (open source Calico lacks it); `tier` and
+    `order`: where Calico policies sit.
+    """
+
+    api: PolicyAPI = "kubernetes"
+    staged: bool = False
+    calico_enterprise: bool = False
+    tier: str = "default"
+    order: float = 100.0
+
+    @property
+    def by_name(self) -> bool:
+        """Whether world egress whose destination had DNS names is allowed by name."""
+        return self.api == "cilium" or (self.api == "calico" and self.calico_enterprise)
+
+
+KUBERNETES = PolicyFormat()
+"""The default format: networking.k8s.io/v1 NetworkPolicy."""
 
 
 @dataclass(frozen=True, slots=True)

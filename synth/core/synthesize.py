@@ -9,9 +9,10 @@ becomes a `Finding` for the report instead.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -21,11 +22,25 @@ from synth.base.errors import GenerationError
 from synth.core.aggregate import Edge, EdgeSet, Side, datetime_of
 from synth.core.enforceability import unenforceable_reason
 from synth.core.identity import Identity, policy_base_names, selection_problems
-from synth.core.model import Evidence, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicySet, PortSpec, Protocol, Rule
+from synth.core.model import (
+    FQDN,
+    KUBERNETES,
+    Evidence,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    PolicyFormat,
+    PolicySet,
+    PortSpec,
+    Protocol,
+    Rule,
+)
 
 MANAGED_BY = (("app.kubernetes.io/managed-by", "synth"),)
 _RULE_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 _NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
+_DNS_NAME = re.compile(r"[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?)*")
 
 
 class FindingKind(StrEnum):
@@ -67,6 +82,7 @@ class Synthesis:
     policies: PolicySet
     findings: tuple[Finding, ...]
     namespaces: tuple[str, ...]
+    format: PolicyFormat = KUBERNETES
 
 
 @dataclass(slots=True)
@@ -80,6 +96,7 @@ class _RuleDraft:
     names: set[str] = field(default_factory=set)
     notes: set[str] = field(default_factory=set)
     verdicts: Counter[str] = field(default_factory=Counter)  # flows per verdict other than forwarded
+    addresses: set[str] = field(default_factory=set)
 
     def add(self, edge: Edge, own_pods: Iterable[str], peer_pods: Iterable[str]) -> None:
         if edge.protocol in _RULE_PROTOCOLS and edge.port is not None:
@@ -106,24 +123,27 @@ class _RuleDraft:
             tuple(sorted(self.peer_pods)),
             tuple(sorted(self.names)),
             tuple(sorted(self.notes | {f"{verdict}: {count}" for verdict, count in self.verdicts.items()})),
+            tuple(sorted(self.addresses, key=_address_order)),
         )
         return Rule(peers=(peer,), ports=ports, evidence=evidence)
 
 
-def synthesize(edges: EdgeSet, namespaces: Sequence[str], settings: Settings) -> Synthesis:
-    """The policies for each namespace from the edges that touch it."""
+def synthesize(
+    edges: EdgeSet, namespaces: Sequence[str], settings: Settings, policy_format: PolicyFormat = KUBERNETES
+) -> Synthesis:
+    """The policies for each namespace from the edges that touch it, written for `policy_format`'s API."""
     rows = edges.edges
     policies: list[NetworkPolicy] = []
     findings: list[Finding] = []
     for namespace in sorted(set(namespaces)):
-        builder = _NamespaceBuilder(namespace, edges, settings)
+        builder = _NamespaceBuilder(namespace, edges, settings, policy_format)
         for row in rows:
             builder.add(row)
         policies.extend(builder.policies())
         findings.extend(builder.findings)
     findings.sort(key=lambda f: (f.namespace, f.kind, f.subject, f.detail))
     _check_selection(policies, edges, settings)
-    return Synthesis(PolicySet.of(policies), tuple(findings), tuple(sorted(set(namespaces))))
+    return Synthesis(PolicySet.of(policies), tuple(findings), tuple(sorted(set(namespaces))), policy_format)
 
 
 def _check_selection(policies: list[NetworkPolicy], edges: EdgeSet, settings: Settings) -> None:
@@ -144,10 +164,11 @@ def _check_selection(policies: list[NetworkPolicy], edges: EdgeSet, settings: Se
 
 
 class _NamespaceBuilder:
-    def __init__(self, namespace: str, edges: EdgeSet, settings: Settings) -> None:
+    def __init__(self, namespace: str, edges: EdgeSet, settings: Settings, policy_format: PolicyFormat) -> None:
         self.namespace = namespace
         self.edges = edges
         self.settings = settings
+        self.format = policy_format
         self.identities = {key[1]: ident for key, ident in edges.identities.items() if key[0] == namespace}
         self.names = policy_base_names(self.identities.values())
         self.egress: dict[str, dict[Any, _RuleDraft]] = defaultdict(dict)
@@ -206,7 +227,13 @@ class _NamespaceBuilder:
             self.dns.add(edge, edge.src.pods, edge.dst.pods)
             return
         peer = self._peer(edge, "dst", _peer_text(edge, "src"))
-        if peer is not None:
+        names = dns_names(edge.dst_names) if edge.dst.kind == "world" and self.format.by_name else ()
+        if peer is not None and names:
+            for name in names:  # one rule per name: its ports are those used to any address it had
+                draft = self.egress[edge.src.selector].setdefault(Peer(fqdn=FQDN(name)), _RuleDraft())
+                draft.add(edge, edge.src.pods, ())
+                draft.addresses.add(edge.dst.selector)
+        elif peer is not None:
             draft = self.egress[edge.src.selector].setdefault(peer, _RuleDraft())
             draft.add(edge, edge.src.pods, edge.dst.pods)
             draft.names.update(edge.dst_names)
@@ -217,7 +244,7 @@ class _NamespaceBuilder:
         if edge.src.kind == "world":
             self.world_ingress[(edge.dst.selector, edge.protocol, edge.port)].append(edge)
             return
-        if edge.src.kind == "host":
+        if edge.src.kind == "host" and not (self.format.api == "cilium" and self.settings.allow_host_traffic):
             self._find(
                 FindingKind.HOST_TRAFFIC,
                 _peer_text(edge, "dst"),
@@ -289,28 +316,9 @@ class _NamespaceBuilder:
                 )
             return Peer(ip_block=IPBlock(selector)) if selector else None
         if kind == "kube-apiserver" and selector:
-            self._find(
-                FindingKind.KUBE_APISERVER,
-                subject,
-                f"{_direction(side)} kube-apiserver at {selector} on "
-                f"{_port_text(edge)}: allowed by address; with Cilium use toEntities: kube-apiserver",
-                edge,
-            )
-            return Peer(ip_block=IPBlock(selector))
+            return self._api_server_peer(edge, side, subject)
         if kind in _NODE_KINDS and selector:
-            self._find(
-                FindingKind.HOST_TRAFFIC,
-                subject,
-                f"{_direction(side)} {kind} {selector} on {_port_text(edge)}: node "
-                "traffic is "
-                + (
-                    "allowed by address (--allow-host-traffic)"
-                    if self.settings.allow_host_traffic
-                    else "not turned into rules; use the CNI's node policy or --allow-host-traffic"
-                ),
-                edge,
-            )
-            return Peer(ip_block=IPBlock(selector)) if self.settings.allow_host_traffic else None
+            return self._node_peer(edge, side, subject)
         self._find(
             FindingKind.UNKNOWN_PEER,
             subject,
@@ -319,6 +327,40 @@ class _NamespaceBuilder:
             edge,
         )
         return None
+
+    def _api_server_peer(self, edge: Edge, side: Side, subject: str) -> Peer:
+        """The API server: Cilium's `kube-apiserver` entity, else its address."""
+        selector, by_entity = edge.end(side).selector, self.format.api == "cilium"
+        self._find(
+            FindingKind.KUBE_APISERVER,
+            subject,
+            f"{_direction(side)} kube-apiserver at {selector} on {_port_text(edge)}: "
+            + ("allowed by the kube-apiserver entity" if by_entity else
+               "allowed by address; with Cilium use toEntities: kube-apiserver"),
+            edge,
+        )
+        return Peer(entity="kube-apiserver") if by_entity else Peer(ip_block=IPBlock(selector))
+
+    def _node_peer(self, edge: Edge, side: Side, subject: str) -> Peer | None:
+        """Node traffic: a rule only with --allow-host-traffic (Cilium: by entity, else by address)."""
+        kind, selector = edge.end(side).kind, edge.end(side).selector
+        by_entity = self.format.api == "cilium"
+        self._find(
+            FindingKind.HOST_TRAFFIC,
+            subject,
+            f"{_direction(side)} {kind} {selector} on {_port_text(edge)}: node "
+            "traffic is "
+            + (
+                (f"allowed by the {kind} entity (--allow-host-traffic)" if by_entity else
+                 "allowed by address (--allow-host-traffic)")
+                if self.settings.allow_host_traffic
+                else "not turned into rules; use the CNI's node policy or --allow-host-traffic"
+            ),
+            edge,
+        )
+        if not self.settings.allow_host_traffic:
+            return None
+        return Peer(entity=kind) if by_entity else Peer(ip_block=IPBlock(selector))
 
     def _selects_dns_pods(self, edge: Edge) -> bool:
         """Whether the edge goes to the cluster DNS pods (by the settings) on a DNS port."""
@@ -396,7 +438,20 @@ class _NamespaceBuilder:
                 result.append(self._workload_policy(identity, f"{base}-ingress", "Ingress", self.ingress[selector]))
             if self.egress.get(selector):
                 result.append(self._workload_policy(identity, f"{base}-egress", "Egress", self.egress[selector]))
-        return result
+        return [self._native(policy) for policy in result]
+
+    def _native(self, policy: NetworkPolicy) -> NetworkPolicy:
+        """The policy as the chosen API writes it (Calico: in a tier, with an order)."""
+        fmt = self.format
+        if fmt.api == "kubernetes":
+            return policy
+        if fmt.api == "cilium":
+            return replace(policy, api="cilium")
+        return replace(policy, api="calico", tier=fmt.tier, order=fmt.order, staged=fmt.staged)
+
+    def _by_name(self) -> bool:
+        """Whether a rule of the namespace allows egress by DNS name (the DNS proxy must then learn addresses)."""
+        return any(peer.fqdn is not None for drafts in self.egress.values() for peer in drafts)
 
     def _public_ingress(self) -> None:
         threshold = self.settings.public_ingress_threshold
@@ -447,6 +502,7 @@ class _NamespaceBuilder:
         ports = tuple(PortSpec(protocol=p, port=n) for n in dns.ports for p in protocols)
         evidence = None
         draft = self.dns
+        proxy = self.format.api == "cilium" and self._by_name()
         if draft.first is not None and draft.last is not None:
             evidence = Evidence(
                 draft.flows,
@@ -465,10 +521,15 @@ class _NamespaceBuilder:
                     peers=(peer,),
                     ports=tuple(sorted(ports, key=lambda p: (p.port or 0, p.protocol))),
                     evidence=evidence,
+                    dns_proxy=proxy,
                 ),
             ),
             labels=MANAGED_BY,
-            comment=("Every pod may resolve names through the cluster DNS, over UDP and TCP.",),
+            comment=(
+                "Every pod may resolve names through the cluster DNS, over UDP and TCP.",
+                *(("Through the DNS proxy, so the agent learns the addresses behind the toFQDNs names.",) if proxy
+                  else ()),
+            ),
         )
 
     def _workload_policy(
@@ -505,10 +566,27 @@ def _merge_port(existing: _RuleDraft | None, new: _RuleDraft) -> _RuleDraft:
         existing.names | new.names,
         existing.notes | new.notes,
         existing.verdicts + new.verdicts,
+        existing.addresses | new.addresses,
     )
 
 
+def dns_names(names: Iterable[str]) -> tuple[str, ...]:
+    """The names a rule may allow by: lower-case, without the trailing dot, and only those both
+    Cilium and Calico accept (letters, digits, `-`, `_` and dots, at most 255 characters)."""
+    found = {name.lower().rstrip(".") for name in names}
+    return tuple(sorted(n for n in found if len(n) <= 255 and _DNS_NAME.fullmatch(n)))
+
+
+def _address_order(selector: str) -> tuple[int, int, int]:
+    network = ipaddress.ip_network(selector, strict=False)
+    return (network.version, int(network.network_address), network.prefixlen)
+
+
 def _peer_sort_key(peer: Peer) -> tuple[Any, ...]:
+    if peer.fqdn is not None:
+        return (3, peer.fqdn.text, "", 0, 0, 0)
+    if peer.entity is not None:
+        return (4, peer.entity, "", 0, 0, 0)
     if peer.ip_block is not None:
         network = ipaddress.ip_network(peer.ip_block.cidr, strict=False)
         return (2, "", "", network.version, int(network.network_address), network.prefixlen)

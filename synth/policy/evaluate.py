@@ -92,10 +92,10 @@ class Engine:
                     namespace=p.namespace,
                     pod_selector=self._cache.intern(p.pod_selector),
                     selector_text=selector_target_text(p.pod_selector),
-                    ingress=compile_rules(p.ingress, f"{key} ingress", p.namespace, self._cache)
+                    ingress=compile_rules(p.ingress, f"{key} ingress", p.namespace, self._cache, p.api)
                     if "Ingress" in p.policy_types
                     else None,
-                    egress=compile_rules(p.egress, f"{key} egress", p.namespace, self._cache)
+                    egress=compile_rules(p.egress, f"{key} egress", p.namespace, self._cache, p.api)
                     if "Egress" in p.policy_types
                     else None,
                 )
@@ -245,6 +245,7 @@ def _end_key(end: Endpoint) -> object:
         labels_key(end.labels),
         labels_key(end.namespace_labels),
         end.ip,
+        end.names,
         None if end.named_ports is None else tuple(sorted(end.named_ports.items())),
         None if end.unresolved_ports is None else tuple(sorted(end.unresolved_ports.items())),
     )

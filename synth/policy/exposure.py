@@ -4,10 +4,12 @@ Candidates are built from the recording, so they speak of workloads that exist:
 - between pod workloads (each owner group apart, so a selector that also selects a sibling
   workload shows): every source to every destination on each port the destination was reached on,
   and on one port no flow and no rule names (a rule without ports opens every port);
-- with the world: every address seen (as a source or a destination) with the workloads on the
-  ports seen, and probe addresses that no flow used: one inside each `ipBlock` of the policies
-  (outside its `except` ranges) and one documentation address (RFC 5737/3849), so an address range
-  wider than the addresses seen shows.
+- with the world: every address seen (as a source or a destination, with the DNS names seen for
+  it) with the workloads on the ports seen, and probe addresses that no flow used: one inside each
+  `ipBlock` of the policies (outside its `except` ranges) and one documentation address (RFC
+  5737/3849), so an address range wider than the addresses seen shows. A DNS-name rule (`toFQDNs`,
+  Calico `domains`) allows a name, whatever address it resolves to: an address allowed only by such
+  rules counts as used when the workload used one of its names on that port.
 
 A candidate counts when the engine allows it and a rule of an isolating policy is what allows it.
 A workload in scope that no policy isolates in a direction is one allowance (`-> any`, `any ->`):
@@ -98,11 +100,16 @@ def unobserved_allowances(
     observed = {(p.src, p.dst, p.traffic.protocol, p.traffic.port) for p in pairs if p.allowed}
     probe_port = _unnamed_port(pairs, policies)
     found: dict[tuple[object, ...], Allowance] = {}
+    names_used, name_rules = _names_used(pairs), _name_rules(policies)
     for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces, probe_port):
         decision = engine.evaluate(traffic)
         rules = _allowing_rules(decision)
         if decision.verdict != Verdict.ALLOWED or not rules:
             continue
+        if set(rules) <= name_rules and any(
+            (src, src_workload, name, traffic.protocol, traffic.port) in names_used for name in traffic.dst.names
+        ):
+            continue  # a DNS-name rule: the workload used this name on this port, whichever address it had
         flag = _flag(src, dst, traffic, observed, policies, decision, dns)
         if flag == "public":  # one allowance for the whole internet, not one per address tried
             src = EndpointRef("world", None, "::/0" if ":" in src.selector else "0.0.0.0/0")
@@ -234,13 +241,34 @@ def _world_candidates(
     known = {end.ip for p in pairs for end in (p.traffic.src, p.traffic.dst) if end.ip}
     addresses |= set(_probe_addresses(policies, known))
     candidate_ports = sorted({*seen_ports, *ports})
+    names = {end.ip: end.names for p in pairs for end in (p.traffic.src, p.traffic.dst) if end.kind == "world"}
     for address in sorted(addresses, key=_address_order):
-        world = Endpoint("world", ip=address)
+        world = Endpoint("world", ip=address, names=names.get(address, ()))
         ref = EndpointRef("world", None, address_selector(address))
         for (pod_ref, workload), pod in workloads.items():
             for protocol, port in candidate_ports:
                 yield pod_ref, ref, Traffic(pod, world, protocol, port), workload, ""
                 yield ref, pod_ref, Traffic(world, pod, protocol, port), "", workload
+
+
+def _names_used(pairs: Sequence[ObservedPair]) -> set[tuple[EndpointRef, str, str, str, int | None]]:
+    """(source, its workload, DNS name, protocol, port) of the observed world egress."""
+    return {
+        (p.src, p.src_workload, name, p.traffic.protocol, p.traffic.port)
+        for p in pairs
+        if p.allowed and p.dst.kind == "world"
+        for name in p.traffic.dst.names
+    }
+
+
+def _name_rules(policies: PolicySet) -> set[str]:
+    """The egress rules (`ns/name egress[i]`) that allow by DNS name only: a name stands for every address it has."""
+    return {
+        f"{p.namespace}/{p.name} egress[{i}]"
+        for p in policies.policies
+        for i, rule in enumerate(p.egress)
+        if rule.peers and all(peer.fqdn is not None for peer in rule.peers)
+    }
 
 
 def _probe_addresses(policies: PolicySet, seen: Iterable[str]) -> Iterator[str]:

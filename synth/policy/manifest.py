@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -40,7 +41,15 @@ from synth.policy.fields import (
     string_map,
 )
 
-__all__ = ["API_VERSION", "normalised_yaml", "policy_from_object", "policy_to_manifest"]
+__all__ = [
+    "API_VERSION",
+    "ip_block",
+    "label_selector",
+    "normalised_yaml",
+    "one_peer_and_protocol",
+    "policy_from_object",
+    "policy_to_manifest",
+]
 
 API_VERSION = "networking.k8s.io/v1"
 
@@ -73,7 +82,7 @@ def policy_from_object(obj: Mapping[str, Any], origin: str, default_namespace: s
     return NetworkPolicy(
         name=name,
         namespace=namespace,
-        pod_selector=_selector(spec.get("podSelector"), "spec.podSelector", w),
+        pod_selector=label_selector(spec.get("podSelector"), "spec.podSelector", w),
         policy_types=_policy_types(spec.get("policyTypes"), bool(egress), w),
         ingress=_rules(spec.get("ingress"), "spec.ingress", "from", w),
         egress=egress,
@@ -99,7 +108,8 @@ def _policy_types(value: object, has_egress: bool, w: Where) -> tuple[PolicyType
     return tuple(t for t in _POLICY_TYPES if t in given)
 
 
-def _selector(value: object, path: str, w: Where) -> LabelSelector:
+def label_selector(value: object, path: str, w: Where) -> LabelSelector:
+    """A `metav1.LabelSelector` (valid keys and values, known operators), expressions sorted."""
     body = mapping_field(value, path, w)
     check_keys(body, ("matchLabels", "matchExpressions"), path, w)
     labels = mapping_field(body.get("matchLabels"), f"{path}.matchLabels", w)
@@ -161,15 +171,16 @@ def _peer(value: object, path: str, w: Where) -> Peer:
     if "ipBlock" in present and len(present) > 1:
         w.fail(path, "ipBlock cannot be combined with podSelector or namespaceSelector in one peer")
     if "ipBlock" in present:
-        return Peer(ip_block=_ip_block(body["ipBlock"], f"{path}.ipBlock", w))
+        return Peer(ip_block=ip_block(body["ipBlock"], f"{path}.ipBlock", w))
     pods, spaces = body.get("podSelector"), body.get("namespaceSelector")
     return Peer(
-        pod_selector=None if pods is None else _selector(pods, f"{path}.podSelector", w),
-        namespace_selector=None if spaces is None else _selector(spaces, f"{path}.namespaceSelector", w),
+        pod_selector=None if pods is None else label_selector(pods, f"{path}.podSelector", w),
+        namespace_selector=None if spaces is None else label_selector(spaces, f"{path}.namespaceSelector", w),
     )
 
 
-def _ip_block(value: object, path: str, w: Where) -> IPBlock:
+def ip_block(value: object, path: str, w: Where) -> IPBlock:
+    """An `ipBlock`: a CIDR and `except` ranges strictly inside it, of the same family."""
     body = mapping_field(value, path, w)
     check_keys(body, ("cidr", "except"), path, w)
     cidr = body.get("cidr")
@@ -243,11 +254,42 @@ def policy_to_manifest(policy: NetworkPolicy) -> dict[str, Any]:
         "podSelector": _selector_manifest(policy.pod_selector),
         "policyTypes": [t for t in _POLICY_TYPES if t in policy.policy_types],
     }
-    if policy.ingress:
-        spec["ingress"] = [_rule_manifest(r, "from") for r in policy.ingress]
-    if policy.egress:
-        spec["egress"] = [_rule_manifest(r, "to") for r in policy.egress]
-    return {"apiVersion": API_VERSION, "kind": "NetworkPolicy", "metadata": metadata, "spec": spec}
+    if policy.api == "calico":
+        spec |= {"tier": policy.tier or "default"} | ({} if policy.order is None else {"order": policy.order})
+    ingress, egress = policy.ingress, policy.egress
+    if policy.api == "calico":
+        ingress, egress = one_peer_and_protocol(ingress), one_peer_and_protocol(egress)
+    if ingress:
+        spec["ingress"] = [_rule_manifest(r, "from") for r in ingress]
+    if egress:
+        spec["egress"] = [_rule_manifest(r, "to") for r in egress]
+    api_version, kind = _NATIVE_KINDS[(policy.api, policy.staged)]
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
+
+
+# Cilium and Calico policies are compared in the model's normalised form (their L3/L4 meaning), under their own kind.
+_NATIVE_KINDS = {
+    ("kubernetes", False): (API_VERSION, "NetworkPolicy"),
+    ("cilium", False): ("cilium.io/v2", "CiliumNetworkPolicy"),
+    ("calico", False): ("projectcalico.org/v3", "NetworkPolicy"),
+    ("calico", True): ("projectcalico.org/v3", "StagedNetworkPolicy"),
+}
+
+
+def one_peer_and_protocol(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """The rules as Calico writes them: one per peer and protocol (a Calico rule has one protocol, and
+    IPv4 and IPv6 networks never share one), in order; the same meaning."""
+    out = []
+    for rule in rules:
+        protocols = sorted({p.protocol for p in rule.ports})
+        for peer in rule.peers or (None,):
+            peers = () if peer is None else (peer,)
+            if not protocols:
+                out.append(replace(rule, peers=peers))
+            for protocol in protocols:
+                ports = tuple(p for p in rule.ports if p.protocol == protocol)
+                out.append(replace(rule, peers=peers, ports=ports))
+    return tuple(out)
 
 
 def _selector_manifest(selector: LabelSelector) -> dict[str, Any]:
@@ -268,11 +310,17 @@ def _rule_manifest(rule: Rule, peer_field: str) -> dict[str, Any]:
         out[peer_field] = [_peer_manifest(p) for p in rule.peers]
     if rule.ports:
         out["ports"] = [_port_manifest(p) for p in rule.ports]
+    if rule.dns_proxy:
+        out["dnsProxy"] = True
     return out
 
 
 def _peer_manifest(peer: Peer) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if peer.entity is not None:
+        out["entity"] = peer.entity
+    if peer.fqdn is not None:
+        out["dnsName" if not peer.fqdn.pattern else "dnsPattern"] = peer.fqdn.text
     if peer.ip_block is not None:
         out["ipBlock"] = {"cidr": peer.ip_block.cidr}
         if peer.ip_block.except_:

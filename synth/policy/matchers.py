@@ -20,6 +20,12 @@ Peers compile by this table (an absent selector is `-`, the policy's namespace i
 | S           | N                 | pods matching S in namespaces matching N  |
 | ipBlock     |                   | any end (pod or not) whose IP is in cidr and in no except |
 
+Cilium and Calico add their own peers, compiled by the policy's API: a Cilium CIDR matches only ends
+without a Cilium identity (the world: never pods, nodes or the API server); an entity matches ends
+of its kind (`kube-apiserver`, `host`, `remote-node`, `world`, `cluster`, `all`, ...); a DNS name
+(`toFQDNs`, Calico `domains`) matches a world end when one of the names seen for its address
+matches, in the API's wildcard dialect.
+
 Selectors never match non-pod ends (nodes, world). A pod and a namespace selector in one peer are
 ANDed; two peers are ORed (`any_of`).
 """
@@ -27,11 +33,13 @@ ANDed; two peers are ORed (`any_of`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from synth.core.model import IPBlock, LabelSelector, Peer, PortSpec, Rule
+from synth.base.config import VOLATILE_LABELS, VOLATILE_PREFIXES
+from synth.core.model import FQDN, IPBlock, LabelSelector, Peer, PolicyAPI, PortSpec, Rule
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DEFINED_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
@@ -95,6 +103,7 @@ class Endpoint:
     named_ports: Mapping[str, tuple[int, str]] | None = None
     name: str | None = None
     unresolved_ports: Mapping[str, str] | None = None
+    names: tuple[str, ...] = ()  # DNS names seen for the address of a world end
 
     @property
     def is_pod(self) -> bool:
@@ -102,9 +111,16 @@ class Endpoint:
         return self.kind == "pod"
 
     def describe(self) -> str:
-        """A short human name: `pod x/a`, `pod x/{pod=a}`, `world 1.2.3.4`."""
+        """A short human name: `pod x/a`, `pod x/{pod=a}`, `world 1.2.3.4`.
+
+        Run and rollout labels (job-name, pod-template-hash, versions) are left out: every run of a
+        CronJob would otherwise give the same reason once per job name.
+        """
         if self.is_pod:
-            labels = ",".join(f"{k}={v}" for k, v in sorted((self.labels or {}).items()))
+            labels = ",".join(
+                f"{k}={v}" for k, v in sorted((self.labels or {}).items())
+                if k not in VOLATILE_LABELS and not k.startswith(VOLATILE_PREFIXES)
+            )
             who = self.name or "{" + labels + "}"
             return f"pod {self.namespace or '?'}/{who}"
         return f"{self.kind} {self.ip}" if self.ip else self.kind
@@ -207,10 +223,13 @@ class IPPeer:
     network: IPNetwork
     holes: tuple[IPNetwork, ...]
     text: str
+    identities: bool = True  # False for Cilium: ends with an identity (pods, nodes, ...) never match
 
     def match(self, end: Endpoint, cache: SelectorCache) -> Match:
         """Whether the end's IP is inside the block."""
         del cache
+        if not self.identities and end.kind not in ("world", "unknown"):
+            return False
         if end.ip is None:
             return Unknown(f"IP of {end.describe()} unknown")
         address = parse_ip(end.ip)
@@ -221,7 +240,46 @@ class IPPeer:
         return not any(address in hole for hole in self.holes)
 
 
-PeerMatcher = PodPeer | IPPeer
+_ENTITY_KINDS: dict[str, frozenset[str]] = {
+    "all": frozenset({"pod", "host", "remote-node", "kube-apiserver", "world", "ingress", "health", "unknown"}),
+    "cluster": frozenset({"pod", "host", "remote-node", "kube-apiserver", "ingress", "health", "unknown"}),
+    "world": frozenset({"world"}),
+    "world-ipv4": frozenset({"world"}),
+    "world-ipv6": frozenset({"world"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EntityPeer:
+    """A Cilium entity: the ends of its kinds (`host` is the local node, `remote-node` the others)."""
+
+    kinds: frozenset[str]
+    text: str
+
+    def match(self, end: Endpoint, cache: SelectorCache) -> Match:
+        """Whether the end is of one of the entity's kinds."""
+        del cache
+        if end.kind == "unknown" and "unknown" not in self.kinds:
+            return Unknown("whether the unknown end is of this entity is unknown")
+        return end.kind in self.kinds
+
+
+@dataclass(frozen=True, slots=True)
+class NamePeer:
+    """A DNS name peer: a world end one of whose seen names matches `pattern`."""
+
+    pattern: re.Pattern[str]
+    text: str
+
+    def match(self, end: Endpoint, cache: SelectorCache) -> Match:
+        """Whether a name seen for the end's address matches (pods and nodes never do)."""
+        del cache
+        if end.kind == "unknown":
+            return Unknown("whether the unknown end is outside the cluster is unknown")
+        return end.kind == "world" and any(self.pattern.fullmatch(n.lower().rstrip(".")) for n in end.names)
+
+
+PeerMatcher = PodPeer | IPPeer | EntityPeer | NamePeer
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,10 +370,15 @@ def _selector_text(selector: LabelSelector) -> str:
     return "{" + selector.canonical() + "}"
 
 
-def compile_peer(peer: Peer, namespace: str, cache: SelectorCache) -> PeerMatcher:
-    """Compile one peer by the table in this module's docstring."""
+def compile_peer(peer: Peer, namespace: str, cache: SelectorCache, api: PolicyAPI = "kubernetes") -> PeerMatcher:
+    """Compile one peer by the table in this module's docstring, in the semantics of `api`."""
+    if peer.entity is not None:
+        return EntityPeer(_ENTITY_KINDS.get(peer.entity, frozenset({peer.entity})), f"entity {peer.entity}")
+    if peer.fqdn is not None:
+        return NamePeer(fqdn_pattern(peer.fqdn, api), f"name {peer.fqdn.text}")
     if peer.ip_block is not None:
-        return _compile_ip_block(peer.ip_block)
+        block = _compile_ip_block(peer.ip_block)
+        return IPPeer(block.network, block.holes, block.text, identities=False) if api == "cilium" else block
     pods = peer.pod_selector
     pod_id = None if pods is None or pods.is_empty else cache.intern(pods)
     pod_text = "all pods" if pod_id is None or pods is None else f"pods {_selector_text(pods)}"
@@ -334,12 +397,35 @@ def _compile_ip_block(block: IPBlock) -> IPPeer:
     return IPPeer(network, holes, text)
 
 
-def compile_rules(rules: tuple[Rule, ...], ref: str, namespace: str, cache: SelectorCache) -> tuple[CompiledRule, ...]:
+_LABEL_CHARS = "[-a-z0-9_]"
+
+
+@lru_cache(maxsize=4096)
+def fqdn_pattern(fqdn: FQDN, api: PolicyAPI) -> re.Pattern[str]:
+    """The regular expression of a name or pattern. Cilium: `*` is any run within one label, `*`
+    alone any name, a leading `**.` one or more labels; Calico: a `*` label is one or more labels."""
+    text = fqdn.text.lower().rstrip(".")
+    if not fqdn.pattern:
+        return re.compile(re.escape(text))
+    if api == "calico":
+        any_labels = f"{_LABEL_CHARS}+(?:\\.{_LABEL_CHARS}+)*"
+        return re.compile("\\.".join(any_labels if part == "*" else re.escape(part) for part in text.split(".")))
+    if text == "*":
+        return re.compile(".*")
+    prefix = ""
+    if text.startswith("**."):
+        prefix, text = f"(?:{_LABEL_CHARS}+\\.)+", text[3:]
+    return re.compile(prefix + f"{_LABEL_CHARS}*".join(re.escape(part) for part in text.split("*")))
+
+
+def compile_rules(
+    rules: tuple[Rule, ...], ref: str, namespace: str, cache: SelectorCache, api: PolicyAPI = "kubernetes"
+) -> tuple[CompiledRule, ...]:
     """Compile a policy's ingress or egress list; `ref` is like `x/allow-a ingress`."""
     return tuple(
         CompiledRule(
             ref=f"{ref}[{i}]",
-            peers=tuple(compile_peer(p, namespace, cache) for p in rule.peers),
+            peers=tuple(compile_peer(p, namespace, cache, api) for p in rule.peers),
             ports=tuple(_compile_port(p) for p in rule.ports),
         )
         for i, rule in enumerate(rules)

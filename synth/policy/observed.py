@@ -34,6 +34,7 @@ from synth.core.aggregate import (
     datetime_of,
 )
 from synth.core.aggregate import finish as finish_edges
+from synth.core.filters import EndFacts, TrafficFilter
 from synth.core.identity import Identity
 from synth.policy.evaluate import Endpoint, Traffic
 from synth.policy.matchers import DEFINED_PROTOCOLS
@@ -46,6 +47,7 @@ __all__ = [
     "ObservedPair",
     "Unobserved",
     "observe_batches",
+    "pair_passes",
     "unobserved_connections",
 ]
 
@@ -113,6 +115,16 @@ class Observed:
     edges: EdgeSet
     pairs: tuple[ObservedPair, ...]
     stats: AggregateStats
+
+
+def pair_passes(pair: ObservedPair, wanted: TrafficFilter) -> bool:
+    """Whether a pair passes the filters `synth edges` takes too (pods, labels, namespaces, port, verdict)."""
+    ends = [
+        EndFacts(end.namespace, pods, (dict(end.labels),) if end.labels is not None else ())
+        if end.kind == "pod" else EndFacts(None)
+        for end, pods in ((pair.traffic.src, pair.src_pods), (pair.traffic.dst, pair.dst_pods))
+    ]
+    return wanted.accepts(ends[0], ends[1], pair.traffic.protocol, pair.traffic.port, pair.allowed)
 
 
 _EndKey = tuple[EndpointRef, str]  # a label-level end and, when told apart, its workload
@@ -234,8 +246,8 @@ def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict
         loopback = len(src_pods) == 1 and src_pods == dst_pods
         name = next(iter(src_pods)) if loopback else None
         traffic = Traffic(
-            _endpoint(src_side, acc.labels, namespace_labels, name),
-            _endpoint(dst_side, acc.labels, namespace_labels, name),
+            _endpoint(src_side, acc.labels, namespace_labels, name, edges.names),
+            _endpoint(dst_side, acc.labels, namespace_labels, name, edges.names),
             protocol,
             port,
         )
@@ -283,10 +295,13 @@ def _endpoint(
     labels: Mapping[str, tuple[tuple[str, str], ...]],
     namespace_labels: Mapping[str, dict[str, str]],
     name: str | None,
+    dns_names: Mapping[str, tuple[str, ...]],
 ) -> Endpoint:
     namespace = side.namespace
     if side.kind != "pod":
-        return Endpoint(side.kind, ip=side.addr or None)
+        # the names seen for the address anywhere in the recording: what a DNS-name rule matches by
+        names = dns_names.get(side.addr, ()) if side.kind == "world" and side.addr else ()
+        return Endpoint(side.kind, ip=side.addr or None, names=names)
     known = labels.get(side.labels_key) or ()
     seen = namespace_labels.get(namespace) if namespace else None
     return Endpoint(

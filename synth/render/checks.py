@@ -15,6 +15,7 @@ from synth.policy.exposure import Allowance
 from synth.policy.observed import EndpointRef
 from synth.policy.ports import NamedPortReport
 from synth.policy.verify import EdgeOutcome, VerifyResult
+from synth.render.tables import yaml_text
 
 __all__ = ["diff_json", "diff_markdown", "diff_summary", "diff_text", "named_ports_text", "render_diff",
            "render_verify", "verify_json", "verify_text"]
@@ -23,12 +24,16 @@ _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def render_verify(result: VerifyResult, output: str) -> str:
-    """The verify report as `text` or `json`."""
+    """The verify report as `table` (text), `json` or `yaml`."""
+    if output == "yaml":
+        return yaml_text(verify_json(result))
     return verify_json(result) if output == "json" else verify_text(result)
 
 
 def render_diff(result: DiffResult, output: str) -> str:
-    """The diff as `text`, `markdown` or `json`."""
+    """The diff as `table` (text), `markdown`, `json` or `yaml`."""
+    if output == "yaml":
+        return yaml_text(diff_json(result))
     return {"json": diff_json, "markdown": diff_markdown}.get(output, diff_text)(result)
 
 

@@ -21,6 +21,7 @@ import jinja2
 import yaml
 
 from synth.core.model import NetworkPolicy, Rule
+from synth.render.native import calico_rules, calico_selector, cilium_rules, number_text
 
 if TYPE_CHECKING:
     from synth.render.report import Report
@@ -87,6 +88,8 @@ def evidence_lines(rule: Rule, limit: int = 5) -> list[str]:
         lines.append(f"peer pods: {_list_text(evidence.peer_pods, limit)}")
     if evidence.names:
         lines.append(f"DNS names: {_list_text(evidence.names, limit)}")
+    if evidence.addresses:
+        lines.append(f"addresses: {_list_text(evidence.addresses, limit)}")
     lines.extend(evidence.notes)
     return lines
 
@@ -161,7 +164,24 @@ def render(template: str, **context: Any) -> str:
 
 
 def render_policy(policy: NetworkPolicy) -> str:
-    """One NetworkPolicy as a YAML document with its evidence comments."""
+    """One policy as a YAML document of its API (`policy.api`) with its evidence comments."""
+    if policy.api == "cilium":
+        sections = [
+            (direction, cilium_rules(rules, direction))
+            for direction, kind, rules in (("ingress", "Ingress", policy.ingress), ("egress", "Egress", policy.egress))
+            if kind in policy.policy_types
+        ]
+        return render("cilium.yaml.j2", policy=policy, sections=sections)
+    if policy.api == "calico":
+        return render(
+            "calico.yaml.j2",
+            policy=policy,
+            kind="StagedNetworkPolicy" if policy.staged else "NetworkPolicy",
+            order=number_text(policy.order if policy.order is not None else 1000.0),
+            selector=calico_selector(policy.pod_selector),
+            ingress=calico_rules(policy.ingress) if "Ingress" in policy.policy_types else (),
+            egress=calico_rules(policy.egress) if "Egress" in policy.policy_types else (),
+        )
     return render("policy.yaml.j2", policy=policy)
 
 

@@ -38,6 +38,7 @@ class RuleEvidence:
     last_seen: datetime | None
     names: tuple[str, ...]
     notes: tuple[str, ...]
+    addresses: tuple[str, ...] = ()  # the addresses seen behind a DNS-name rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +108,24 @@ class Naming:
         return self.addresses.get(cidr.split("/", 1)[0], ())
 
     def peer_kind(self, peer: Peer) -> str:
-        """What a rule's peer is: pod, namespace, anywhere, or the kind of endpoint behind an ipBlock."""
+        """What a rule's peer is: pod, namespace, anywhere, dns-name, entity, or the kind of endpoint
+        behind an ipBlock."""
+        if peer.fqdn is not None:
+            return "dns-name"
+        if peer.entity is not None:
+            return "entity"
         if peer.ip_block is not None:
             cidr = peer.ip_block.cidr
             return "anywhere" if cidr in ANYWHERE else self.kinds.get(cidr, "world")
         return "pod" if peer.pod_selector is not None else "namespace"
 
     def peer(self, peer: Peer, own: str) -> str:
-        """A rule's peer as `namespace/workload`, `any address (0.0.0.0/0)` or `world 203.0.113.10/32`."""
+        """A rule's peer as `namespace/workload`, `any address (0.0.0.0/0)`, `world 203.0.113.10/32`,
+        `DNS name api.example.com` or `entity kube-apiserver`."""
+        if peer.fqdn is not None:
+            return f"DNS {'pattern' if peer.fqdn.pattern else 'name'} {peer.fqdn.text}"
+        if peer.entity is not None:
+            return f"entity {peer.entity}"
         if peer.ip_block is not None:
             cidr = peer.ip_block.cidr
             if cidr in ANYWHERE:
@@ -182,6 +193,8 @@ def _rule_evidence(policy: NetworkPolicy, direction: str, rule: Rule, naming: Na
         names = evidence.names if evidence is not None else ()
         if peer.ip_block is not None and not names:
             names = naming.dns(peer.ip_block.cidr)
+        if peer.fqdn is not None:
+            names = (peer.fqdn.text,)
         yield RuleEvidence(
             policy=policy.name,
             direction=direction,
@@ -195,4 +208,5 @@ def _rule_evidence(policy: NetworkPolicy, direction: str, rule: Rule, naming: Na
             last_seen=utc(evidence.last_seen) if evidence else None,
             names=tuple(names),
             notes=evidence.notes if evidence else (),
+            addresses=evidence.addresses if evidence else (),
         )

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
-from synth.core.model import PolicySet
+from synth.core.model import PolicyFormat, PolicySet
 from synth.core.synthesize import Synthesis
 from synth.policy.diff import DiffResult
 from synth.policy.observed import EndpointRef
@@ -50,13 +50,14 @@ REPORT_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class ReportSettings:
-    """Risk thresholds, graph caps, and the folder the policies are written to (for the commands)."""
+    """Risk thresholds, graph caps, the folder the policies are written to and the store (for the commands)."""
 
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
     graph_nodes: int = 40
     graph_edges: int = 80
     surface_rows: int = 50
     out_dir: str = "policies"
+    store: str = "./synth-data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class Summary:
     newly_blocked_unexplained: int
     ok: bool
     deployed_verify: str = ""  # both halves for the deployed set, when one was given
+    policy_format: str = ""  # the API the policies are written for, when not networking.k8s.io/v1
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,7 @@ def build_report(
         newly_blocked_unexplained=unexplained,
         ok=verification.ok and unexplained == 0,
         deployed_verify=diff.deployed_check.summary() if diff and diff.deployed_check else "",
+        policy_format=_format_text(synthesis.format),
     )
     found = risks(
         synthesis.findings,
@@ -233,12 +236,26 @@ def build_report(
         window,
         sources,
         options.thresholds,
+        synthesis.format,
     )
     graphs = tuple(
         dependency_graph(ns, synthesis.policies, naming, options.graph_nodes, options.graph_edges) for ns in namespaces
     )
-    rollouts = tuple(_rollout(ns, generated.files, sources, options.out_dir, diff) for ns in namespaces)
+    rollouts = tuple(_rollout(ns, generated.files, sources, options, diff, synthesis.format) for ns in namespaces)
     return Report(summary, traffic, workloads, found, graphs, rollouts)
+
+
+def _format_text(policy_format: PolicyFormat) -> str:
+    """`Cilium CiliumNetworkPolicy (cilium.io/v2)`, ...; empty for Kubernetes NetworkPolicy."""
+    if policy_format.api == "cilium":
+        return "Cilium CiliumNetworkPolicy (cilium.io/v2)"
+    if policy_format.api == "calico":
+        edition = "Calico Enterprise/Cloud" if policy_format.calico_enterprise else "Calico"
+        kind = "StagedNetworkPolicy" if policy_format.staged else "NetworkPolicy"
+        staged = ": staged, shows what would be denied and enforces nothing" if policy_format.staged else ""
+        where = f"projectcalico.org/v3, tier {policy_format.tier}, order {policy_format.order:g}"
+        return f"{edition} {kind} ({where}){staged}"
+    return ""
 
 
 def _touches(row: Edge, namespaces: Sequence[str]) -> bool:
@@ -337,14 +354,20 @@ def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Edge]) -> Iso
 
 
 def _rollout(
-    namespace: str, files: Mapping[str, str], sources: Sequence[Source], out_dir: str, diff: DiffResult | None
+    namespace: str,
+    files: Mapping[str, str],
+    sources: Sequence[Source],
+    options: ReportSettings,
+    diff: DiffResult | None,
+    policy_format: PolicyFormat,
 ) -> Rollout:
     """Apply allow policies one by one, default-deny last; watch; roll back default-deny first.
 
-    Per-file commands rather than `kubectl apply -k`: kustomize's default (legacy) order sorts
-    resources of one kind by name, so `-k` does not keep default-deny last.
+    Per-file commands rather than `kubectl apply -k`, so the reviewer can stop between steps, and
+    because kubectl before 1.27 ignores the kustomization's `sortOptions` (kustomize then sorts by
+    name). Applying default-deny notes the time, so the check afterwards replays only what came later.
     """
-    folder = posixpath.join(out_dir, namespace)
+    folder = posixpath.join(options.out_dir, namespace)
     own = sorted(name.split("/", 1)[1] for name in files if name.startswith(f"{namespace}/"))
     allow = [name for name in own if name not in ("default-deny.yaml", "kustomization.yaml")]
     deny = shlex.quote(posixpath.join(folder, "default-deny.yaml"))
@@ -357,9 +380,18 @@ def _rollout(
             "Calico: watch the flow logs for records with action deny whose source or destination namespace is "
             f"{namespace} (flows.log of Calico Enterprise or Cloud, or Whisker and Goldmane in Calico 3.30+)."
         )
-    watch.append(f"synth verify --policies {shlex.quote(folder)} --namespace {shlex.quote(namespace)}")
+    if policy_format.staged:
+        notes.append(
+            "Staged: these policies enforce nothing. Their simulated verdict shows as policies.pending in the flow "
+            "logs and Whisker; when nothing wanted is denied there, regenerate without --staged and apply."
+        )
+    watch.append(
+        f"synth verify --policies {shlex.quote(folder)} --namespace {shlex.quote(namespace)} "
+        f'--store {shlex.quote(options.store)} --since "$ROLLED_OUT"'
+    )
     notes.append(
-        "synth verify replays flows recorded after the roll-out through the policies: exit 1 if any is denied."
+        "synth verify replays the flows recorded since default-deny was applied (keep recording into the same "
+        "store) through the policies: exit 1 if any is denied."
     )
     objects = diff.objects if diff is not None else ()
     removed = sorted(o.name for o in objects if o.namespace == namespace and o.status == "removed")
@@ -376,7 +408,7 @@ def _rollout(
     return Rollout(
         namespace=namespace,
         apply_allow=tuple(f"kubectl apply -f {shlex.quote(posixpath.join(folder, name))}" for name in allow),
-        apply_deny=f"kubectl apply -f {deny}",
+        apply_deny=f"kubectl apply -f {deny} && ROLLED_OUT=$(date -u +%Y-%m-%dT%H:%M:%SZ)",
         remove=remove,
         watch=tuple(watch),
         watch_notes=tuple(notes),

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from synth.base.config import SHORT_WINDOW_HOURS
 from synth.core.aggregate import Edge
 from synth.core.identity import Identity
+from synth.core.model import KUBERNETES, PolicyFormat
 from synth.core.synthesize import Finding, FindingKind
 from synth.render.naming import Naming, RuleEvidence, WorkloadRules, utc
 from synth.store.coverage import Source, Window
@@ -67,6 +68,14 @@ RISK_KINDS: tuple[tuple[str, str, str], ...] = (
         "Egress to the internet is allowed per address (`/32`), not per name. The addresses behind a DNS name "
         "rotate (SaaS, CDNs); when they do, the new ones are blocked. Consider FQDN rules (Cilium `toFQDNs`) "
         "or an egress gateway for these names.",
+    ),
+    (
+        "external-names",
+        "External egress by DNS name",
+        "Egress to the internet is allowed by the names the flows carried (Cilium `toFQDNs` `matchName`, Calico "
+        "`domains`), so addresses that rotate behind a name stay allowed. The agent learns the addresses only "
+        "from DNS answers it sees: `allow-dns` carries the DNS proxy rule (Cilium `rules.dns`), and the DNS "
+        "must go through the cluster DNS. Check that each name is one the workload should reach.",
     ),
     (
         "little-evidence",
@@ -146,6 +155,7 @@ def risks(
     window: Window,
     sources: Sequence[Source],
     thresholds: RiskThresholds,
+    policy_format: PolicyFormat = KUBERNETES,
 ) -> tuple[Risk, ...]:
     """Every risk kind that has items, in `RISK_KINDS` order. `rows` are the edges touching the namespaces."""
     namespaces = {w.namespace for w in workloads}
@@ -157,11 +167,28 @@ def risks(
             item = RiskItem(finding.subject, detail, finding.flows, utc(finding.first_seen), utc(finding.last_seen))
             groups[kind].append(item)
     groups["external-egress"] = _external(workloads)
+    groups["external-names"] = _by_name(workloads)
     groups["little-evidence"] = _little_evidence(workloads, window, thresholds)
     groups["partial-workload"] = _partial(rows, naming, window, thresholds, namespaces)
     groups["recording"] = _recording(window, sources, thresholds)
     groups["rejected-labels"] += _rejected(identities, namespaces, groups["rejected-labels"])
-    return tuple(Risk(kind, title, why, tuple(groups[kind])) for kind, title, why in RISK_KINDS if groups[kind])
+    return tuple(
+        Risk(kind, title, why + _format_note(kind, policy_format), tuple(groups[kind]))
+        for kind, title, why in RISK_KINDS
+        if groups[kind]
+    )
+
+
+def _format_note(kind: str, policy_format: PolicyFormat) -> str:
+    """What the chosen policy API adds to a risk's reason."""
+    if kind != "external-egress" or policy_format.api == "kubernetes":
+        return ""
+    if policy_format.api == "cilium":
+        return " With Cilium, addresses that had a DNS name are allowed by name (below); these had none."
+    if policy_format.calico_enterprise:
+        return " With `--calico-enterprise`, addresses that had a DNS name are allowed by name (below); these had none."
+    return (" Calico open source has no DNS-name rules (`destination.domains` is Calico Enterprise and Cloud only: "
+            "`--calico-enterprise` writes them), so these stay `nets`.")
 
 
 def _external(workloads: Sequence[WorkloadRules]) -> list[RiskItem]:
@@ -185,6 +212,26 @@ def _external(workloads: Sequence[WorkloadRules]) -> list[RiskItem]:
                 max((r.last_seen for r in rules if r.last_seen), default=None),
             )
         )
+    return items
+
+
+def _by_name(workloads: Sequence[WorkloadRules]) -> list[RiskItem]:
+    """DNS-name egress rules: one item per workload and name, with the addresses seen behind it."""
+    items = []
+    for group in workloads:
+        for rule in group.rules:
+            if rule.direction == "egress" and rule.peer_kind == "dns-name":
+                shown = ", ".join(a.split("/", 1)[0] for a in rule.addresses[:5])
+                more = f" (+{len(rule.addresses) - 5} more)" if len(rule.addresses) > 5 else ""
+                items.append(
+                    RiskItem(
+                        f"{group.namespace}/{group.workload}",
+                        f"{', '.join(rule.names)} on {rule.ports}: addresses seen {shown}{more}",
+                        rule.flows,
+                        rule.first_seen,
+                        rule.last_seen,
+                    )
+                )
     return items
 
 

@@ -1,4 +1,4 @@
-"""Text forms of edges and findings for the terminal: aligned tables, CSV, JSON."""
+"""Text forms of edges and findings for the terminal: aligned tables, CSV, JSON, YAML, markdown."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import io
 import json
 from datetime import datetime
 from typing import Any
+
+import yaml
 
 from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
 from synth.render.jinja import comment_text
@@ -25,9 +27,12 @@ def _stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def edges_table(edges: EdgeSet) -> str:
-    """An aligned table, one edge per line; untrusted text escaped."""
-    header = ("SOURCE", "DESTINATION", "PORT", "FLOWS", "FIRST SEEN", "LAST SEEN", "VERDICT")
+_HEADER = ("SOURCE", "DESTINATION", "PORT", "FLOWS", "FIRST SEEN", "LAST SEEN", "VERDICT")
+
+
+def _edge_rows(edges: EdgeSet) -> list[tuple[str, ...]]:
+    """One row of cells per edge, ordered by what the table shows (the selectors behind the names are in
+    the JSON and CSV forms); untrusted text escaped."""
     lines = []
     for edge in edges.edges:
         lines.append(
@@ -41,10 +46,34 @@ def edges_table(edges: EdgeSet) -> str:
                 "allowed" if edge.allowed else "denied",
             )
         )
-    # ordered by what the table shows (the selectors behind the names are in the JSON and CSV forms)
-    lines = [header, *sorted(lines, key=lambda line: (line[0], line[1], _port_order(line[2]), line[6]))]
+    return sorted(lines, key=lambda line: (line[0], line[1], _port_order(line[2]), line[6]))
+
+
+def edges_table(edges: EdgeSet) -> str:
+    """An aligned table, one edge per line."""
+    header = _HEADER
+    lines = [header, *_edge_rows(edges)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines) + "\n"
+
+
+def edges_markdown(edges: EdgeSet) -> str:
+    """A GitHub markdown table of the same rows (pipes escaped)."""
+    lines = ["| " + " | ".join(h.lower() for h in _HEADER) + " |", "|---|---|---|---:|---|---|---|"]
+    for row in _edge_rows(edges):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def yaml_text(json_text: str) -> str:
+    """A JSON document of ours as block YAML, keys in the same (sorted) order: `-o yaml` everywhere."""
+    return str(yaml.safe_dump(json.loads(json_text), sort_keys=False, allow_unicode=True, default_flow_style=False))
+
+
+def manifest_list_json(stream: str) -> str:
+    """A multi-document YAML stream of manifests as one `kind: List` in JSON, documents in order."""
+    items = [document for document in yaml.safe_load_all(stream) if document is not None]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2) + "\n"
 
 
 def _port_order(text: str) -> tuple[str, int]:
@@ -74,6 +103,11 @@ def _plain(edge: Edge) -> dict[str, Any]:
 def edges_json(edges: EdgeSet) -> str:
     """The edges as a JSON array of EDGE_SCHEMA rows."""
     return json.dumps([_plain(edge) for edge in edges.edges], indent=2, sort_keys=True) + "\n"
+
+
+def edges_yaml(edges: EdgeSet) -> str:
+    """The JSON form as YAML."""
+    return yaml_text(edges_json(edges))
 
 
 def edges_csv(edges: EdgeSet) -> str:

@@ -128,6 +128,23 @@ class FlowColumns:
         return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
 
 
+def dictionary_column(name: str, indices: pa.Array) -> pa.DictionaryArray:
+    """A FLOW_SCHEMA column of fixed vocabulary (`verdict`, `src_kind`, ...) from row indices into it."""
+    return pa.DictionaryArray.from_arrays(indices, _DICTIONARIES[name])
+
+
+def label_map(rows: Iterable[Labels]) -> pa.MapArray:
+    """A map<string,string> column from label tuples."""
+    offsets, keys, values = [0], [], []
+    for items in rows:
+        for key, value in items:
+            keys.append(key)
+            values.append(value)
+        offsets.append(len(keys))
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
+                                   pa.array(values, pa.string()))
+
+
 @lru_cache(maxsize=65536)
 def split_label(label: str) -> tuple[str, str]:
     """`key=value` → (key, value); a bare `key` has the empty value."""

@@ -1,37 +1,25 @@
-"""Parse whole-line blocks of an input on every core, keeping the input's order.
+"""Blocks of an input read ahead on a thread, and the counts each block's parsing returns.
 
-The reading process hashes and splits the input into blocks; worker processes parse blocks into
-Arrow batches and send them back as IPC bytes; results are taken in input order, so the store gets
-the same rows whatever the number of workers. At most two blocks per worker are in flight, so
-memory stays flat however large the input is.
-
-Workers never outlive the reading process: each asks the kernel to kill it when its parent dies
-(Linux `PR_SET_PDEATHSIG`; elsewhere a thread watches the parent), so `kill -9` of an import leaves
-no process behind, and the multiprocessing resource tracker ends once the workers are gone. Workers
-start with SIGINT blocked and then ignore it: Ctrl-C reaches the whole process group, and only the
-reading process decides what an interrupt means (it stops the workers; the import discards what it
-staged).
+The reading thread reads, decompresses and hashes the next block while the current one is
+parsed (zlib, hashlib and file reads release the GIL; DuckDB parses on its own threads), so
+one import uses every core without worker processes: nothing can outlive the import, whatever
+ends it, and memory is that of one process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import multiprocessing
 import os
-import signal
+import queue
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
+from typing import TypeVar
 
 import pyarrow as pa
 
 from synth.sources.interface import KEPT_SKIPS, SourceStats
-from synth.store.schema import FLOW_SCHEMA
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -42,11 +30,8 @@ class BlockResult:
     stats: SourceStats = field(default_factory=SourceStats)
 
 
-BlockParser = Callable[[int, bytes], BlockResult]
-
-
 def default_jobs() -> int:
-    """Worker processes for an import: one per core the process may use, at most 4."""
+    """Threads for parsing: one per core the process may use, at most 4."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -67,111 +52,44 @@ def merge_stats(total: SourceStats, part: SourceStats) -> None:
         total.saw_time(part.first_time_ns, part.last_time_ns)
 
 
-_PR_SET_PDEATHSIG = 1
-_PARENT_POLL_S = 1.0
+_END = object()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: end this process when `parent_pid` ends, however it ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not _kill_on_parent_death():
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
-    # The parent may have died before the request above was made; then this process was already adopted.
-    if os.getppid() != parent_pid:
-        os._exit(1)
+def prefetched(items: Iterator[T], ahead: int = 1) -> Iterator[T]:
+    """The items of `items`, produced on a thread up to `ahead` items before they are taken.
 
+    An error of the producer is raised here, in order; when the consumer stops early, the thread
+    stops at its next item (it is a daemon: one blocked on its input never holds the process).
+    """
+    slots: queue.Queue[object] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
 
-def _kill_on_parent_death() -> bool:
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                slots.put(item)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            slots.put(e)
+            return
+        slots.put(_END)
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
-    except (OSError, AttributeError):  # not Linux
-        return False
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(_PARENT_POLL_S)
-    os._exit(1)
-
-
-def _in_worker(parser: BlockParser, start: int, block: bytes) -> tuple[bytes, SourceStats]:
-    result = parser(start, block)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, FLOW_SCHEMA) as writer:
-        for batch in result.batches:
-            writer.write_batch(batch)
-    return sink.getvalue().to_pybytes(), result.stats
-
-
-def _from_ipc(data: bytes) -> list[pa.RecordBatch]:
-    return list(pa.ipc.open_stream(data))
-
-
-def parse_blocks(blocks: Iterator[tuple[int, bytes]], parser: BlockParser, jobs: int,
-                 stats: SourceStats) -> Iterator[pa.RecordBatch]:
-    """Batches of every block in input order; uses worker processes when there is more than one block."""
-    first = next(blocks, None)
-    if first is None:
-        return
-    second = next(blocks, None)
-    if second is None or jobs <= 1:
-        for start, block in _chain(first, second, blocks):
-            result = parser(start, block)
-            merge_stats(stats, result.stats)
-            yield from result.batches
-        return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_die_with_parent,
-                               initargs=(os.getpid(),))
-    try:
-        pending: deque[Future[tuple[bytes, SourceStats]]] = deque()
-        work = partial(_in_worker, parser)
-        for start, block in _chain(first, second, blocks):
-            with _interrupts_blocked():  # submit() may start a worker: it inherits the blocked SIGINT
-                pending.append(pool.submit(work, start, block))
-            while len(pending) >= 2 * jobs:
-                yield from _collect(pending.popleft(), stats)
-        while pending:
-            yield from _collect(pending.popleft(), stats)
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-@contextlib.contextmanager
-def _interrupts_blocked() -> Iterator[None]:
-    """Hold SIGINT back in this thread; a worker started meanwhile never sees one, even before its initializer."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
+        while True:
+            item = slots.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the workers now (an error or an interrupt): queued blocks are dropped, busy workers killed."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        process.kill()
-    for process in processes:
-        process.join()
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _collect(future: Future[tuple[bytes, SourceStats]], stats: SourceStats) -> Iterator[pa.RecordBatch]:
-    data, part = future.result()
-    merge_stats(stats, part)
-    yield from _from_ipc(data)
-
-
-def _chain(first: tuple[int, bytes], second: tuple[int, bytes] | None,
-           rest: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
-    yield first
-    if second is not None:
-        yield second
-        yield from rest
+        stop.set()
+        # Unblock a producer waiting to put; one blocked on its input is left to end with the process.
+        while True:
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                break

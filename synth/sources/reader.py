@@ -43,10 +43,15 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.digest.update(data)
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer: no copy on the way
+            n = readinto(buffer) or 0
+            view = memoryview(buffer)[:n]
+        else:
+            view = memoryview(self._raw.read(len(buffer)))
+            n = len(view)
+            buffer[:n] = view
+        self.digest.update(view)
         self.bytes_read += n
         return n
 
@@ -165,6 +170,19 @@ class InputFile:
             yield line, block
             line += block.count(b"\n")
 
+    def first_value(self) -> Any:
+        """The JSON value of the first non-blank line, read ahead without consuming it (None: not JSON)."""
+        assert self._text is not None
+        try:
+            head = self._text.peek(1 << 16)  # type: ignore[attr-defined]
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
+            return None
+        first = next((line for line in head.splitlines() if line.strip()), b"")
+        try:
+            return orjson.loads(first)
+        except orjson.JSONDecodeError:
+            return None
+
     def records(self, *, sse: bool = False, raw: bool = False) -> Iterator[Record]:
         """Every JSON value of the file with its line number; bad lines come back with `error` set.
 
@@ -211,6 +229,15 @@ def _ndjson(first_line: int, first: bytes, lines: Iterator[bytes]) -> Iterator[R
             if line.strip():
                 yield Record(number, error=f"not valid JSON ({short_error(e)})")
         number += 1
+
+
+def parsed_lines(start: int, block: bytes) -> Iterator[Record]:
+    """The records of a block of whole lines whose first is line `start` (blank lines counted, not returned).
+
+    Lines keep their newline, as when a file is read line by line, so errors read the same.
+    """
+    lines = iter(io.BytesIO(block))
+    return _ndjson(start, next(lines, b""), lines)
 
 
 def _raw_lines(first_line: int, first: bytes, lines: Iterator[bytes]) -> Iterator[Record]:

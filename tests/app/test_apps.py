@@ -76,13 +76,6 @@ class AppRun:
 
 
 @pytest.fixture(scope="module")
-def apps_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("apps")
-    assert gen.main(["apps", "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def runs(apps_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AppRun]:
     return {app: _run(app, apps_dir, tmp_path_factory) for app in apps_model.APPS}
 

@@ -40,7 +40,8 @@ def test_every_command_has_help(path: tuple[str, ...], synth: Callable[..., Run]
     assert result.code == 0 and "Usage: synth" in result.out
 
 
-HEAVY_MODULES = ("pyarrow", "pandas", "numpy", "grpc", "jinja2", "yaml", "kubernetes", "msgspec", "orjson", "pyspark")
+HEAVY_MODULES = ("pyarrow", "pandas", "numpy", "grpc", "jinja2", "yaml", "kubernetes", "msgspec", "orjson", "pyspark",
+                 "duckdb")
 
 
 @pytest.mark.parametrize("path", [(), *ALL_COMMANDS], ids=lambda path: " ".join(path) or "synth")

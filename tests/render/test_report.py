@@ -486,7 +486,7 @@ def test_regenerating_with_one_new_edge_changes_exactly_one_rule(
 
 def test_the_readme_excerpt_is_the_top_of_the_golden_description() -> None:
     docs = (ROOT / "README.md").read_text()
-    excerpt = docs.split("````markdown\n", 1)[1].split("\n````", 1)[0]
+    excerpt = docs.split("$ head -17 policies/PR.md\n", 1)[1].split("\n$ ", 1)[0]
     assert excerpt.startswith("# NetworkPolicies for payments")
     assert (REPORT_GOLDEN / "payments.md").read_text().startswith(excerpt + "\n")
 

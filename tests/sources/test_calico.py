@@ -7,7 +7,6 @@ import importlib.util
 import io
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -551,8 +550,5 @@ def test_generated_flow_logs_stream_in_bounded_batches(level: int, tmp_path: Pat
         assert _gen_calico().write(out, 5000, level, 7) == 5000
     with InputFile(str(path)) as input_file:
         source = CalicoFileSource(input_file, batch_rows=1000)
-        started = time.perf_counter()
         sizes = [batch.num_rows for batch in source.batches()]
-        elapsed = time.perf_counter() - started
     assert sizes == [1000] * 5 and source.stats.skipped == 0
-    assert elapsed < 5  # about 70,000 flows/s on 2 cores; generous for slow CI

@@ -17,23 +17,28 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import random
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import FIXTURES, SAMPLE_FLOWS, shared_captures
+from conftest import FIXTURES, ROOT, SAMPLE_FLOWS, shared_captures
 from google.protobuf import json_format
 
 from synth._proto.flow import flow_pb2
 from synth._proto.goldmane import api_pb2
+from synth.base.errors import BadRecord, InputError
 from synth.sources.calico.files import CalicoFileSource
 from synth.sources.calico.stream import GoldmaneDecoder
 from synth.sources.columns import FlowColumns
 from synth.sources.hubble.enums import DROP_REASONS, TRAFFIC_DIRECTIONS, VERDICTS
-from synth.sources.hubble.files import HubbleFileSource, parse_time_ns
+from synth.sources.hubble.files import HubbleFileSource, parse_hubble_block, parse_time_ns
+from synth.sources.hubble.native import NativeHubbleBlocks
 from synth.sources.hubble.stream import FlowDecoder
 from synth.sources.interface import SourceStats
+from synth.sources.parallel import BlockResult
 from synth.sources.reader import InputFile
 from synth.store.schema import FLOW_SCHEMA
 from synth.testing.hubble_relay import json_to_response
@@ -57,15 +62,25 @@ def _write(lines: list[str], path: Path) -> Path:
 
 
 def hubble_file(lines: list[str], path: Path, monkeypatch: pytest.MonkeyPatch, *, general: bool) -> Decoded:
-    """Rows of `synth import hubble` (one block, one process), through the fast or the general path."""
+    """Rows of `synth import hubble` (one block) through the exact parser: its typed fast path or its general path."""
     _write(lines, path)
     with monkeypatch.context() as patch:
         if general:
             patch.setattr("synth.sources.hubble.files.fast_decode", lambda line: None)
         with InputFile(str(path)) as input_file:
-            source = HubbleFileSource(input_file, jobs=1, block_size=1 << 30)
+            source = HubbleFileSource(input_file, jobs=1, block_size=1 << 30, native=False)
             batches = list(source.batches())
     return _table_rows(batches), source.stats
+
+
+def hubble_native(lines: list[str], *, strict: bool = False) -> Decoded:
+    """Rows of `synth import hubble` through the native (DuckDB) reader, whatever the number of lines."""
+    blocks = NativeHubbleBlocks("input.json", strict, 65536, threads=2)
+    try:
+        result = blocks.parse(1, "".join(line + "\n" for line in lines).encode())
+    finally:
+        blocks.close()
+    return _table_rows(result.batches), result.stats
 
 
 def relay_responses(lines: list[str]) -> list[bytes]:
@@ -91,7 +106,8 @@ def hubble_paths(lines: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """The same lines through the Hubble paths."""
     responses = relay_responses(lines)
     return {
-        "file (fast path)": hubble_file(lines, tmp_path / "fast.json", monkeypatch, general=False),
+        "file (native)": hubble_native(lines),
+        "file (exact, fast path)": hubble_file(lines, tmp_path / "fast.json", monkeypatch, general=False),
         "file (general path)": hubble_file(lines, tmp_path / "general.json", monkeypatch, general=True),
         "gRPC": hubble_grpc(responses),
         "gRPC (one response per call)": hubble_grpc(responses, per_call=1),
@@ -442,9 +458,32 @@ def test_sample_flows_store_the_same_rows_on_every_path(
     assert rows
 
 
+def test_envelopes_and_bare_flows_mixed_in_blocks_read_alike(tmp_path: Path) -> None:
+    """Both sample files shuffled together, in small blocks: some start with an envelope, some with a bare
+    flow, and each holds both kinds; the native reader must store what the exact parser stores, block by block."""
+    lines = [line for path in SAMPLE_FLOWS for line in _file_lines(path)]
+    random.Random(7).shuffle(lines)
+    path = _write(lines[:4000], tmp_path / "mixed.json")
+    read = {}
+    for native in (True, False):
+        with InputFile(str(path)) as input_file:
+            source = HubbleFileSource(input_file, block_size=1 << 18, native=native)
+            read[native] = (_table_rows(list(source.batches())), source.stats)
+    assert_same({"native": read[True], "exact": read[False]})
+
+
 def test_real_captures_store_the_same_rows_on_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for path in shared_captures():
         assert assert_same(hubble_paths(_file_lines(path), tmp_path, monkeypatch)), path.name
+
+
+def test_generated_apps_store_the_same_rows_on_every_path(
+    apps_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = sorted(apps_dir.glob("*.json"))
+    assert files
+    for path in files:  # the first lines of each app: every label layout, a test of seconds
+        assert assert_same(hubble_paths(_file_lines(path)[:500], tmp_path, monkeypatch)), path.name
 
 
 def test_hubble_fixtures_store_the_same_rows_on_every_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -526,3 +565,78 @@ def test_goldmane_list_answer_stores_what_its_flows_store(tmp_path: Path) -> Non
         source = CalicoFileSource(input_file)
         from_file = (_table_rows(list(source.batches())), source.stats)
     assert_same({"file": from_file, "gRPC": goldmane_grpc(list(answer.flows))})
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+BAD_HUBBLE = sorted((FIXTURES / "hubble" / "bad").glob("*.json"))
+
+
+def _native_block(data: bytes, *, strict: bool) -> BlockResult:
+    blocks = NativeHubbleBlocks("input.json", strict, 65536, threads=2)
+    try:
+        return blocks.parse(1, data)
+    finally:
+        blocks.close()
+
+
+@pytest.mark.parametrize("path", BAD_HUBBLE, ids=[p.name for p in BAD_HUBBLE])
+def test_bad_input_is_read_alike_and_named_exactly(path: Path) -> None:
+    """Every bad-input fixture as one block: the native reader stores what the exact parser stores and
+    skips the same lines with the same messages; with --strict both stop at the same line."""
+    data = path.read_bytes()
+    native = _native_block(data, strict=False)
+    exact = parse_hubble_block("input.json", False, 65536, 1, data)
+    assert_same({"native": (_table_rows(native.batches), native.stats),
+                 "exact": (_table_rows(exact.batches), exact.stats)})
+    assert native.stats.skips == exact.stats.skips
+    errors = []
+    exact_strict = partial(parse_hubble_block, "input.json", True, 65536, 1, data)
+    for read in (partial(_native_block, data, strict=True), exact_strict):
+        try:
+            read()
+            errors.append(None)
+        except BadRecord as e:
+            errors.append(str(e))
+    assert errors[0] == errors[1]
+
+
+CALICO_FILES = [
+    *sorted(p for p in (FIXTURES / "calico").rglob("*") if p.is_file()),
+    ROOT / "sample_flows" / "calico-flows.log.gz", ROOT / "sample_flows" / "calico-es-export.json.gz",
+]
+
+
+def _calico(path: Path, *, native: bool, strict: bool = False) -> Decoded:
+    # Fixtures in small blocks, so a block mixes good and bad lines; samples in a few blocks.
+    block_size = 1 << 12 if FIXTURES in path.parents else 1 << 20
+    with InputFile(str(path)) as input_file:
+        source = CalicoFileSource(input_file, native=native, strict=strict, block_size=block_size)
+        batches = list(source.batches())
+    return _table_rows(batches), source.stats
+
+
+@pytest.mark.parametrize("path", CALICO_FILES, ids=[p.name for p in CALICO_FILES])
+def test_calico_files_read_alike_natively_and_exactly(path: Path) -> None:
+    """Every Calico fixture and sample (small blocks, so blocks mix good and bad lines): the same rows,
+    the same skipped lines with the same messages, and the same first error with --strict."""
+    outcomes = []
+    for native in (True, False):
+        try:
+            rows, stats = _calico(path, native=native)
+            outcomes.append((rows, stats, None))
+        except InputError as e:
+            outcomes.append(([], SourceStats(), str(e)))
+    (native_rows, native_stats, native_error), (exact_rows, exact_stats, exact_error) = outcomes
+    assert native_error == exact_error
+    assert_same({"native": (native_rows, native_stats), "exact": (exact_rows, exact_stats)})
+    assert native_stats.skips == exact_stats.skips
+    errors = []
+    for native in (True, False):
+        try:
+            _calico(path, native=native, strict=True)
+            errors.append(None)
+        except (BadRecord, InputError) as e:
+            errors.append(str(e))
+    assert errors[0] == errors[1]

@@ -267,7 +267,7 @@ def test_memory_stays_flat_while_streaming(tmp_path: Path) -> None:
     assert sum(sizes) == 5000 and max(sizes) <= 1000
 
 
-def test_worker_processes_give_the_same_rows_in_the_same_order(tmp_path: Path) -> None:
+def test_the_number_of_threads_changes_no_row_and_no_order(tmp_path: Path) -> None:
     lines = [line for path in SAMPLE_FLOWS for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
     path = tmp_path / "flows.json"
     path.write_text("\n".join(lines[:6000]) + "\n")
@@ -301,3 +301,24 @@ def test_a_calico_file_given_to_import_hubble_points_at_import_calico(
         f"synth: error: {calico}: no flow could be read (4881 records skipped; first: {calico}:1: a Calico flowlog "
         "record, not a Hubble flow: import it with `synth import calico`)\n"
     )
+
+
+def test_ctrl_c_while_duckdb_parses_is_an_interrupt_not_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB turns the SIGINT it sees into its own exception: that must stop the import like any Ctrl-C."""
+    import duckdb
+
+    from synth.sources.native import BlockReader
+
+    reader = BlockReader(threads=1)
+
+    class Interrupted:
+        def sql(self, *args: object, **kwargs: object) -> None:
+            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(reader, "_connection", Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        reader.read("SELECT 1", b"{}\n")
+    reader.close()

@@ -15,7 +15,7 @@ as `file:line: hits.hits[3]: field dest_port: ...`, where `line` is where the re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -32,8 +32,9 @@ from synth.sources.calico.goldmane import (
 )
 from synth.sources.calico.records import BadField
 from synth.sources.columns import FlowColumns
-from synth.sources.interface import FlowSource
-from synth.sources.reader import InputFile
+from synth.sources.interface import FlowSource, SourceStats
+from synth.sources.parallel import default_jobs, merge_stats, prefetched
+from synth.sources.reader import InputFile, Record
 
 BATCH_ROWS = 65536
 FORMATS = ("auto", "flowlog", "elasticsearch", "goldmane", "whisker")
@@ -74,7 +75,8 @@ class CalicoFileSource(FlowSource):
     name = "calico"
 
     def __init__(
-        self, input_file: InputFile, *, strict: bool = False, format: str = "auto", batch_rows: int = BATCH_ROWS
+        self, input_file: InputFile, *, strict: bool = False, format: str = "auto", batch_rows: int = BATCH_ROWS,
+        block_size: int = 8 << 20, native: bool = True,
     ) -> None:
         super().__init__()
         if format not in FORMATS:
@@ -83,16 +85,43 @@ class CalicoFileSource(FlowSource):
         self.strict = strict
         self.format = None if format == "auto" else format
         self.batch_rows = batch_rows
+        self.block_size = block_size
+        self.native = native
 
     def facts(self) -> dict[str, object]:
         """Metadata for stored files: where the flows came from and in which format."""
         return {"source": self.name, "input": self.input.display, "format": self.format or "auto"}
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Parse records into FLOW_SCHEMA batches; skips go into `stats`."""
-        stats, strict, display = self.stats, self.strict, self.input.display
+        """Parse records into FLOW_SCHEMA batches; skips go into `stats`.
+
+        flows.log lines (and bare Elasticsearch documents, one per line) are read in blocks by the
+        native reader; every other shape of input by the exact parser as one stream.
+        """
+        blocks = self.input.ndjson_blocks(self.block_size) if self.native else None
+        first = self.input.first_value() if blocks is not None else None
+        fmt = self.format or (detect_format(first) if isinstance(first, dict) else None)
+        bare_documents = isinstance(first, dict) and not is_es_response(first)
+        if blocks is None or fmt not in ("flowlog", "elasticsearch") or not bare_documents:
+            yield from self._parse(self.input.records(sse=True), self.stats)
+            return
+        self.format = fmt
+        from synth.sources.calico.native import NativeCalicoBlocks  # noqa: PLC0415 - DuckDB only when it is used
+
+        native = NativeCalicoBlocks(self._parse, threads=default_jobs(), batch_rows=self.batch_rows)
+        try:
+            for start, block in prefetched(blocks):
+                result = native.parse(start, block)
+                merge_stats(self.stats, result.stats)
+                yield from result.batches
+        finally:
+            native.close()
+
+    def _parse(self, records: Iterable[Record], stats: SourceStats) -> Iterator[pa.RecordBatch]:
+        """The exact parser: records into batches, skips and counts into `stats`."""
+        strict, display = self.strict, self.input.display
         cols = FlowColumns()
-        for record in self.input.records(sse=True):
+        for record in records:
             where = f"{display}:{record.line}"
             value = record.value
             if record.error or not isinstance(value, dict):
@@ -118,10 +147,10 @@ class CalicoFileSource(FlowSource):
                 except BadField as e:
                     stats.skip(where, prefix + str(e), strict=strict)
                 if len(cols) >= self.batch_rows:
-                    yield self._flush(cols)
+                    yield _flush(cols, stats)
                     cols = FlowColumns()
         if len(cols):
-            yield self._flush(cols)
+            yield _flush(cols, stats)
 
     def _documents(self, value: dict[str, Any], line: int) -> Iterator[tuple[str, object]]:
         """The flow records inside one JSON value, with the prefix that locates each in it."""
@@ -145,7 +174,9 @@ class CalicoFileSource(FlowSource):
                 return
             yield from whisker_items(value)
 
-    def _flush(self, cols: FlowColumns) -> pa.RecordBatch:
-        self.stats.flows += len(cols)
-        self.stats.saw_time(min(cols.time), max(cols.time))
-        return cols.to_batch()
+
+
+def _flush(cols: FlowColumns, stats: SourceStats) -> pa.RecordBatch:
+    stats.flows += len(cols)
+    stats.saw_time(min(cols.time), max(cols.time))
+    return cols.to_batch()

@@ -17,7 +17,7 @@ from typing import Annotated
 import msgspec
 import pyarrow as pa
 
-from synth.sources.columns import DIRECTION_INDEX, PROTOCOL_INDEX, VERDICT_INDEX, Labels, _ListColumn
+from synth.sources.columns import DIRECTION_INDEX, PROTOCOL_INDEX, VERDICT_INDEX, Labels, _ListColumn, label_map
 from synth.sources.hubble.enums import DIRECTION_ROWS, PROTOCOL_ROWS, SOCK_FLOW_TYPES, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
     MAX_PORT,
@@ -193,21 +193,10 @@ class Endpoints:
                 "namespace": pa.array(self.namespace, pa.string()),
                 "pod": pa.array(self.pod, pa.string()),
                 "workload": pa.array(self.workload, pa.string()),
-                "labels": _map_array(self.labels),
-                "ns_labels": _map_array(self.ns_labels),
+                "labels": label_map(self.labels),
+                "ns_labels": label_map(self.ns_labels),
             })
         return self._arrays[1]
-
-
-def _map_array(rows: list[Labels]) -> pa.Array:
-    offsets, keys, values = [0], [], []
-    for items in rows:
-        for key, value in items:
-            keys.append(key)
-            values.append(value)
-        offsets.append(len(keys))
-    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, pa.string()),
-                                   pa.array(values, pa.string()))
 
 
 class FastColumns:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import orjson
@@ -48,8 +47,9 @@ from synth.sources.hubble.semantics import (
     service_name,
 )
 from synth.sources.interface import FlowSource, SourceStats
-from synth.sources.parallel import BlockResult, default_jobs, parse_blocks
+from synth.sources.parallel import BlockResult, default_jobs, merge_stats, prefetched
 from synth.sources.reader import InputFile, Record, short_error
+from synth.store.schema import FLOW_SCHEMA
 
 BATCH_ROWS = 65536
 _FLOW_KEYS = frozenset({"time", "verdict", "IP", "l4", "source", "destination", "Type", "event_type", "eventType"})
@@ -70,7 +70,7 @@ class BadField(ValueError):
 def parse_time_ns(text: object, field: str = "time") -> int:
     """RFC 3339 (`2021-06-16T16:52:13.136834446Z`) to integer nanoseconds since the epoch."""
     if not isinstance(text, str):
-        raise BadField(f"field {field}: expected an RFC 3339 string, got {_show(text)}")
+        raise BadField(f"field {field}: expected an RFC 3339 string, got {show(text)}")
     # The common shape, 2021-06-16T16:52:13.136834446Z: one cache look-up per second, one int().
     if len(text) == 30 and text[19] == ".":
         second = _second_base.get(text[:19])
@@ -92,9 +92,9 @@ def parse_time_ns(text: object, field: str = "time") -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadField(f"field {field}: not an RFC 3339 timestamp: {_show(text)}") from None
+        raise BadField(f"field {field}: not an RFC 3339 timestamp: {show(text)}") from None
     if moment.tzinfo is None:
-        raise BadField(f"field {field}: timestamp without a time zone: {_show(text)}")
+        raise BadField(f"field {field}: timestamp without a time zone: {show(text)}")
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
 
@@ -102,7 +102,7 @@ def _minute(prefix: str, field: str, text: str) -> int:
     try:
         moment = datetime.strptime(prefix, "%Y-%m-%dT%H:%M")
     except ValueError:
-        raise BadField(f"field {field}: not an RFC 3339 timestamp: {_show(text)}") from None
+        raise BadField(f"field {field}: not an RFC 3339 timestamp: {show(text)}") from None
     base = calendar.timegm(moment.timetuple())
     if len(_minute_base) > 100_000:
         _minute_base.clear()
@@ -110,78 +110,78 @@ def _minute(prefix: str, field: str, text: str) -> int:
     return base
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _get(d: dict[str, Any], snake: str, camel: str) -> Any:
+def either(d: dict[str, Any], snake: str, camel: str) -> Any:
     value = d.get(snake)
     return d.get(camel) if value is None else value
 
 
-def _port(value: object, field: str) -> int | None:
+def port_number(value: object, field: str) -> int | None:
     if value is None:
         return None
     if type(value) is int and 0 <= value <= MAX_PORT:
         return value
     if isinstance(value, str) and value.isdigit() and int(value) <= MAX_PORT:
         return int(value)
-    raise BadField(f"field {field}: expected a port number, got {_show(value)}")
+    raise BadField(f"field {field}: expected a port number, got {show(value)}")
 
 
-def _uint(value: object, field: str) -> int:
+def uint(value: object, field: str) -> int:
     if value is None:
         return 0
     if type(value) is int and value >= 0:
         return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
-    raise BadField(f"field {field}: expected an unsigned integer, got {_show(value)}")
+    raise BadField(f"field {field}: expected an unsigned integer, got {show(value)}")
 
 
-def _strings(value: object, field: str) -> tuple[str, ...]:
+def strings(value: object, field: str) -> tuple[str, ...]:
     if not value:
         return ()
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise BadField(f"field {field}: expected a list of strings, got {_show(value)}")
+    raise BadField(f"field {field}: expected a list of strings, got {show(value)}")
 
 
-def _object(value: object, field: str) -> dict[str, Any]:
+def object_of(value: object, field: str) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, dict):
         return value
-    raise BadField(f"field {field}: expected an object, got {_show(value)}")
+    raise BadField(f"field {field}: expected an object, got {show(value)}")
 
 
-def _optional_str(value: object, field: str) -> str | None:
+def optional_str(value: object, field: str) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
         return value
-    raise BadField(f"field {field}: expected a string, got {_show(value)}")
+    raise BadField(f"field {field}: expected a string, got {show(value)}")
 
 
-def _enum(value: object, field: str) -> str | int | None:
+def enum_value(value: object, field: str) -> str | int | None:
     if value is None or isinstance(value, str) or type(value) is int:
         return value
-    raise BadField(f"field {field}: expected an enum name or number, got {_show(value)}")
+    raise BadField(f"field {field}: expected an enum name or number, got {show(value)}")
 
 
-def _endpoint(value: object, side: str) -> Endpoint:
-    ep = _object(value, f"flow.{side}")
-    labels = _strings(ep.get("labels"), f"flow.{side}.labels")
-    identity = _uint(ep.get("identity"), f"flow.{side}.identity")
-    namespace = _optional_str(ep.get("namespace"), f"flow.{side}.namespace") or ""
-    pod = _optional_str(_get(ep, "pod_name", "podName"), f"flow.{side}.pod_name") or ""
+def endpoint_of(value: object, side: str) -> Endpoint:
+    ep = object_of(value, f"flow.{side}")
+    labels = strings(ep.get("labels"), f"flow.{side}.labels")
+    identity = uint(ep.get("identity"), f"flow.{side}.identity")
+    namespace = optional_str(ep.get("namespace"), f"flow.{side}.namespace") or ""
+    pod = optional_str(either(ep, "pod_name", "podName"), f"flow.{side}.pod_name") or ""
     workloads = ep.get("workloads")
     if workloads is not None and not (isinstance(workloads, list) and all(isinstance(w, dict) for w in workloads)):
-        raise BadField(f"field flow.{side}.workloads: expected a list of objects, got {_show(workloads)}")
+        raise BadField(f"field flow.{side}.workloads: expected a list of objects, got {show(workloads)}")
     owner = workloads[0] if workloads else {}
-    owner_kind = _optional_str(owner.get("kind"), f"flow.{side}.workloads.kind") or ""
-    owner_name = _optional_str(owner.get("name"), f"flow.{side}.workloads.name") or ""
+    owner_kind = optional_str(owner.get("kind"), f"flow.{side}.workloads.kind") or ""
+    owner_name = optional_str(owner.get("name"), f"flow.{side}.workloads.name") or ""
     return endpoint(identity, namespace, pod, labels, owner_kind, owner_name)
 
 
@@ -189,7 +189,7 @@ def _protocol(l4: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The Layer4 oneof member and, for the protocols with ports, its body."""
     for key, body in l4.items():
         if key in PROTOCOL_ROWS or key in ("VRRP", "IGMP"):
-            fields = _object(body, f"flow.l4.{key}")
+            fields = object_of(body, f"flow.l4.{key}")
             return key, fields if key in PORTED_PROTOCOLS else {}
     return "unknown", {}
 
@@ -211,39 +211,40 @@ def _append_flow(  # noqa: PLR0915 - validates every field before touching a col
     time_ns = parse_time_ns(time_value, "flow.time")
     if flow.get("Type") in SOCK_FLOW_TYPES:
         raise _NotAFlow(SOCKET_EVENT)
-    verdict = VERDICT_ROWS[_enum(flow.get("verdict"), "flow.verdict")]
-    desc = _enum(_get(flow, "drop_reason_desc", "dropReasonDesc"), "flow.drop_reason_desc")
+    verdict = VERDICT_ROWS[enum_value(flow.get("verdict"), "flow.verdict")]
+    desc = enum_value(either(flow, "drop_reason_desc", "dropReasonDesc"), "flow.drop_reason_desc")
     # The deprecated numeric reason is read (and checked) only where drop_reason() may use it: drops.
-    deprecated = _uint(_get(flow, "drop_reason", "dropReason"), "flow.drop_reason") if verdict == DROPPED_ROW else 0
-    direction = DIRECTION_ROWS[_enum(_get(flow, "traffic_direction", "trafficDirection"), "flow.traffic_direction")]
-    is_reply = _get(flow, "is_reply", "isReply")
+    deprecated = uint(either(flow, "drop_reason", "dropReason"), "flow.drop_reason") if verdict == DROPPED_ROW else 0
+    direction_value = either(flow, "traffic_direction", "trafficDirection")
+    direction = DIRECTION_ROWS[enum_value(direction_value, "flow.traffic_direction")]
+    is_reply = either(flow, "is_reply", "isReply")
     if is_reply is not None and type(is_reply) is not bool:
-        raise BadField(f"field flow.is_reply: expected true or false, got {_show(is_reply)}")
-    l4 = _object(flow.get("l4"), "flow.l4")
+        raise BadField(f"field flow.is_reply: expected true or false, got {show(is_reply)}")
+    l4 = object_of(flow.get("l4"), "flow.l4")
     protocol, ports = _protocol(l4)
-    src_port = _port(_get(ports, "source_port", "sourcePort"), f"flow.l4.{protocol}.source_port")
-    dst_port = _port(_get(ports, "destination_port", "destinationPort"), f"flow.l4.{protocol}.destination_port")
-    l7 = _object(flow.get("l7"), "flow.l7")
-    dns = _object(l7.get("dns"), "flow.l7.dns") if l7 else {}
-    ip = _object(flow.get("IP"), "flow.IP")
-    src_ip = _optional_str(ip.get("source"), "flow.IP.source")
-    dst_ip = _optional_str(ip.get("destination"), "flow.IP.destination")
-    src = _endpoint(flow.get("source"), "source")
-    dst = _endpoint(flow.get("destination"), "destination")
-    names = _strings(_get(flow, "destination_names", "destinationNames"), "flow.destination_names")
-    service = _object(_get(flow, "destination_service", "destinationService"), "flow.destination_service")
-    service_ns = _optional_str(service.get("namespace"), "flow.destination_service.namespace") or ""
-    service_nm = _optional_str(service.get("name"), "flow.destination_service.name") or ""
-    flow_node = _optional_str(_get(flow, "node_name", "nodeName"), "flow.node_name") or ""
-    envelope_node = _optional_str(node, "node_name") or ""
-    policies = _policies(flow)
+    src_port = port_number(either(ports, "source_port", "sourcePort"), f"flow.l4.{protocol}.source_port")
+    dst_port = port_number(either(ports, "destination_port", "destinationPort"), f"flow.l4.{protocol}.destination_port")
+    l7 = object_of(flow.get("l7"), "flow.l7")
+    dns = object_of(l7.get("dns"), "flow.l7.dns") if l7 else {}
+    ip = object_of(flow.get("IP"), "flow.IP")
+    src_ip = optional_str(ip.get("source"), "flow.IP.source")
+    dst_ip = optional_str(ip.get("destination"), "flow.IP.destination")
+    src = endpoint_of(flow.get("source"), "source")
+    dst = endpoint_of(flow.get("destination"), "destination")
+    names = strings(either(flow, "destination_names", "destinationNames"), "flow.destination_names")
+    service = object_of(either(flow, "destination_service", "destinationService"), "flow.destination_service")
+    service_ns = optional_str(service.get("namespace"), "flow.destination_service.namespace") or ""
+    service_nm = optional_str(service.get("name"), "flow.destination_service.name") or ""
+    flow_node = optional_str(either(flow, "node_name", "nodeName"), "flow.node_name") or ""
+    envelope_node = optional_str(node, "node_name") or ""
+    policies = policies_of(flow)
     aggregate = flow.get("aggregate")
     count = 1
     if isinstance(aggregate, dict):
-        count = aggregate_count(*(_uint(_get(aggregate, snake, camel), f"flow.aggregate.{snake}")
-                                  for snake, camel in _AGGREGATE_FIELDS))
-    dns_query = _optional_str(dns.get("query"), "flow.l7.dns.query") if dns else None
-    dns_answers = _strings(dns.get("ips"), "flow.l7.dns.ips") if dns else ()
+        count = aggregate_count(*(uint(either(aggregate, snake, camel), f"flow.aggregate.{snake}")
+                                  for snake, camel in AGGREGATE_FIELDS))
+    dns_query = optional_str(dns.get("query"), "flow.l7.dns.query") if dns else None
+    dns_answers = strings(dns.get("ips"), "flow.l7.dns.ips") if dns else ()
     syn, ack = _tcp_flags(protocol, ports)
 
     cols.time.append(time_ns)
@@ -275,25 +276,25 @@ def _append_flow(  # noqa: PLR0915 - validates every field before touching a col
     cols.flows_completed.append(None)
 
 
-_AGGREGATE_FIELDS = (
+AGGREGATE_FIELDS = (
     ("ingress_flow_count", "ingressFlowCount"),
     ("egress_flow_count", "egressFlowCount"),
     ("unknown_direction_flow_count", "unknownDirectionFlowCount"),
 )
 
 
-def _policies(flow: dict[str, Any]) -> list[str]:
+def policies_of(flow: dict[str, Any]) -> list[str]:
     found: list[str] = []
     for snake, camel, prefix in POLICY_LISTS:
-        entries = _get(flow, snake, camel)
+        entries = either(flow, snake, camel)
         if not entries:
             continue
         if not isinstance(entries, list):
-            raise BadField(f"field flow.{snake}: expected a list of policies, got {_show(entries)}")
+            raise BadField(f"field flow.{snake}: expected a list of policies, got {show(entries)}")
         for entry in entries:
             if isinstance(entry, dict):
                 kind, namespace, name = (
-                    _optional_str(entry.get(key), f"flow.{snake}.{key}") or "" for key in ("kind", "namespace", "name")
+                    optional_str(entry.get(key), f"flow.{snake}.{key}") or "" for key in ("kind", "namespace", "name")
                 )
                 found.append(policy_entry(prefix, kind, namespace, name))
     return found
@@ -312,23 +313,27 @@ def _event_kind(record: dict[str, Any]) -> str | None:
 
 def _lost_count(event: object) -> int:
     if not isinstance(event, dict):
-        raise BadField(f"field lost_events: expected an object, got {_show(event)}")
-    return _uint(_get(event, "num_events_lost", "numEventsLost"), "lost_events.num_events_lost")
+        raise BadField(f"field lost_events: expected an object, got {show(event)}")
+    return uint(either(event, "num_events_lost", "numEventsLost"), "lost_events.num_events_lost")
 
 
 class HubbleFileSource(FlowSource):
-    """Flows from one Hubble JSON file (or stdin), streamed in batches of `batch_rows`.
+    """Flows from one Hubble JSON file (or stdin), streamed in batches.
 
-    A file of one JSON value per line is parsed in blocks, on `jobs` processes; replies whose
-    producer did not mark them are told apart within each block, so the rows do not depend on
-    the number of processes. Other framings are parsed in this process.
+    A file of one JSON value per line is read in blocks of whole lines: DuckDB parses each block
+    on every core (`native`), while the next block is read, decompressed and hashed; rows or
+    blocks it cannot take as they are go to the exact parser. Replies whose producer did not mark
+    them are told apart within each block. Other framings (arrays, pretty-printed objects) are
+    parsed by the exact parser as one stream; `native=False` reads every block with it (the
+    parity test compares the two).
     """
 
     name = "hubble"
 
     def __init__(self, input_file: InputFile, *, strict: bool = False, batch_rows: int = BATCH_ROWS,
-                 jobs: int | None = None, block_size: int = 4 << 20) -> None:
+                 jobs: int | None = None, block_size: int = 8 << 20, native: bool = True) -> None:
         super().__init__()
+        self.native = native
         self.input = input_file
         self.block_size = block_size
         self.strict = strict
@@ -341,17 +346,45 @@ class HubbleFileSource(FlowSource):
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Parse records into FLOW_SCHEMA batches; skips and events go into `stats`."""
-        parser = HubbleParser(self.input.display, self.strict, self.batch_rows)
         blocks = self.input.ndjson_blocks(self.block_size)
         if blocks is None:
+            parser = HubbleParser(self.input.display, self.strict, self.batch_rows)
             parser.stats = self.stats
-            yield from parser.parse(self.input.records(raw=True))
+            replies = ReplyTracker()
+            for batch in parser.parse(self.input.records(raw=True)):
+                yield from replies.resolve_table(pa.Table.from_batches([batch])).to_batches()
             return
-        yield from parse_blocks(blocks, partial(parse_hubble_block, self.input.display, self.strict, self.batch_rows),
-                                self.jobs, self.stats)
+        if not self.native:
+            for start, block in blocks:
+                result = parse_hubble_block(self.input.display, self.strict, self.batch_rows, start, block)
+                merge_stats(self.stats, result.stats)
+                yield from result.batches
+            return
+        from synth.sources.hubble.native import NativeHubbleBlocks  # noqa: PLC0415 - it reads this module's checks
+
+        native = NativeHubbleBlocks(self.input.display, self.strict, self.batch_rows, threads=self.jobs)
+        try:
+            for start, block in prefetched(blocks):
+                result = native.parse(start, block)
+                merge_stats(self.stats, result.stats)
+                yield from result.batches
+        finally:
+            native.close()
 
 
 _parsers: dict[tuple[str, bool, int], HubbleParser] = {}
+
+
+def finish_block(batches: list[pa.RecordBatch], stats: SourceStats, batch_rows: int) -> BlockResult:
+    """A block's batches as one, replies whose producer did not mark them told apart within the block.
+
+    The block is the unit (not the process or the batch), so the rows never depend on how the
+    input was split between processes or paths.
+    """
+    if not batches:
+        return BlockResult([], stats)
+    table = ReplyTracker().resolve_table(pa.Table.from_batches(batches, FLOW_SCHEMA))
+    return BlockResult(table.to_batches(max_chunksize=batch_rows), stats)
 
 
 def parse_hubble_block(display: str, strict: bool, batch_rows: int, start: int, block: bytes) -> BlockResult:
@@ -376,21 +409,18 @@ class HubbleParser:
         self.strict = strict
         self.batch_rows = batch_rows
         self.stats = SourceStats()
-        self._conntrack = ReplyTracker()
         self._endpoints = Endpoints()
 
     def parse_block(self, start: int, block: bytes) -> BlockResult:
-        """One block of whole lines, with its own counts and its own reply tracking."""
+        """One block of whole lines, with its own counts; replies are told apart within the block."""
         self.stats = SourceStats()
-        self._conntrack = ReplyTracker()
         records = (Record(start + offset, raw=line) for offset, line in enumerate(block.split(b"\n")) if line.strip())
-        batches = list(self.parse(records))
-        return BlockResult(batches, self.stats)
+        return finish_block(list(self.parse(records)), self.stats, self.batch_rows)
 
     def parse(  # noqa: C901, PLR0912 - the per-line loop (fast path, then the exact parser): kept in one frame
         self, records: Iterable[Record]
     ) -> Iterator[pa.RecordBatch]:
-        """Batches from records, counting skips and events in `stats`."""
+        """Batches from records, counting skips and events in `stats`; replies are left to the caller."""
         stats, strict, display = self.stats, self.strict, self.display
         fast, cols = FastColumns(self._endpoints), FlowColumns()
         for record in records:
@@ -436,13 +466,13 @@ class HubbleParser:
         flow = value.get("flow")
         if flow is not None:
             if not isinstance(flow, dict):
-                raise BadField(f"field flow: expected an object, got {_show(flow)}")
-            _append_flow(cols, flow, _get(value, "node_name", "nodeName"), value.get("time"))
+                raise BadField(f"field flow: expected an object, got {show(flow)}")
+            _append_flow(cols, flow, either(value, "node_name", "nodeName"), value.get("time"))
             return
         kind = _event_kind(value)
         if kind == LOST_EVENTS:
-            lost = _lost_count(_get(value, "lost_events", "lostEvents"))
-            count_lost_events(self.stats, str(_get(value, "node_name", "nodeName") or ""), lost)
+            lost = _lost_count(either(value, "lost_events", "lostEvents"))
+            count_lost_events(self.stats, str(either(value, "node_name", "nodeName") or ""), lost)
             return
         if kind is not None:
             raise _NotAFlow(kind)
@@ -455,7 +485,6 @@ class HubbleParser:
         _append_flow(cols, value, None, None)
 
     def _flush(self, cols: FlowColumns | FastColumns) -> pa.RecordBatch:
-        self._conntrack.resolve(cols)
         self.stats.flows += len(cols)
         self.stats.saw_time(min(cols.time), max(cols.time))
         return cols.to_batch()

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from synth.sources.columns import KIND_INDEX, Labels, sorted_labels, split_label
 from synth.sources.hubble.enums import DROP_REASON_NAMES, DROPPED_ROW, L7_RESPONSES
 from synth.sources.interface import SourceStats
@@ -222,7 +226,7 @@ NO_ENDPOINT = endpoint(0, "", "", (), "", "")
 
 
 class ConnectionColumns(Protocol):
-    """The columns `ReplyTracker` reads and fills (both FlowColumns and the fast path's columns)."""
+    """The columns `ReplyTracker.resolve` reads and fills (the gRPC decoder's column lists)."""
 
     is_reply: list[bool | None]
     src_ip: list[str | None]
@@ -231,45 +235,67 @@ class ConnectionColumns(Protocol):
     dst_port: list[int | None]
 
 
+_TUPLE = ("a_ip", "a_port", "b_ip", "b_port")
+
+
 class ReplyTracker:
     """Tells replies from requests for flows whose producer did not say (`is_reply` absent).
 
     Older agents leave `is_reply` out on many trace points. A connection is known from its other
     packets: a flow is a request when its own 4-tuple was seen as a request, a reply when the
-    reverse 4-tuple was. Known tuples are remembered across the batches of one tracker (one block
-    of lines when a file is parsed in blocks, so the answer never depends on the number of worker
-    processes; one collection for the gRPC decoder), up to a bounded number.
+    reverse 4-tuple was (a request match wins). Known tuples are remembered across the tables of
+    one tracker (one block of lines when a file is read in blocks; one collection for the gRPC
+    decoder), up to a bounded number, the oldest forgotten first. All of it is Arrow joins: no
+    Python runs per flow.
     """
 
     def __init__(self, limit: int = 1 << 20) -> None:
-        self.requests: dict[tuple[object, ...], None] = {}
+        self.requests: pa.Table | None = None
         self.limit = limit
 
-    def resolve(self, cols: ConnectionColumns) -> None:
-        """Fill `is_reply` where it is None and the connection's direction is known."""
-        replies = cols.is_reply
-        self._learn(cols, range(len(replies)))
-        if None not in replies:
-            return
-        requests = self.requests
-        src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
-        for row, value in enumerate(replies):
-            if value is None and src_port[row] is not None:
-                if (src_ip[row], src_port[row], dst_ip[row], dst_port[row]) in requests:
-                    replies[row] = False
-                elif (dst_ip[row], dst_port[row], src_ip[row], src_port[row]) in requests:
-                    replies[row] = True
+    def resolve_table(self, table: pa.Table) -> pa.Table:
+        """The table with `is_reply` filled where it is null and the connection's direction is known."""
+        replies = table.column("is_reply")
+        has_port = pc.is_valid(table.column("src_port"))
+        src_ip, dst_ip = (pc.fill_null(table.column(c), "") for c in ("src_ip", "dst_ip"))
+        src_port, dst_port = (pc.fill_null(table.column(c), -1) for c in ("src_port", "dst_port"))
+        reply = pc.fill_null(replies, False)
+        learned = pa.table({
+            "a_ip": pc.if_else(reply, dst_ip, src_ip), "a_port": pc.if_else(reply, dst_port, src_port),
+            "b_ip": pc.if_else(reply, src_ip, dst_ip), "b_port": pc.if_else(reply, src_port, dst_port),
+        }).filter(pc.and_(pc.is_valid(replies), has_port))
+        self._learn(learned)
+        unknown = pc.and_(pc.is_null(replies), has_port)
+        if self.requests is None or not pc.any(unknown).as_py():
+            return table
+        rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
+        forward = self._matching(pa.table([src_ip, src_port, dst_ip, dst_port, rows], names=[*_TUPLE, "row"]), unknown)
+        backward = self._matching(pa.table([dst_ip, dst_port, src_ip, src_port, rows], names=[*_TUPLE, "row"]), unknown)
+        marks = np.zeros(table.num_rows, np.int8)
+        marks[backward] = 2
+        marks[forward] = 1
+        filled = pc.if_else(pa.array(marks == 1), False, pc.if_else(pa.array(marks == 2), True, replies))
+        return table.set_column(table.schema.get_field_index("is_reply"), "is_reply", filled)
 
-    def _learn(self, cols: ConnectionColumns, rows: range) -> None:
-        requests = self.requests
-        src_ip, dst_ip, src_port, dst_port = cols.src_ip, cols.dst_ip, cols.src_port, cols.dst_port
-        for row in rows:
-            value = cols.is_reply[row]
-            if value is None or src_port[row] is None:
-                continue
-            if value:
-                requests[(dst_ip[row], dst_port[row], src_ip[row], src_port[row])] = None
-            else:
-                requests[(src_ip[row], src_port[row], dst_ip[row], dst_port[row])] = None
-        while len(requests) > self.limit:
-            del requests[next(iter(requests))]
+    def resolve(self, cols: ConnectionColumns) -> None:
+        """`resolve_table` for column lists, filled in place."""
+        table = pa.table({
+            "is_reply": pa.array(cols.is_reply, pa.bool_()),
+            "src_ip": pa.array(cols.src_ip, pa.string()), "dst_ip": pa.array(cols.dst_ip, pa.string()),
+            "src_port": pa.array(cols.src_port, pa.int32()), "dst_port": pa.array(cols.dst_port, pa.int32()),
+        })
+        cols.is_reply[:] = self.resolve_table(table).column("is_reply").to_pylist()
+
+    def _learn(self, learned: pa.Table) -> None:
+        if not learned.num_rows:
+            return
+        known = learned if self.requests is None else pa.concat_tables([self.requests, learned])
+        known = known.group_by(list(_TUPLE), use_threads=False).aggregate([])
+        if known.num_rows > self.limit:
+            known = known.slice(known.num_rows - self.limit)
+        self.requests = known
+
+    def _matching(self, probe: pa.Table, unknown: pa.Array) -> np.ndarray:
+        assert self.requests is not None
+        found = probe.filter(unknown).join(self.requests, keys=list(_TUPLE), join_type="left semi", use_threads=False)
+        return np.asarray(found.column("row").to_numpy())

@@ -1,4 +1,4 @@
-"""The parser workers of an import never outlive it: `kill -9` and Ctrl-C of a real `synth import`."""
+"""An import leaves nothing running and nothing half-done: `kill -9` and Ctrl-C of a real `synth import`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from collecting import wait_for
 from conftest import ROOT
-from processes import alive, children, kill_all, start_synth
-
-from synth.sources.parallel import default_jobs
+from processes import children, start_synth
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,33 +31,26 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _workers(pid: int) -> dict[int, str]:
-    return {child: command for child, command in children(pid).items() if "spawn_main" in command}
-
-
-def _start_import(big_file: Path, store: Path) -> tuple[subprocess.Popen[str], list[int]]:
-    """Start the import and wait for all its workers; returns it and every child it has by then."""
+def _start_import(big_file: Path, store: Path) -> subprocess.Popen[str]:
+    """Start the import and wait until it has staged flows: it is mid-way."""
     process = start_synth("import", "hubble", big_file, "--store", store)
-    wait_for(lambda: len(_workers(process.pid)) >= default_jobs() or process.poll() is not None, 60,
-             "the import's parser workers")
+    wait_for(lambda: any((store / ".staging").rglob("*.parquet")) or process.poll() is not None, 60,
+             "the import to stage its first flows")
     assert process.poll() is None, process.communicate()
-    started = list(children(process.pid))
-    assert any("resource_tracker" in command for command in children(process.pid).values())
-    return process, started
+    return process
 
 
 def _files(store: Path) -> set[str]:
     return {str(p.relative_to(store)) for p in store.rglob("*") if p.is_file()}
 
 
-def test_kill_9_of_an_import_ends_its_workers(big_file: Path, tmp_path: Path) -> None:
-    process, started = _start_import(big_file, tmp_path / "store")
+def test_an_import_starts_no_process_so_kill_9_leaves_none(big_file: Path, tmp_path: Path) -> None:
+    process = _start_import(big_file, tmp_path / "store")
     try:
+        assert children(process.pid) == {}  # parsing runs on threads: nothing can be orphaned
         process.kill()
         process.wait(10)
-        wait_for(lambda: not any(alive(pid) for pid in started), 10, "the workers and the resource tracker to end")
     finally:
-        kill_all(started)
         process.kill()
         process.communicate()
 
@@ -73,13 +64,11 @@ def test_ctrl_c_of_an_import_stops_cleanly(big_file: Path, tmp_path: Path) -> No
     )
     assert "flows imported" in before.stdout
     files = _files(store)
-    process, started = _start_import(big_file, store)
+    process = _start_import(big_file, store)
     try:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         out, err = process.communicate(timeout=60)
-        wait_for(lambda: not any(alive(pid) for pid in started), 10, "the workers and the resource tracker to end")
     finally:
-        kill_all(started)
         process.kill()
         process.communicate()
     assert process.returncode == 130, err
