@@ -1,25 +1,22 @@
 """The store's flows into edges and observed pairs: the one place that reads flows for aggregation.
 
 Aggregation itself (`synth.core.aggregate`) and the replay input (`synth.policy.observed`) do no
-I/O: they take record batches. This module streams them out of the store, file by file, in the
-requested window, and refuses a store without flows in it with a hint.
+I/O. The embedded engine (`synth.app.engine`) groups the requested window of the store and hands
+them the grouped rows; a store without flows in it is refused with a hint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 
+from synth.app.engine import FileProgress, accumulate_store
 from synth.base.config import Settings
 from synth.base.errors import StoreError
-from synth.core.aggregate import FLOW_COLUMNS, EdgeSet, aggregate_batches
-from synth.policy.observed import OBSERVED_COLUMNS, Observed, observe_batches
+from synth.core.aggregate import FLOW_COLUMNS, EdgeSet, finish
+from synth.policy.observed import OBSERVED_COLUMNS, Observed, observe
 from synth.store.dataset import Store
-
-FileProgress = Callable[[int, int, int], None]
-"""`on_file(done, total, flows)`, called after each file, for a progress display."""
 
 
 def require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> None:
@@ -38,17 +35,6 @@ def require_flows(store: Store, since_ns: int | None, until_ns: int | None) -> N
         raise StoreError(f"{store.root_text}: no flows stored in the requested time window")
 
 
-def stored_batches(
-    store: Store,
-    columns: Sequence[str],
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    on_file: FileProgress | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """The stored flows in the window, `columns` only, file by file."""
-    return store.read(columns, since_ns, until_ns, on_file=on_file)
-
-
 def aggregate_store(
     store: Store,
     settings: Settings,
@@ -61,8 +47,8 @@ def aggregate_store(
     """The edges of the stored flows in the window (all namespaces when none are given); a missing
     or empty store is refused with what to do."""
     require_flows(store, since_ns, until_ns)
-    batches = stored_batches(store, FLOW_COLUMNS, since_ns, until_ns, on_file)
-    return aggregate_batches(batches, settings, namespaces=namespaces)
+    window = {"namespaces": namespaces, "since_ns": since_ns, "until_ns": until_ns, "on_file": on_file}
+    return finish(accumulate_store(store, FLOW_COLUMNS, **window), settings)  # type: ignore[arg-type]
 
 
 def observe_store(
@@ -76,5 +62,5 @@ def observe_store(
     """Edges and the distinct endpoint pairs behind them, in one pass over the stored flows; a missing
     or empty store is refused with what to do."""
     require_flows(store, since_ns, until_ns)
-    batches = stored_batches(store, OBSERVED_COLUMNS, since_ns, until_ns)
-    return observe_batches(batches, settings, namespaces=namespaces)
+    accumulator = accumulate_store(store, OBSERVED_COLUMNS, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
+    return observe(accumulator, settings)

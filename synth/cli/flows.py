@@ -114,7 +114,7 @@ def import_calico(files: tuple[str, ...], calico_format: str, strict: bool, forc
 @window_options
 @output_option("table", "csv", "json", "yaml", "markdown")
 @click.option("--engine", type=click.Choice(["embedded", "spark"]), default="embedded", show_default=True,
-              help="Aggregate in this process (pyarrow) or on Apache Spark (pip install 'synth[spark]').")
+              help="Aggregate in this process (DuckDB) or on Apache Spark (pip install 'synth[spark]').")
 @click.option("--spark-master", metavar="URL", help="Spark master (default: local mode on every core).")
 @store_option
 def edges_command(namespaces: tuple[str, ...], all_namespaces: bool, traffic_filter: TrafficFilter,

@@ -1,7 +1,9 @@
 """Flows to edges: who talks to whom, on which port, how often, first and last seen.
 
-Aggregation streams the store file by file (`synth.app.flows` reads it; this module does no I/O).
-Each batch is reduced with Arrow group-bys to a partial keyed by raw endpoints (namespace, owner,
+Flows come in grouped (one row per distinct combination of their columns, with the number of rows,
+the summed count and the first and last time): the embedded engine groups a whole window of the
+store at once (`synth.app.engine`), an in-memory batch is taken as it is. This module does no I/O.
+Grouped rows are reduced with Arrow group-bys to partials keyed by raw endpoints (namespace, owner,
 labels, address); partials merge by sum, min, max and union, so memory follows the number of
 distinct endpoint pairs, never the number of flows.
 Identities (selectors) are then chosen once for every workload, and the partial rows collapse
@@ -26,9 +28,9 @@ import pyarrow.compute as pc
 
 from synth.base.config import Settings
 from synth.core.identity import Identity, Labels, owner_of_pod, resolve_identities
+from synth.core.interning import LabelSets
 from synth.store.schema import ALLOWED_VERDICTS, EDGE_SCHEMA, POLICY_DROP_REASONS
 
-_SEPARATOR = "\x1f"
 FLOW_COLUMNS = (
     "time",
     "count",
@@ -55,6 +57,10 @@ FLOW_COLUMNS = (
     "dns_query",
     "dns_answers",
 )
+GROUPED_KEYS = tuple(name for name in FLOW_COLUMNS if name not in ("time", "count"))
+"""What store engines group flows by before `Accumulator.add_grouped` (labels as `LabelSets` ids)."""
+_LABEL_COLUMNS = ("src_labels", "dst_labels", "src_ns_labels", "dst_ns_labels")
+_GROUPED_INPUT = frozenset({*GROUPED_KEYS, "count", "src_ns_labels", "dst_ns_labels"})
 _SIDE_KEYS = ("kind", "namespace", "group", "labels_key", "addr")
 GROUP_KEYS = (
     *(f"src_{k}" for k in _SIDE_KEYS),
@@ -234,83 +240,116 @@ def edges_table(edges: Sequence[Edge]) -> pa.Table:
 
 
 class Accumulator:
-    """Merges per-batch partials; holds only distinct endpoint pairs and label sets.
+    """Merges grouped flows into partials; holds only distinct endpoint pairs and label sets.
 
-    Any engine that produces the same grouped rows (`merge_row`) and endpoint facts
-    (`remember_endpoint`, `remember_name`) gets the same edges from `finish` (the Spark engine does).
+    Flows come in grouped (`add_grouped`: one row per distinct combination of `GROUPED_KEYS`, with
+    `rows`, the summed `count` and the first and last time), whether a store engine grouped a whole
+    window at once or `add` took one in-memory batch as it is. Any engine that produces the same
+    grouped rows (`merge_row`) and endpoint facts (`remember_endpoint`, `remember_name`) gets the same
+    edges from `finish` (the Spark engine does).
     """
 
     def __init__(self, namespaces: Sequence[str] | None) -> None:
         self.namespaces = set(namespaces) if namespaces else None
         self.partials: dict[PairKey, _Partial] = {}
-        self.labels: dict[str, Labels] = {"": ()}
+        self.label_sets = LabelSets()
+        self.labels: dict[str, Labels] = self.label_sets.labels
         self.groups: dict[tuple[str, str], set[str]] = {}
         self.pod_labels: dict[tuple[str, str], str] = {}
+        self._pod_seen: dict[tuple[str, str], tuple[int, str]] = {}
+        self.namespace_labels: dict[str, tuple[int, str]] = {}
         self.names: dict[str, set[str]] = {}
         self.stats = AggregateStats()
 
     def add(self, batch: pa.RecordBatch) -> None:
-        stats = self.stats
-        stats.flows += batch.num_rows
+        """Fold one batch of FLOW_SCHEMA flows in, each flow a group of its own."""
         times = batch.column("time").cast(pa.int64())
-        low, high = pc.min_max(times).values()
-        first, last = low.as_py(), high.as_py()
-        stats.first_ns = first if stats.first_ns is None else min(stats.first_ns, first)
-        stats.last_ns = last if stats.last_ns is None else max(stats.last_ns, last)
-        stats.hours.update(pc.unique(pc.divide(times, 3_600_000_000_000)).to_pylist())
-        self._collect_dns(batch)
-        table = pa.Table.from_batches([batch])
+        self.count_hours(times)
+        columns = {name: batch.column(name) for name in batch.schema.names if name in _GROUPED_INPUT}
+        for name in _LABEL_COLUMNS:
+            if name in columns:
+                columns[name] = self.label_sets.encode(columns[name])
+        ones = pa.array(np.ones(batch.num_rows, np.int64))
+        self.add_grouped(pa.table({**columns, "rows": ones, "time_min": times, "time_max": times}))
+
+    def count_hours(self, times: pa.Array) -> None:
+        """The hours (from the epoch) that flows were seen in, from their times in epoch nanoseconds."""
+        self.stats.hours.update(pc.unique(pc.divide(times, 3_600_000_000_000)).to_pylist())
+
+    def add_grouped(self, table: pa.Table) -> None:
+        """Fold grouped flows in: `GROUPED_KEYS` (labels as `LabelSets` ids of `label_sets`, namespace
+        labels too when present), `rows` (stored rows), `count` (flows) and `time_min`/`time_max`
+        (epoch nanoseconds)."""
+        if table.num_rows == 0:
+            return
+        table = _plain_strings(table)
+        self._count_window(table)
+        if "dns_answers" in table.column_names:
+            self.collect_names(table)
+        if "src_ns_labels" in table.column_names:
+            self._collect_namespace_labels(table)
         for side in ("src", "dst"):
             table = self._add_side_columns(table, side)
-        reply = pc.fill_null(table.column("is_reply"), False)
-        stats.replies += pc.sum(pc.cast(reply, pa.int64())).as_py() or 0
-        table = table.filter(pc.invert(reply))
-        verdict = table.column("verdict").cast(pa.string())
-        allowed = pc.is_in(verdict, pa.array(sorted(ALLOWED_VERDICTS)))
-        drop_reason = pc.fill_null(table.column("drop_reason").cast(pa.string()), "")
-        policy_drop = pc.and_(
-            pc.equal(verdict, "dropped"), pc.is_in(drop_reason, pa.array(sorted(POLICY_DROP_REASONS)))
+        table = self._requests(table)
+        if table.num_rows == 0:
+            return
+        grouped = table.group_by(list(GROUP_KEYS), use_threads=False).aggregate(
+            [
+                ("count", "sum"),
+                ("time_min", "min"),
+                ("time_max", "max"),
+                ("src_pod", "distinct"),
+                ("dst_pod", "distinct"),
+                ("dst_service", "distinct"),
+            ]
         )
-        stats.datapath_drops += _count_true(pc.and_(pc.equal(verdict, "dropped"), pc.invert(policy_drop)))
-        stats.unjudged += _count_true(pc.invert(pc.or_(allowed, pc.equal(verdict, "dropped"))))
+        grouped = grouped.rename_columns(
+            [{"time_min_min": "time_min", "time_max_max": "time_max"}.get(n, n) for n in grouped.column_names]
+        )
+        for row in grouped.to_pylist():
+            self.merge_row(row)
+
+    def _count_window(self, table: pa.Table) -> None:
+        stats = self.stats
+        stats.flows += _total(table.column("rows"))
+        first, last = pc.min(table.column("time_min")).as_py(), pc.max(table.column("time_max")).as_py()
+        stats.first_ns = first if stats.first_ns is None else min(stats.first_ns, first)
+        stats.last_ns = last if stats.last_ns is None else max(stats.last_ns, last)
+
+    def _requests(self, table: pa.Table) -> pa.Table:
+        """Requests that were allowed or dropped by policy (in the namespaces asked for), with `allowed`;
+        replies, datapath drops and unknown verdicts are counted and left out."""
+        stats, rows = self.stats, table.column("rows")
+        reply = pc.fill_null(table.column("is_reply"), False)
+        stats.replies += _total(rows, reply)
+        table = table.filter(pc.invert(reply))
+        rows = table.column("rows")
+        verdict = table.column("verdict")
+        allowed = pc.is_in(verdict, pa.array(sorted(ALLOWED_VERDICTS)))
+        drop_reason = pc.fill_null(table.column("drop_reason"), "")
+        dropped = pc.equal(verdict, "dropped")
+        policy_drop = pc.and_(dropped, pc.is_in(drop_reason, pa.array(sorted(POLICY_DROP_REASONS))))
+        stats.datapath_drops += _total(rows, pc.and_(dropped, pc.invert(policy_drop)))
+        stats.unjudged += _total(rows, pc.invert(pc.or_(allowed, dropped)))
         table = table.append_column("allowed", allowed).filter(pc.or_(allowed, policy_drop))
         if self.namespaces is not None:
             wanted = pa.array(sorted(self.namespaces))
             table = table.filter(
                 pc.or_(pc.is_in(table.column("src_namespace"), wanted), pc.is_in(table.column("dst_namespace"), wanted))
             )
-        if table.num_rows == 0:
-            return
-        table = table.set_column(
-            table.schema.get_field_index("verdict"), "verdict", table.column("verdict").cast(pa.string())
-        )
-        for name in ("protocol", "direction"):
-            table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pa.string()))
-        # times as epoch nanoseconds: exact, and plain integers in Python (no pandas timestamps)
-        table = table.set_column(table.schema.get_field_index("time"), "time", table.column("time").cast(pa.int64()))
-        grouped = table.group_by(list(GROUP_KEYS), use_threads=False).aggregate(
-            [
-                ("count", "sum"),
-                ("time", "min"),
-                ("time", "max"),
-                ("src_pod", "distinct"),
-                ("dst_pod", "distinct"),
-                ("dst_service", "distinct"),
-            ]
-        )
-        for row in grouped.to_pylist():
-            self.merge_row(row)
+        return table
 
-    def _collect_dns(self, batch: pa.RecordBatch) -> None:
-        """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names."""
+    def collect_names(self, table: pa.Table | pa.RecordBatch) -> None:
+        """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names
+        (a store engine calls this on each batch, and groups the flows without the DNS columns)."""
         for names_column, address_column in (("dns_answers", "dns_query"), ("dst_names", "dst_ip")):
-            lists = batch.column(names_column)
+            lists = table.column(names_column)
             has = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0)
             if not pc.any(has).as_py():
                 continue
-            rows = pa.Table.from_batches([batch.select([names_column, address_column])]).filter(has)
-            lists = rows.column(names_column).combine_chunks()
-            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists))
+            rows = table.select([names_column, address_column]).filter(has)
+            lists = _plain(rows.column(names_column))
+            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists)).cast(pa.string())
             pairs = pa.table({"owner": owners, "value": pc.list_flatten(lists)})
             distinct = pairs.group_by(["owner", "value"], use_threads=False).aggregate([])
             for other, value in zip(
@@ -323,58 +362,73 @@ class Accumulator:
                 else:  # value is a name, `other` the destination address
                     self.remember_name(other, value)
 
+    def _collect_namespace_labels(self, table: pa.Table) -> None:
+        """Each namespace's labels (sources that carry them: Cilium, Calico), as first seen in time."""
+        for side in ("src", "dst"):
+            ids = table.column(f"{side}_ns_labels")
+            has = pc.and_(pc.is_valid(table.column(f"{side}_namespace")), pc.not_equal(ids, 0))
+            subset = pa.table(
+                {"ns": table.column(f"{side}_namespace"), "id": ids, "first": table.column("time_min")}
+            ).filter(has)
+            distinct = subset.group_by(["ns", "id"], use_threads=False).aggregate([("first", "min")])
+            for namespace, found, first in zip(
+                *(distinct.column(c).to_pylist() for c in ("ns", "id", "first_min")), strict=True
+            ):
+                seen = (first, self.label_sets.keys[found])
+                if namespace not in self.namespace_labels or seen < self.namespace_labels[namespace]:
+                    self.namespace_labels[namespace] = seen
+
     def remember_name(self, address: str, name: str) -> None:
         """A DNS name seen for an address (from an answer, or a flow's destination names)."""
         self.names.setdefault(address, set()).add(name.rstrip("."))
 
-    def remember_endpoint(self, namespace: str | None, group: str, labels_key: str, pod: str | None) -> None:
-        """A pod seen with these labels (by key) in this owner group."""
+    def remember_endpoint(
+        self, namespace: str | None, group: str, labels_key: str, pod: str | None, last_ns: int | None = None
+    ) -> None:
+        """A pod seen with these labels (by key) in this owner group; a pod seen with several label
+        sets keeps those of its last flow (`last_ns`; without it, the last call's)."""
         self.groups.setdefault((namespace or "", group), set()).add(labels_key)
-        if pod:
-            self.pod_labels[(namespace or "", pod)] = labels_key
+        if not pod:
+            return
+        pod_key = (namespace or "", pod)
+        seen = (last_ns if last_ns is not None else 0, labels_key)
+        if last_ns is None or pod_key not in self._pod_seen or seen > self._pod_seen[pod_key]:
+            self._pod_seen[pod_key] = seen
+            self.pod_labels[pod_key] = labels_key
 
     def _add_side_columns(self, table: pa.Table, side: str) -> pa.Table:
-        kind = table.column(f"{side}_kind").cast(pa.string())
+        kind = table.column(f"{side}_kind").combine_chunks()
         is_pod = _plain(pc.equal(kind, "pod"))
-        labels = table.column(f"{side}_labels").combine_chunks()
-        key = _labels_key(labels)
-        key = _plain(pc.if_else(is_pod, key, ""))
-        self._remember_labels(key, labels)
+        keys = pc.take(pa.array(self.label_sets.keys, pa.string()), table.column(f"{side}_labels").combine_chunks())
+        key = _plain(pc.if_else(is_pod, keys, ""))
         pods = table.column(f"{side}_pod").combine_chunks()
         group = pc.coalesce(table.column(f"{side}_workload").combine_chunks(), _owners(pods))
         group = _plain(pc.if_else(is_pod, pc.fill_null(group, ""), ""))
         addr = pc.if_else(is_pod, pa.scalar(None, pa.string()), table.column(f"{side}_ip"))
         namespace = pc.if_else(is_pod, table.column(f"{side}_namespace"), pa.scalar(None, pa.string()))
-        table = table.set_column(table.schema.get_field_index(f"{side}_kind"), f"{side}_kind", kind)
         table = table.set_column(table.schema.get_field_index(f"{side}_namespace"), f"{side}_namespace", namespace)
-        self._remember_groups(table.column(f"{side}_namespace"), group, key, pods, is_pod)
+        self._remember_groups(table, side, group, key, is_pod)
         return (
             table.append_column(f"{side}_labels_key", key)
             .append_column(f"{side}_group", group)
             .append_column(f"{side}_addr", addr)
         )
 
-    def _remember_labels(self, key: pa.Array, labels: pa.MapArray) -> None:
-        encoded = key.dictionary_encode()
-        dictionary = encoded.dictionary.to_pylist()
-        missing = [i for i, text in enumerate(dictionary) if text not in self.labels]
-        if not missing:
-            return
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        _, first_rows = np.unique(indices, return_index=True)
-        for position in missing:
-            row = int(first_rows[position])
-            self.labels[dictionary[position]] = tuple(labels[row].as_py() or ())
-
-    def _remember_groups(
-        self, namespaces: pa.ChunkedArray, groups: pa.Array, keys: pa.Array, pods: pa.Array, is_pod: pa.Array
-    ) -> None:
-        subset = pa.table({"ns": namespaces, "group": groups, "key": keys, "pod": pods}).filter(is_pod)
-        distinct = subset.group_by(["ns", "group", "key", "pod"], use_threads=False).aggregate([])
-        for ns, group, key, pod in zip(
-            *(distinct.column(c).to_pylist() for c in ("ns", "group", "key", "pod")), strict=True
+    def _remember_groups(self, table: pa.Table, side: str, groups: pa.Array, keys: pa.Array, is_pod: pa.Array) -> None:
+        subset = pa.table(
+            {
+                "ns": table.column(f"{side}_namespace"),
+                "group": groups,
+                "key": keys,
+                "pod": table.column(f"{side}_pod"),
+                "last": table.column("time_max"),
+            }
+        ).filter(is_pod)
+        distinct = subset.group_by(["ns", "group", "key", "pod"], use_threads=False).aggregate([("last", "max")])
+        for ns, group, key, pod, last in zip(
+            *(distinct.column(c).to_pylist() for c in ("ns", "group", "key", "pod", "last_max")), strict=True
         ):
-            self.remember_endpoint(ns, group, key, pod)
+            self.remember_endpoint(ns, group, key, pod, last)
 
     def merge_row(self, row: dict[str, Any]) -> None:
         """Fold one grouped row (GROUP_KEYS plus count_sum, time_min/max in epoch nanoseconds and the
@@ -396,17 +450,17 @@ def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def _count_true(mask: pa.Array) -> int:
-    return int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
+def _total(rows: pa.Array | pa.ChunkedArray, mask: pa.Array | pa.ChunkedArray | None = None) -> int:
+    """The sum of `rows` (where `mask` holds)."""
+    return int(pc.sum(rows if mask is None else pc.filter(rows, mask)).as_py() or 0)
 
 
-def _labels_key(labels: pa.MapArray) -> pa.Array:
-    """`k=v<US>k=v...` per row (keys are stored sorted), computed without leaving Arrow."""
-    if isinstance(labels, pa.ChunkedArray):
-        labels = labels.combine_chunks()
-    joined = pc.binary_join_element_wise(labels.keys, labels.items, "=")
-    lists = pa.ListArray.from_arrays(labels.offsets, joined)
-    return pc.fill_null(pc.binary_join(lists, _SEPARATOR), "")
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns as plain strings (the grouped tables are small)."""
+    for position, column in enumerate(table.columns):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(position, table.field(position).name, column.cast(column.type.value_type))
+    return table
 
 
 def _owners(pods: pa.Array) -> pa.Array:

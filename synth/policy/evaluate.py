@@ -102,13 +102,38 @@ class Engine:
             )
         self.targets: dict[str, tuple[Target, ...]] = {ns: tuple(ts) for ns, ts in by_namespace.items()}
         self._decisions: dict[object, Decision] = {}
+        self._signatures: dict[object, tuple[object, ...]] = {}
+        self._peers = tuple(dict.fromkeys(
+            peer
+            for targets in self.targets.values()
+            for target in targets
+            for rules in (target.ingress, target.egress)
+            for rule in rules or ()
+            for peer in rule.peers
+        ))
+
+    def peer_signature(self, end: Endpoint) -> tuple[object, ...] | None:
+        """How every peer of every rule judges `end` as the far end; None for a pod.
+
+        Two endpoints that are not pods and share a signature get the same verdict and the same
+        allowing rules in every connection with the same pod, protocol and port: nothing else about
+        them is looked at (only the reasons' wording names them). An address no rule names shares one
+        signature with every other such address.
+        """
+        if end.is_pod:
+            return None
+        key = end_key(end)
+        found = self._signatures.get(key)
+        if found is None:
+            found = self._signatures[key] = (end.kind, *(_match_tag(p.match(end, self._cache)) for p in self._peers))
+        return found
 
     def evaluate(self, traffic: Traffic) -> Decision:
         """Decide one connection (a request, not a reply) and give the reasons."""
         protocol = traffic.protocol.upper()
         if protocol in DEFINED_PROTOCOLS and protocol != traffic.protocol:
             traffic = Traffic(traffic.src, traffic.dst, protocol, traffic.port)
-        key = (_end_key(traffic.src), _end_key(traffic.dst), traffic.protocol, traffic.port)
+        key = (end_key(traffic.src), end_key(traffic.dst), traffic.protocol, traffic.port)
         found = self._decisions.get(key)
         if found is None:
             if len(self._decisions) >= _CACHE_LIMIT:
@@ -237,7 +262,12 @@ def _is_loopback(src: Endpoint, dst: Endpoint) -> bool:
     return src.ip is not None and src.ip == dst.ip
 
 
-def _end_key(end: Endpoint) -> object:
+def _match_tag(match: Match) -> object:
+    return match if isinstance(match, bool) else ("unknown", match.reason)
+
+
+def end_key(end: Endpoint) -> object:
+    """What the engine's decisions depend on in an endpoint (equal keys, equal decisions)."""
     return (
         end.kind,
         end.namespace,

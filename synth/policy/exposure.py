@@ -30,7 +30,7 @@ from synth.base.config import DnsTarget
 from synth.base.text import ascii_text
 from synth.core.aggregate import address_selector
 from synth.core.model import PolicySet
-from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict
+from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict, end_key
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import EndpointRef, ObservedPair, unobserved_connections
 from synth.policy.ports import policy_port_names
@@ -101,10 +101,16 @@ def unobserved_allowances(
     probe_port = _unnamed_port(pairs, policies)
     found: dict[tuple[object, ...], Allowance] = {}
     names_used, name_rules = _names_used(pairs), _name_rules(policies)
+    refused: set[object] = set()  # classes of candidates with an address that nothing allows
     for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces, probe_port):
+        kind = _class_of(engine, traffic)
+        if kind in refused:
+            continue
         decision = engine.evaluate(traffic)
         rules = _allowing_rules(decision)
         if decision.verdict != Verdict.ALLOWED or not rules:
+            if kind is not None:
+                refused.add(kind)
             continue
         if set(rules) <= name_rules and any(
             (src, src_workload, name, traffic.protocol, traffic.port) in names_used for name in traffic.dst.names
@@ -119,6 +125,17 @@ def unobserved_allowances(
     for allowance in _not_isolated(pairs, engine, namespaces, probe_port):
         found.setdefault(allowance.order, allowance)
     return tuple(sorted(found.values(), key=lambda a: a.order))
+
+
+def _class_of(engine: Engine, traffic: Traffic) -> object:
+    """For a pod and an address that is not a pod's: the candidates the engine cannot tell apart
+    (`Engine.peer_signature`), so one refusal answers for thousands of addresses; None otherwise."""
+    src, dst = traffic.src, traffic.dst
+    if src.is_pod == dst.is_pod:
+        return None
+    pod, other = (src, dst) if src.is_pod else (dst, src)
+    signature = engine.peer_signature(other)
+    return (src.is_pod, end_key(pod), signature, traffic.protocol, traffic.port)
 
 
 def _not_isolated(

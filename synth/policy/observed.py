@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
 
@@ -46,14 +45,14 @@ __all__ = [
     "Observed",
     "ObservedPair",
     "Unobserved",
+    "observe",
     "observe_batches",
     "pair_passes",
     "unobserved_connections",
 ]
 
 NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
-_NS_LABEL_COLUMNS = ("src_ns_labels", "dst_ns_labels")
-OBSERVED_COLUMNS = (*AGGREGATE_COLUMNS, *_NS_LABEL_COLUMNS)
+OBSERVED_COLUMNS = (*AGGREGATE_COLUMNS, "src_ns_labels", "dst_ns_labels")
 """The stored columns `observe_batches` reads."""
 
 
@@ -196,28 +195,20 @@ def observe_batches(
 ) -> Observed:
     """Observed pairs from any stream of FLOW_SCHEMA batches."""
     accumulator = Accumulator(namespaces)
-    namespace_labels: dict[str, dict[str, str]] = {}
     for batch in batches:
-        if all(name in batch.schema.names for name in _NS_LABEL_COLUMNS):
-            _collect_namespace_labels(batch, namespace_labels)
-        accumulator.add(batch.select(list(AGGREGATE_COLUMNS)))
+        names = [name for name in OBSERVED_COLUMNS if name in batch.schema.names]
+        accumulator.add(batch.select(names))
+    return observe(accumulator, settings)
+
+
+def observe(accumulator: Accumulator, settings: Settings) -> Observed:
+    """Edges and observed pairs from an accumulator that took every flow in (a store engine's or
+    `observe_batches`'s)."""
     edges = finish_edges(accumulator, settings)
+    namespace_labels = {
+        namespace: dict(accumulator.labels[key]) for namespace, (_, key) in accumulator.namespace_labels.items()
+    }
     return Observed(edges, tuple(_pairs(accumulator, edges, namespace_labels)), accumulator.stats)
-
-
-def _collect_namespace_labels(batch: pa.RecordBatch, found: dict[str, dict[str, str]]) -> None:
-    """The first label set seen for each namespace (sources that carry them: Cilium, Calico)."""
-    for side in ("src", "dst"):
-        labels = batch.column(f"{side}_ns_labels")
-        namespaces = batch.column(f"{side}_namespace")
-        lengths = pc.list_value_length(pa.ListArray.from_arrays(labels.offsets, labels.keys))
-        has = pc.and_(pc.is_valid(namespaces), pc.and_(pc.is_valid(labels), pc.greater(lengths, 0)))
-        if not pc.any(has).as_py():
-            continue
-        namespaces, labels = namespaces.filter(has), labels.filter(has)
-        for namespace in pc.unique(namespaces).to_pylist():
-            if namespace not in found:
-                found[namespace] = dict(labels[pc.index(namespaces, namespace).as_py()].as_py())
 
 
 def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict[str, str]]) -> Iterator[ObservedPair]:

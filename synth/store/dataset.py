@@ -119,8 +119,9 @@ class Store:
         found.sort(key=lambda f: (f.hour_start_ns, f.path))
         return found
 
-    def open_file(self, stored: StoredFile) -> pq.ParquetFile:
-        """Open one stored file after checking that its schema version is ours."""
+    def open_file(self, stored: StoredFile, read_dictionary: Sequence[str] | None = None) -> pq.ParquetFile:
+        """Open one stored file after checking that its schema version is ours (`read_dictionary`:
+        columns, or nested paths such as `src_labels.key_value.key`, to read dictionary-encoded)."""
         try:
             parquet = pq.ParquetFile(stored.path, filesystem=self.fs)
         except (OSError, pa.ArrowInvalid) as e:
@@ -132,6 +133,10 @@ class Store:
                 f"{stored.path}: written with store schema version {version}, this synth reads versions "
                 f"{', '.join(str(v) for v in sorted(READABLE_VERSIONS))}; import the flows again into a new store"
             )
+        if read_dictionary:  # opened again with the footer already read
+            present = set(parquet.schema_arrow.names)
+            wanted = [path for path in read_dictionary if path.split(".", 1)[0] in present]
+            parquet = pq.ParquetFile(stored.path, filesystem=self.fs, metadata=parquet.metadata, read_dictionary=wanted)
         return parquet
 
     def read(

@@ -202,3 +202,21 @@ def test_verify_strict_fails_on_unused_allowances_and_json_lists_them(
     exact = tmp_path / "exact.yaml"
     exact.write_text(yaml.safe_dump_all(list(EXACT)))
     assert synth("verify", "--policies", exact, "-n", "x", "--strict", "--store", store).code == 0
+
+
+def test_addresses_the_rules_tell_apart_have_their_own_signature() -> None:
+    """Addresses no rule admits share one signature (one refusal answers for all, an address in a range's
+    hole too); a /32 and a range tell theirs apart, and a signature never stands for a pod."""
+    from synth.policy.evaluate import Endpoint, Engine
+
+    wide = policy("api-wide", {"app": "api"}, egress=[{"to": [{"ipBlock": {"cidr": "203.0.113.0/24",
+                                                                          "except": ["203.0.113.0/30"]}}],
+                                                       "ports": [tcp(443)]}])  # fmt: skip
+    engine = Engine(policies(*EXACT, wide))
+
+    def signature(address: str) -> object:
+        return engine.peer_signature(Endpoint("world", ip=address))
+
+    assert signature("192.0.2.1") == signature("192.0.2.99") == signature("2001:db8::1") == signature("203.0.113.1")
+    assert len({signature(a) for a in ("192.0.2.1", "198.51.100.7", "203.0.113.10", "203.0.113.77")}) == 4
+    assert engine.peer_signature(Endpoint("pod", namespace="x", labels={"app": "api"})) is None
