@@ -35,11 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"200k": 200_000, "1M": 1_000_000, "10M": 10_000_000}
 
 
-def run(command: list[str], *, stdout: Any = subprocess.DEVNULL) -> dict[str, float]:
+def run(command: list[str], *, stdout: Any = subprocess.DEVNULL, cwd: str | None = None) -> dict[str, float]:
     """Run a command; its wall time, the peak of its whole process tree's RSS (summed over every
-    process it starts, sampled every 20 ms) and the largest single process's peak (from wait4)."""
+    process it starts, sampled every 20 ms), the tree's CPU time (each descendant's as last sampled),
+    the largest single process's peak and its own CPU time (from wait4)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, cwd=cwd)
     sampler = TreeMemory(process.pid)
     sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
@@ -48,16 +49,19 @@ def run(command: list[str], *, stdout: Any = subprocess.DEVNULL) -> dict[str, fl
     stderr = process.stderr.read().decode() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
+    own_cpu = usage.ru_utime + usage.ru_stime
     return {"seconds": elapsed, "rss_mb": sampler.peak_mb, "largest_rss_mb": usage.ru_maxrss / 1024,
-            "cpu_seconds": usage.ru_utime + usage.ru_stime}
+            "cpu_seconds": own_cpu, "tree_cpu_seconds": own_cpu + sampler.descendants_cpu_s()}
 
 
 class TreeMemory(threading.Thread):
-    """Samples the summed RSS of a process and all its descendants (from /proc) until stopped."""
+    """Samples the summed RSS of a process and all its descendants (from /proc) until stopped, and the
+    descendants' CPU time (as last seen: up to one interval of each one's end is missed)."""
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak_mb = pid, interval, 0.0
+        self._cpu_ticks: dict[int, int] = {}
         self._done = threading.Event()
         self._page = os.sysconf("SC_PAGE_SIZE")
 
@@ -70,20 +74,27 @@ class TreeMemory(threading.Thread):
         self._done.set()
         self.join()
 
+    def descendants_cpu_s(self) -> float:
+        return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
     def _tree_rss(self) -> int:
         children: dict[int, list[int]] = {}
+        ticks: dict[int, int] = {}
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 try:
                     stat = Path(f"/proc/{entry.name}/stat").read_text()
                 except OSError:
                     continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
+                fields = stat.rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+                ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
         total, todo = 0, [self.pid]
         while todo:
             pid = todo.pop()
             todo += children.get(pid, [])
+            if pid != self.pid and pid in ticks:
+                self._cpu_ticks[pid] = ticks[pid]
             try:
                 total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self._page
             except (OSError, IndexError, ValueError):

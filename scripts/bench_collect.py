@@ -1,133 +1,99 @@
-"""Benchmark live collection: a fake relay streams flows as fast as it can, `synth collect` stores them.
+"""Benchmark live collection: a fast stand-in relay streams N flows, `synth collect hubble` stores them.
 
-    python scripts/bench_collect.py [--seconds 20] [--flows FILE.json.gz] [--json]
+    python scripts/bench_collect.py [--flows 1000000] [--capture FILE.json.gz] [--json]
 
-The server runs in its own process and replays the sample flows endlessly, each with a fresh
-timestamp (so none is dropped as a duplicate). The collector runs `synth collect hubble --follow
---duration N` in another process, as a user would. Reported: flows stored per second (rows in the
-store / collection time), the collector's peak RSS and CPU time per stored flow (what one core can
-sustain, whatever feeds it), and the machine's CPU count. On a small machine the fake server, a
-Python gRPC server sending one message per flow, competes for the same cores and is usually the
-limit: compare `flows_per_s` with 1e6 / `collector_cpu_us_per_flow`.
+The relay (`synth.testing.h2_relay`, gRPC written straight onto HTTP/2, many messages per DATA
+frame) runs in its own process and replays the capture's flows in rounds, each round one second of
+flow time later, so every flow is distinct. The collector runs `synth collect hubble` for that
+window as a user would, in another process, and ends when the relay ends the stream. Reported:
+flows stored per second of the collector's wall time (start-up included), whether every flow sent
+was stored (none lost, none twice), the peak RSS summed over the collector's process tree, CPU
+seconds per flow of the collector (its whole process tree, and its main process alone) and of the
+relay (the machine's other load does not change those), and the machine's load before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
+from typing import Any
 
-import grpc
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import machine, run
 
-from synth._proto.observer import observer_pb2
-from synth.testing import hubble_relay
+from synth.testing import h2_relay, hubble_relay
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FLOWS = ROOT / "sample_flows" / "hubble-flows.json.gz"
+DEFAULT_CAPTURE = ROOT / "sample_flows" / "hubble-flows.json.gz"
 
 
-def _retimed(template: bytes, time_ns: int) -> bytes:
-    """`template` with the flow's time replaced: a second `flow` field merges into the first (protobuf rules)."""
-    patch = observer_pb2.GetFlowsResponse()
-    patch.flow.time.FromNanoseconds(time_ns)
-    patch.flow.time.nanos |= 1  # a zero field is not encoded, so it would not override the template's
-    return template + patch.SerializeToString()
+def serve(ports: multiprocessing.Queue[tuple[int, int]], capture: str, flows: int) -> None:
+    """Relay process: serve the capture's flows, repeated to about `flows`; report (port, flows per call)."""
+    responses = [data for _, data in hubble_relay.load_responses([capture])]
+    per_round = sum(r.is_flow for r in h2_relay.records(responses))
+    relay = h2_relay.FastRelay(responses, repeat=max(1, math.ceil(flows / per_round)))
+    port = relay.start()
+    ports.put((port, relay.flows))
+    multiprocessing.Event().wait()
 
 
-def _endless(templates: list[bytes]) -> Iterator[bytes]:
-    moment = time.time_ns()
-    while True:
-        for template in templates:
-            moment += 20_000  # 50k flows per second of flow time
-            yield _retimed(template, moment)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def serve(port_queue: multiprocessing.Queue[int], flows: str) -> None:
-    """Server process: GetFlows streams the sample flows forever, as fast as the client reads."""
-    templates = [data for _, data in hubble_relay.load_responses([flows])]
-    templates = [t for t in templates if observer_pb2.GetFlowsResponse.FromString(t).HasField("flow")]
-    observer = hubble_relay.FakeObserver([], nodes=["bench-node"])
-
-    def get_flows(_request: observer_pb2.GetFlowsRequest, _context: grpc.ServicerContext) -> Iterator[bytes]:
-        yield from _endless(templates)
-
-    handler = grpc.method_handlers_generic_handler(
-        "observer.Observer",
-        {
-            "GetFlows": grpc.unary_stream_rpc_method_handler(
-                get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString, response_serializer=bytes
-            ),
-            "ServerStatus": grpc.unary_unary_rpc_method_handler(
-                observer.server_status,
-                request_deserializer=observer_pb2.ServerStatusRequest.FromString,
-                response_serializer=observer_pb2.ServerStatusResponse.SerializeToString,
-            ),
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
+def measure(flows: int, capture: str = str(DEFAULT_CAPTURE), code: str | None = None) -> dict[str, Any]:
+    """Collect about `flows` flows from a fast relay (with synth from the folder `code`, if given); the figures."""
+    ports: multiprocessing.Queue[tuple[int, int]] = multiprocessing.Queue()
+    server = multiprocessing.Process(target=serve, args=(ports, capture, flows), daemon=True)
     server.start()
-    port_queue.put(port)
-    server.wait_for_termination()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=20, help="collection duration (default 20)")
-    parser.add_argument("--flows", default=str(DEFAULT_FLOWS), help="flows to replay (default: the sample)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(ports, args.flows), daemon=True)
-    server.start()
+    load_before = os.getloadavg()[0]
     try:
-        port = ports.get(timeout=120)
+        port, sent = ports.get(timeout=300)
+        relay_cpu = cpu_seconds(server.pid or 0)
         with tempfile.TemporaryDirectory() as store:
-            command = [
-                sys.executable, "-m", "synth", "collect", "hubble", "--server", f"127.0.0.1:{port}",
-                "--duration", f"{args.seconds}s", "--store", store, "--flush-interval", "5s",
-            ]  # fmt: skip
-            started = time.monotonic()
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            elapsed = time.monotonic() - started
-            if done.returncode != 0:
-                print(done.stdout, done.stderr, file=sys.stderr)
-                return 1
-            usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the collector (the server is not reaped yet)
-            peak_rss_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
-            rows, stored_rows = _stored_flows(store)
+            command = [sys.executable, "-m", "synth", "collect", "hubble", "--server", f"127.0.0.1:{port}",
+                       "--store", store]  # fmt: skip
+            collected = run(command, cwd=code)  # `python -m` imports synth from the working folder first
+            relay_cpu = cpu_seconds(server.pid or 0) - relay_cpu
+            stored, rows = _stored_flows(store)
     finally:
         server.terminate()
         server.join()
-    result = {
-        "flows_stored": rows,
-        "rows_after_compaction": stored_rows,
-        "seconds": round(elapsed, 1),
-        "flows_per_s": round(rows / args.seconds),
-        "flows_per_s_wall": round(rows / elapsed),
-        "collector_peak_rss_mb": round(peak_rss_mb),
-        "collector_cpu_us_per_flow": round(cpu_s / max(rows, 1) * 1e6, 1),
-        "cpus": os.cpu_count(),
+    return {
+        "flows_sent": sent,
+        "flows_stored": stored,
+        "lost_or_doubled": sent - stored,
+        "rows_after_compaction": rows,
+        "seconds": round(collected["seconds"], 2),
+        "flows_per_s": round(stored / collected["seconds"]),
+        "collector_cpu_s": round(collected["tree_cpu_seconds"], 2),
+        "collector_cpu_us_per_flow": round(collected["tree_cpu_seconds"] / max(stored, 1) * 1e6, 2),
+        "collector_main_process_cpu_us_per_flow": round(collected["cpu_seconds"] / max(stored, 1) * 1e6, 2),
+        "relay_cpu_us_per_flow": round(relay_cpu / max(sent, 1) * 1e6, 2),
+        "tree_peak_rss_mb": round(collected["rss_mb"]),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(
-            f"{rows:,} flows stored in {args.seconds}s of collection ({elapsed:.1f}s with start-up): "
-            f"{result['flows_per_s']:,} flows/s; collector peak RSS {result['collector_peak_rss_mb']} MB, "
-            f"{result['collector_cpu_us_per_flow']} us CPU per flow (incl. start-up); {result['cpus']} CPUs"
-        )
-    return 0
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One paragraph for the table."""
+    lost = "none lost or doubled" if result["lost_or_doubled"] == 0 else f"{result['lost_or_doubled']:+,} MISSING"
+    return (
+        f"collect hubble: {result['flows_stored']:,} of {result['flows_sent']:,} flows stored ({lost}) in "
+        f"{result['seconds']} s = {result['flows_per_s']:,} flows/s; collector {result['collector_cpu_us_per_flow']} "
+        f"CPU-us/flow (its main process {result['collector_main_process_cpu_us_per_flow']}), "
+        f"relay {result['relay_cpu_us_per_flow']} CPU-us/flow; process tree peak "
+        f"{result['tree_peak_rss_mb']} MB; load {result['load_before']} -> {result['load_after']}"
+    )
 
 
 def _stored_flows(store: str) -> tuple[int, int]:
@@ -141,6 +107,20 @@ def _stored_flows(store: str) -> tuple[int, int]:
         flows += pc.sum(table.column("count")).as_py() or 0
         rows += table.num_rows
     return flows, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flows", type=int, default=1_000_000, help="flows to collect (default 1,000,000)")
+    parser.add_argument("--capture", default=str(DEFAULT_CAPTURE), help="flows to replay (default: the sample)")
+    parser.add_argument("--code", help="run the collector from this folder's synth package (another version)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    result = measure(args.flows, args.capture, args.code)
+    result["machine"] = machine()
+    print(json.dumps(result) if args.json else describe(result))
+    return 0 if result["lost_or_doubled"] == 0 else 1
 
 
 if __name__ == "__main__":

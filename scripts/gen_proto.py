@@ -1,4 +1,4 @@
-"""Generate synth/_proto/{flow,relay,observer,goldmane} from proto/ with grpcio-tools.
+"""Generate synth/_proto/{flow,relay,observer,goldmane,flowbatch} from proto/ with grpcio-tools.
 
     python scripts/gen_proto.py              # regenerate the checked-in code
     python scripts/gen_proto.py --out DIR    # generate elsewhere (the staleness test does this)
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 DEFAULT_OUT = ROOT / "synth" / "_proto"
 # Package → its .proto file (Cilium's are named after the package, Goldmane's is `api.proto` upstream).
-PROTO_NAMES = {"flow": "flow", "relay": "relay", "observer": "observer", "goldmane": "api"}
+PROTO_NAMES = {"flow": "flow", "relay": "relay", "observer": "observer", "goldmane": "api", "flowbatch": "flowbatch"}
 PACKAGES = tuple(PROTO_NAMES)
 PROTO_FILES = tuple(f"{package}/{name}.proto" for package, name in PROTO_NAMES.items())
 

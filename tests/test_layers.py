@@ -39,7 +39,7 @@ PURE_LAYERS = ("core", "policy")
 OWNED = {
     "click": ("cli",),
     "jinja2": ("render.jinja",),
-    "grpc": ("sources.transport", "sources.hubble.stream", "sources.calico.stream", "testing"),
+    "grpc": ("sources.transport", "sources.hubble.client", "sources.calico.stream", "testing"),
 }
 
 

@@ -15,7 +15,8 @@ from synth._proto.flow import flow_pb2
 from synth._proto.observer import observer_pb2
 from synth._proto.relay import relay_pb2
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import FlowDecoder, build_filters
+from synth.sources.hubble.client import build_filters
+from synth.sources.hubble.stream import FlowDecoder
 
 
 def _gen_proto() -> ModuleType:
@@ -177,3 +178,22 @@ def test_filters_from_flags_and_json() -> None:
     assert [list(f.verdict) for f in filters] == [[1], [1], []]
     assert list(filters[2].destination_port) == ["53"]
     assert deny == ()
+
+
+@pytest.mark.parametrize(("view", "cilium"), [("flowbatch.Flow", "flow.Flow"),
+                                              ("flowbatch.Response", "observer.GetFlowsResponse")])  # fmt: skip
+def test_the_batch_view_reads_the_same_bytes(view: str, cilium: str) -> None:
+    """Every field of synth's view has Cilium's number, and a type with the same wire encoding."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    same_wire = {(F.TYPE_BYTES, F.TYPE_MESSAGE), (F.TYPE_INT32, F.TYPE_ENUM)}
+    pool = descriptor_pool.Default()
+    theirs = {f.name: f for f in pool.FindMessageTypeByName(cilium).fields}
+    for field in pool.FindMessageTypeByName(view).fields:
+        other = theirs[field.name]
+        assert field.number == other.number, field.name
+        assert field.is_repeated == other.is_repeated, field.name
+        if field.type != other.type:
+            assert (field.type, other.type) in same_wire, field.name
+        elif field.type == F.TYPE_MESSAGE:
+            assert field.message_type.full_name.split(".")[-1] == other.message_type.full_name.split(".")[-1]

@@ -4,7 +4,8 @@ The loop itself (reader thread, rolling flushes, the store lock, signals, reconn
 the other live sources in `collect.loop`; this module says how to talk to Hubble: the GetFlows
 request built from hubble's flag shapes, a resumed stream starting at the newest flow received
 (minus `resume_window_s`) with flows received twice dropped, lost events and relay node status
-kept as facts.
+kept as facts. Each stream is received in a child process (`hubble.receiver`) and decoded here,
+so that receiving and decoding run on two cores.
 
 Each written file carries the collection facts in its metadata: the server and its status at the
 start, the request, and counts *so far* (flows, lost events per node, relay node status events).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 
 import pyarrow as pa
 
@@ -29,13 +31,9 @@ from synth.collect.loop import (
 )
 from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import (
-    FlowDecoder,
-    FlowRequest,
-    HubbleClient,
-    ServerInfo,
-    build_filters,
-)
+from synth.sources.hubble.client import FlowRequest, HubbleClient, ServerInfo, build_filters
+from synth.sources.hubble.receiver import Endpoint, ReceivedStream
+from synth.sources.hubble.stream import FlowDecoder
 from synth.sources.interface import SourceStats
 from synth.sources.transport import TlsOptions
 from synth.store.dataset import Store
@@ -111,6 +109,9 @@ class _HubbleCollector(LiveCollector):
     """The loop over GetFlows streams."""
 
     thread_name = "hubble-reader"
+    # Items are lists of up to `receiver.CHUNK` responses from the receiving process.
+    queue_limit = 16
+    batch_items = 16
 
     def __init__(
         self,
@@ -142,10 +143,11 @@ class _HubbleCollector(LiveCollector):
         return self.decoder.duplicates
 
     def _open_stream(self, resuming: bool) -> LiveStream:
-        return self.client.open(self.request, self.decoder.recent.resume_since() if resuming else None)
+        endpoint = Endpoint(self.options.server, self.options.tls, self.options.request_timeout_s)
+        return ReceivedStream(endpoint, self.request, self.decoder.recent.resume_since() if resuming else None)
 
     def _decode(self, cols: FlowColumns, items: list[object]) -> None:
-        self.decoder.take(cols, items)  # type: ignore[arg-type]
+        self.decoder.take(cols, list(chain.from_iterable(items)))  # type: ignore[arg-type]  # lists of responses
 
     def _finish(self, cols: FlowColumns) -> pa.RecordBatch:
         return self.decoder.finish(cols)

@@ -39,7 +39,7 @@ from synth.base.text import plural
 from synth.base.timeutil import format_ns
 from synth.collect.stop import StopRequest
 from synth.sources.columns import FlowColumns
-from synth.sources.hubble.stream import ServerInfo
+from synth.sources.hubble.client import ServerInfo
 from synth.sources.interface import SourceStats
 from synth.sources.transport import StreamBroken
 from synth.store.dataset import Store
@@ -138,13 +138,13 @@ class _End:
 _WAKE = _End(None)  # queued by the signal handler so the main loop notices at once
 
 
-def _pump(stream: LiveStream, items: queue.SimpleQueue[object]) -> None:
-    """Reader thread: move items into the queue, then an _End (holding back when the queue is full)."""
+def _pump(stream: LiveStream, items: queue.SimpleQueue[object], limit: int) -> None:
+    """Reader thread: move items into the queue, then an _End (holding back when `limit` items wait)."""
     try:
         for item in stream:
             items.put(item)
-            if items.qsize() > _QUEUE_LIMIT:
-                while items.qsize() > _QUEUE_LIMIT // 2 and not stream.cancelled:
+            if items.qsize() > limit:
+                while items.qsize() > limit // 2 and not stream.cancelled:
                     time.sleep(0.002)
         items.put(_End(None))
     except Exception as e:  # noqa: BLE001 - handed to the main thread, which decides
@@ -159,6 +159,8 @@ class LiveCollector:
     """
 
     thread_name = "live-reader"
+    queue_limit = _QUEUE_LIMIT  # stream items waiting for the collector thread
+    batch_items = 4096  # stream items converted in one go (at most)
 
     def __init__(
         self,
@@ -285,7 +287,7 @@ class LiveCollector:
     def _with_queued(self, first: object, limit: int) -> list[object]:
         """`first` and what else is already queued (up to a bound), to convert in one go."""
         batch, items = [first], self.items
-        for _ in range(min(limit, 4096)):
+        for _ in range(min(limit, self.batch_items)):
             try:
                 item = items.get_nowait()
             except queue.Empty:
@@ -316,7 +318,9 @@ class LiveCollector:
     # ----- streams and faults
     def _open(self, *, resuming: bool) -> None:
         self.stream = self._open_stream(resuming)
-        self.reader = threading.Thread(target=_pump, args=(self.stream, self.items), name=self.thread_name, daemon=True)
+        self.reader = threading.Thread(
+            target=_pump, args=(self.stream, self.items, self.queue_limit), name=self.thread_name, daemon=True
+        )
         self.reader.start()
 
     def _ended(self, end: _End) -> bool:

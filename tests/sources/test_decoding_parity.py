@@ -2,8 +2,9 @@
 
 Hubble: the file importer's fast path (msgspec structs), its general path (dicts; forced here by
 switching the fast decoder off) and the live gRPC decoder (the JSON converted to the protobuf
-`GetFlowsResponse` a relay sends, as the stand-in relay does) must store identical rows, column by
-column, and count the same lost and other events. Calico: a Goldmane emitter NDJSON line and the
+`GetFlowsResponse` a relay sends, as the stand-in relay does; given all responses at once, which it
+parses together, and one at a time) must store identical rows, column by column, and count the
+same lost and other events. Calico: a Goldmane emitter NDJSON line and the
 same Flow from Goldmane's gRPC API must store identical rows.
 
 The hand-written records cover what the paths used to decide each on their own: enums by name and by
@@ -82,21 +83,34 @@ def hubble_native(lines: list[str], *, strict: bool = False) -> Decoded:
     return _table_rows(result.batches), result.stats
 
 
-def hubble_grpc(lines: list[str]) -> Decoded:
-    """Rows of `synth collect hubble`: each record as the relay's protobuf, through the collector's decoder."""
+def relay_responses(lines: list[str]) -> list[bytes]:
+    """Each record as the serialized GetFlowsResponse a relay sends."""
+    return [json_to_response(json.loads(line)).SerializeToString() for line in lines]
+
+
+def hubble_grpc(responses: list[bytes], *, per_call: int | None = None) -> Decoded:
+    """Rows of `synth collect hubble`: each record as the relay's protobuf, through the collector's decoder.
+
+    The decoder parses the responses it is given together; `per_call` hands them over that many at a
+    time (one: each response parsed alone), so where batches begin and end cannot change a row.
+    """
     decoder = FlowDecoder()
     cols = FlowColumns()
-    decoder.take(cols, [json_to_response(json.loads(line)).SerializeToString() for line in lines])
+    step = per_call or max(len(responses), 1)
+    for start in range(0, len(responses), step):
+        decoder.take(cols, responses[start : start + step])
     return _table_rows([decoder.finish(cols)] if len(cols) else []), decoder.stats
 
 
 def hubble_paths(lines: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Decoded]:
-    """The same lines through the four Hubble paths."""
+    """The same lines through the Hubble paths."""
+    responses = relay_responses(lines)
     return {
         "file (native)": hubble_native(lines),
         "file (exact, fast path)": hubble_file(lines, tmp_path / "fast.json", monkeypatch, general=False),
         "file (general path)": hubble_file(lines, tmp_path / "general.json", monkeypatch, general=True),
-        "gRPC": hubble_grpc(lines),
+        "gRPC": hubble_grpc(responses),
+        "gRPC (one response per call)": hubble_grpc(responses, per_call=1),
     }
 
 

@@ -1,32 +1,32 @@
-"""Live flows from Hubble's Observer gRPC API (hubble-relay, or one cilium-agent). Imports grpc.
+"""Live flows from Hubble's Observer gRPC API (hubble-relay, or one cilium-agent): decoding.
 
-`HubbleClient` opens the channel (plain, TLS or mTLS, through `sources.transport`), asks
-`ServerStatus`, and opens `/observer.Observer/GetFlows` streams that `synth.collect.hubble`
-consumes. `FlowDecoder` turns each `GetFlowsResponse` straight into `FlowColumns` rows by reading
-message attributes (no JSON, no per-flow dicts) and handing them to `hubble.semantics`, which makes
-every decision for the file importer too: same enums, drop reasons, reply inference, endpoint kinds
-and labels. Lost events and relay node status are counted and kept as collection facts, never
-stored as flows.
+`hubble.client.HubbleClient` opens the channel (plain, TLS or mTLS, through `sources.transport`),
+asks `ServerStatus`, and opens `/observer.Observer/GetFlows` streams that `synth.collect.hubble`
+consumes. `FlowDecoder` turns serialized `GetFlowsResponse`s into `FlowColumns` rows many at a
+time: they are parsed together in one call as a `flowbatch.Batch` (synth's view of the same bytes,
+proto/flowbatch), read column by column (no JSON, no per-flow dicts), and handed to
+`hubble.semantics`, which makes every decision for the file importer too: same enums, drop reasons,
+reply inference, endpoint kinds and labels. Lost events and relay node status are counted and kept
+as collection facts, never stored as flows.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import accumulate, chain, islice
+from typing import Generic, Protocol, TypeVar
 
-import grpc
-import grpc.experimental
 import pyarrow as pa
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from synth._proto.flow import flow_pb2
-from synth._proto.observer import observer_pb2, observer_pb2_grpc
+from synth._proto.flowbatch import flowbatch_pb2
 from synth._proto.relay import relay_pb2
-from synth.base.errors import CollectError, UsageError
 from synth.sources.columns import SOURCE_INDEX, FlowColumns
-from synth.sources.hubble.enums import DIRECTION_ROWS, PORTED_PROTOCOLS, PROTOCOL_ROWS, SOCK_FLOW_TYPES, VERDICT_ROWS
+from synth.sources.hubble.enums import DIRECTION_ROWS, PORTED_PROTOCOLS, PROTOCOL_ROWS, VERDICT_ROWS
 from synth.sources.hubble.semantics import (
     LOST_EVENTS,
     MAX_PORT,
@@ -45,187 +45,12 @@ from synth.sources.hubble.semantics import (
     service_name,
 )
 from synth.sources.interface import SourceStats
-from synth.sources.transport import UNREACHABLE, TlsOptions, open_channel, raise_stream_error, status, tls_failure
 
-_ALL_FLOWS = (1 << 64) - 1
 _NODE_STATE = {v.number: v.name for v in relay_pb2.NodeState.DESCRIPTOR.values}
-_ENDPOINT_CACHE = 65536
 _KEPT_NODE_EVENTS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    """What `ServerStatus` said at the start of a collection."""
-
-    version: str
-    num_flows: int
-    max_flows: int
-    seen_flows: int
-    uptime_ns: int
-    flows_rate: float
-    connected_nodes: int | None
-    unavailable_nodes: int | None
-    unavailable_node_names: tuple[str, ...]
-
-    def as_facts(self) -> dict[str, object]:
-        """The status as JSON-able collection facts."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-@dataclass(frozen=True, slots=True)
-class FlowRequest:
-    """What to ask GetFlows for; `since_ns` moves forward when a broken stream is resumed."""
-
-    since_ns: int | None = None
-    until_ns: int | None = None
-    follow: bool = False
-    allowlist: tuple[bytes, ...] = ()  # serialized flow.FlowFilter
-    denylist: tuple[bytes, ...] = ()
-
-    def message(self, since_ns: int | None) -> observer_pb2.GetFlowsRequest:
-        """The GetFlowsRequest, starting at `since_ns` (the resume point) when given."""
-        since = self.since_ns if since_ns is None else max(since_ns, self.since_ns or since_ns)
-        request = observer_pb2.GetFlowsRequest(follow=self.follow)
-        if since is not None:
-            request.since.FromNanoseconds(since)
-        if self.until_ns is not None and not self.follow:
-            request.until.FromNanoseconds(self.until_ns)
-        if since is None and self.until_ns is None and not self.follow:
-            request.number = _ALL_FLOWS  # no window: everything the server still holds (`hubble observe --all`)
-        request.whitelist.extend(flow_pb2.FlowFilter.FromString(f) for f in self.allowlist)
-        request.blacklist.extend(flow_pb2.FlowFilter.FromString(f) for f in self.denylist)
-        return request
-
-
-def build_filters(
-    namespaces: Sequence[str], verdicts: Sequence[str], allowlist: Sequence[str], denylist: Sequence[str]
-) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """Server-side filters as hubble's CLI builds them: (allowlist, denylist) of serialized FlowFilters.
-
-    `--namespace X` is two ORed filters (source pod in X, destination pod in X), each also carrying
-    the verdicts; raw `--allowlist`/`--denylist` JSON FlowFilters are added as given.
-    """
-    numbers = []
-    for verdict in verdicts:
-        try:
-            numbers.append(flow_pb2.Verdict.Value(verdict.upper()))
-        except ValueError:
-            known = ", ".join(v.name for v in flow_pb2.Verdict.DESCRIPTOR.values[1:])
-            raise UsageError(f"--verdict {verdict}: not a Hubble verdict (one of {known})") from None
-    allow: list[flow_pb2.FlowFilter] = []
-    if namespaces:
-        prefixes = [f"{ns}/" for ns in namespaces]
-        allow.append(flow_pb2.FlowFilter(source_pod=prefixes, verdict=numbers))
-        allow.append(flow_pb2.FlowFilter(destination_pod=prefixes, verdict=numbers))
-    elif numbers:
-        allow.append(flow_pb2.FlowFilter(verdict=numbers))
-    allow.extend(_parse_filter(text, "--allowlist") for text in allowlist)
-    deny = [_parse_filter(text, "--denylist") for text in denylist]
-    return tuple(f.SerializeToString() for f in allow), tuple(f.SerializeToString() for f in deny)
-
-
-def _parse_filter(text: str, flag: str) -> flow_pb2.FlowFilter:
-    try:
-        parsed: flow_pb2.FlowFilter = json_format.Parse(text, flow_pb2.FlowFilter())
-    except json_format.ParseError as e:
-        reason = str(e).splitlines()[0] if str(e) else "invalid JSON"
-        raise CollectError(f"{flag} {text!r}: not a JSON FlowFilter ({reason})") from None
-    return parsed
-
-
-class HubbleClient:
-    """One channel to a Hubble Observer server: status, then flow streams."""
-
-    def __init__(self, server: str, tls: TlsOptions, request_timeout_s: float) -> None:
-        self.server = server
-        self.request_timeout_s = request_timeout_s
-        target, tls = _target(server, tls)
-        options: list[tuple[str, object]] = [
-            ("grpc.max_receive_message_length", 64 << 20),
-            (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
-        ]
-        self.channel = open_channel(target, tls, options)
-        self.stub = observer_pb2_grpc.ObserverStub(self.channel)  # type: ignore[no-untyped-call]
-        # GetFlows responses stay bytes until the collector's thread decodes them (smaller queued, parsed once).
-        self._get_flows = self.channel.unary_stream(
-            "/observer.Observer/GetFlows",
-            request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-            response_deserializer=None,
-        )
-        self.tls = tls.enabled
-
-    def status(self) -> ServerInfo:
-        """Ask ServerStatus; an unreachable server or a refused certificate is a CollectError."""
-        try:
-            reply = self.stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=self.request_timeout_s)
-        except grpc.RpcError as e:
-            raise CollectError(self.explain(e)) from None
-        return ServerInfo(
-            version=reply.version,
-            num_flows=reply.num_flows,
-            max_flows=reply.max_flows,
-            seen_flows=reply.seen_flows,
-            uptime_ns=reply.uptime_ns,
-            flows_rate=reply.flows_rate,
-            connected_nodes=reply.num_connected_nodes.value if reply.HasField("num_connected_nodes") else None,
-            unavailable_nodes=reply.num_unavailable_nodes.value if reply.HasField("num_unavailable_nodes") else None,
-            unavailable_node_names=tuple(reply.unavailable_nodes),
-        )
-
-    def open(self, request: FlowRequest, since_ns: int | None) -> FlowStream:
-        """Start a GetFlows stream (from `since_ns` when resuming)."""
-        return FlowStream(self, self._get_flows(request.message(since_ns)))
-
-    def close(self) -> None:
-        """Close the channel."""
-        self.channel.close()
-
-    def explain(self, error: grpc.RpcError) -> str:
-        """One sentence for a failed call: TLS refused, unreachable, or refused request."""
-        code, text = status(error)
-        reason = tls_failure(text)
-        if reason is not None:
-            return (
-                f"{self.server}: TLS handshake failed ({reason}); check --tls-ca-cert-files, "
-                "--tls-server-name and the client certificate"
-            )
-        if code in UNREACHABLE:
-            hint = " (plain text to a TLS server? try --tls)" if not self.tls and "Socket closed" in text else ""
-            return (
-                f"{self.server}: cannot reach the Hubble server ({code.name}: {text}){hint}; is hubble-relay "
-                "reachable there (e.g. `cilium hubble port-forward`)?"
-            )
-        return f"{self.server}: the Hubble server refused the request ({code.name}: {text})"
-
-
-class FlowStream:
-    """One open GetFlows call: iterate the responses, or cancel it from another thread."""
-
-    def __init__(self, client: HubbleClient, call: grpc.Call) -> None:
-        self.client = client
-        self.call = call
-        self.cancelled = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        """Serialized responses until the server ends the stream; StreamBroken when it breaks off (retryable)."""
-        try:
-            yield from self.call
-        except grpc.RpcError as e:
-            raise_stream_error(e, cancelled=self.cancelled, explain=self.client.explain)
-
-    def cancel(self) -> None:
-        """Stop the stream; the iterator then ends quietly."""
-        self.cancelled = True
-        self.call.cancel()
-
-
-def _target(server: str, tls: TlsOptions) -> tuple[str, TlsOptions]:
-    # As hubble: a tls:// prefix, or any TLS flag, switches TLS on.
-    if server.startswith("tls://"):
-        return server[len("tls://") :], replace(tls, enabled=True)
-    if tls.allow_insecure or tls.ca_cert_files or tls.client_cert_file or tls.server_name:
-        return server, replace(tls, enabled=True)
-    return server, tls
+_SOCK = flow_pb2.SOCK  # enums.SOCK_FLOW_TYPES by number: the batch view reads Type as a number
+_Decoded = TypeVar("_Decoded")
+_Message_co = TypeVar("_Message_co", covariant=True)
 
 
 class RecentFlows:
@@ -253,15 +78,29 @@ class RecentFlows:
         if key in keys:
             return True
         keys[key] = None
-        order = self._order
-        order.append((time_ns, key))
+        self._order.append((time_ns, key))
+        self._forget_old(time_ns)
+        return False
+
+    def seen_many(self, times: list[int], nodes: list[str], tags: list[object]) -> list[bool]:
+        """`seen` for many events at once: without any repeat (the usual case) they are remembered in bulk."""
+        keys = list(zip(times, nodes, tags, strict=True))
+        if not keys:
+            return []
+        if not self._keys.keys().isdisjoint(keys) or len(set(keys)) != len(keys):
+            return [self.seen(*key) for key in keys]
+        self._keys.update(dict.fromkeys(keys))
+        self._order.extend(zip(times, keys, strict=True))
+        self._forget_old(max(times))
+        return [False] * len(keys)
+
+    def _forget_old(self, time_ns: int) -> None:
         newest = self.newest_ns
         if newest is None or time_ns > newest:
             self.newest_ns = newest = time_ns
-        horizon = newest - self.window_ns
+        horizon, keys, order = newest - self.window_ns, self._keys, self._order
         while order and (order[0][0] < horizon or len(order) > self.limit):
             del keys[order.popleft()[1]]
-        return False
 
 
 @dataclass(slots=True)
@@ -288,7 +127,14 @@ class NodeEvents:
 
 
 class FlowDecoder:
-    """Appends GetFlowsResponse messages to FlowColumns, decided by `hubble.semantics` as file imports are."""
+    """Appends GetFlowsResponse messages to FlowColumns, decided by `hubble.semantics` as file imports are.
+
+    Responses are decoded many at a time: each serialized response becomes one entry of a
+    `flowbatch.Batch` (`_framed`), parsed in one call (upb), then read column by column. Repeating
+    sub-messages (endpoints, IP pairs, layer 4, services, layer 7) arrive as bytes and are decoded
+    once per distinct value (`_Lookups`). A batch that does not parse is read response by response,
+    so one bad response is skipped alone.
+    """
 
     def __init__(self, resume_window_ns: int = 1_000_000_000) -> None:
         self.stats = SourceStats()
@@ -296,138 +142,176 @@ class FlowDecoder:
         self.duplicates = 0
         self.nodes = NodeEvents()
         self._conntrack = ReplyTracker()
-        self._endpoints: dict[bytes, _Side] = {}
+        self._endpoints = _Lookup(flowbatch_pb2.Endpoints.FromString, _decode_endpoint)
+        self._layer4 = _Lookup(flowbatch_pb2.Layer4s.FromString, _decode_layer4)
+        self._layer7 = _Lookup(flowbatch_pb2.Layer7s.FromString, _decode_layer7)
+        self._addresses = _Lookup(flowbatch_pb2.IPs.FromString, _decode_addresses)
+        self._services = _Lookup(flowbatch_pb2.Services.FromString, _decode_service)
+        self._aggregates = _Lookup(flowbatch_pb2.Aggregates.FromString, _aggregate_count)
+        self._policies = [
+            _Lookup(flowbatch_pb2.Policies.FromString, partial(_decode_policy, prefix)) for _, _, prefix in POLICY_LISTS
+        ]
 
-    def take(  # noqa: C901, PLR0912, PLR0915 - the per-flow loop of live collection, one pass per message
-        self, cols: FlowColumns, responses: Iterable[bytes]
-    ) -> None:
-        """Decode serialized GetFlowsResponses; append new flows, count lost events, node status and skips.
+    def take(self, cols: FlowColumns, responses: Sequence[bytes]) -> None:
+        """Decode serialized GetFlowsResponses; append new flows, count lost events, node status and skips."""
+        for start in range(0, len(responses), _PARSED_TOGETHER):
+            self._take(cols, responses[start : start + _PARSED_TOGETHER])
 
-        The hot path of live collection: one loop over many responses with the column appends bound
-        once, endpoints decoded once per distinct serialized endpoint, and the label maps extended
-        through their flat key/value lists.
-        """
-        stats, seen, endpoints = self.stats, self.recent.seen, self._endpoints
-        parse = observer_pb2.GetFlowsResponse.FromString
-        time_col, count_col, source_col = cols.time.append, cols.count.append, cols.source.append
-        verdict_col, drop_col, direction_col = cols.verdict.append, cols.drop_reason.append, cols.direction.append
-        reply_col, protocol_col = cols.is_reply.append, cols.protocol.append
-        src_port_col, dst_port_col = cols.src_port.append, cols.dst_port.append
-        src_ip_col, dst_ip_col = cols.src_ip.append, cols.dst_ip.append
-        src_kind_col, dst_kind_col = cols.src_kind.append, cols.dst_kind.append
-        src_ns_col, dst_ns_col = cols.src_namespace.append, cols.dst_namespace.append
-        src_pod_col, dst_pod_col = cols.src_pod.append, cols.dst_pod.append
-        src_wl_col, dst_wl_col = cols.src_workload.append, cols.dst_workload.append
-        # The label map columns are extended through their flat lists (FlowColumns' layout), not pair by pair.
-        src_labels, dst_labels, src_ns_labels, dst_ns_labels = (
-            cols.src_labels,
-            cols.dst_labels,
-            cols.src_ns_labels,
-            cols.dst_ns_labels,
-        )
-        names_col, dns_query_col = cols.dst_names.append, cols.dns_query.append
-        dns_answers_col = cols.dns_answers.append
-        service_col, service_port_col = cols.dst_service.append, cols.dst_service_port.append
-        node_col, policies_col = cols.node.append, cols.policies.append
-        started_col, completed_col = cols.flows_started.append, cols.flows_completed.append
+    def _take(self, cols: FlowColumns, responses: Sequence[bytes]) -> None:
+        parsed, raws = self._parse(responses)
+        self.stats.records += len(parsed)
+        kinds = [response.WhichOneof("response_types") for response in parsed]
+        if kinds.count("flow") != len(kinds):
+            for response, kind in zip(parsed, kinds, strict=True):
+                if kind != "flow":
+                    self._event(response)
+            parsed = [response for response, kind in zip(parsed, kinds, strict=True) if kind == "flow"]
+            raws = [data for data, kind in zip(raws, kinds, strict=True) if kind == "flow"]
+        if parsed:
+            self._flows(cols, parsed, raws)
+
+    def _parse(self, responses: Sequence[bytes]) -> tuple[list[flowbatch_pb2.Response], Sequence[bytes]]:
+        """The responses parsed in one call, or (when that fails) one by one without the bad ones."""
+        try:
+            return list(_parse_batch(_framed(responses)).responses), responses
+        except DecodeError:
+            pass
+        parsed, raws = [], []
         for data in responses:
             try:
-                response = parse(data)
+                parsed.append(_parse_one(data))
             except DecodeError as e:
-                stats.skip("stream", f"not a GetFlowsResponse: {e}", strict=False)
+                self.stats.skip("stream", f"not a GetFlowsResponse: {e}", strict=False)
                 continue
-            stats.records += 1
-            if not response.HasField("flow"):
-                self._event(response)
-                continue
-            flow = response.flow
-            if flow.HasField("time"):
-                stamp = flow.time
-            elif response.HasField("time"):
-                stamp = response.time
-            else:
-                stats.skip("stream", "field time: missing (neither the flow nor its envelope has one)", strict=False)
-                continue
-            time_ns = stamp.seconds * 1_000_000_000 + stamp.nanos
-            if flow.Type in SOCK_FLOW_TYPES:
-                stats.other_events[SOCKET_EVENT] += 1
-                continue
-            node = node_name(flow.node_name, response.node_name)
-            if seen(time_ns, node or "", flow.uuid or hash(flow.SerializeToString(deterministic=True))):
-                self.duplicates += 1
-                continue
-            l4 = flow.l4
-            which = l4.WhichOneof("protocol")
-            src_port = dst_port = None
-            syn = ack = False
-            if which in PORTED_PROTOCOLS:
-                ports = getattr(l4, which)
-                src_port, dst_port = port(ports.source_port), port(ports.destination_port)
-                if (src_port or 0) > MAX_PORT or (dst_port or 0) > MAX_PORT:
-                    stats.skip("stream", _bad_port(which, src_port, dst_port), strict=False)
-                    continue
-                if which == "TCP" and ports.HasField("flags"):
-                    syn, ack = ports.flags.SYN, ports.flags.ACK
-            verdict = VERDICT_ROWS[flow.verdict]
-            has_l7 = flow.HasField("l7")
-            is_reply = reply_flag(
-                flow.is_reply.value if flow.HasField("is_reply") else None,
-                flow.reply,
-                flow.l7.type if has_l7 else None,
-                syn,
-                ack,
-            )
-            key = flow.source.SerializeToString()
-            src = endpoints.get(key) or self._endpoint(key, flow.source)
-            key = flow.destination.SerializeToString()
-            dst = endpoints.get(key) or self._endpoint(key, flow.destination)
-            dns_query = None
-            dns_answers: Sequence[str] = ()
-            if has_l7 and flow.l7.HasField("dns"):
-                dns = flow.l7.dns
-                dns_query = dns.query or None
-                dns_answers = dns.ips
-            ip = flow.IP
-            service = flow.destination_service
+            raws.append(data)
+        return parsed, raws
 
-            time_col(time_ns)
-            count_col(_aggregate_count(flow.aggregate) if flow.HasField("aggregate") else 1)
-            source_col(_HUBBLE)
-            verdict_col(verdict)
-            drop_col(drop_reason(flow.drop_reason_desc, verdict, flow.drop_reason))
-            direction_col(DIRECTION_ROWS[flow.traffic_direction])
-            reply_col(is_reply)
-            protocol_col(PROTOCOL_ROWS[which])
-            src_port_col(src_port)
-            dst_port_col(dst_port)
-            src_ip_col(ip.source or None)
-            dst_ip_col(ip.destination or None)
-            src_kind_col(src.kind)
-            dst_kind_col(dst.kind)
-            src_ns_col(src.namespace)
-            dst_ns_col(dst.namespace)
-            src_pod_col(src.pod)
-            dst_pod_col(dst.pod)
-            src_wl_col(src.workload)
-            dst_wl_col(dst.workload)
-            for column, keys, values in (
-                (src_labels, src.label_keys, src.label_values),
-                (dst_labels, dst.label_keys, dst.label_values),
-                (src_ns_labels, src.ns_keys, src.ns_values),
-                (dst_ns_labels, dst.ns_keys, dst.ns_values),
-            ):
-                column.keys.extend(keys)
-                column.values.extend(values)
-                column.offsets.append(len(column.keys))
-            names_col(flow.destination_names)
-            dns_query_col(dns_query)
-            dns_answers_col(dns_answers)
-            service_col(service_name(service.namespace, service.name))
-            service_port_col(None)
-            node_col(node)
-            policies_col(_policies(flow))
-            started_col(None)
-            completed_col(None)
+    def _flows(self, cols: FlowColumns, responses: list[flowbatch_pb2.Response], raws: Sequence[bytes]) -> None:
+        """Append the flows of flow responses (the hot path: one pass of attribute reads, then columns)."""
+        read = [
+            (f.time, node_name(f.node_name, r.node_name), f.Type, f.uuid, f.l4, f.IP, f.source, f.destination,
+             f.verdict, f.drop_reason_desc, f.drop_reason, f.traffic_direction, f.reply,
+             f.is_reply.value if f.HasField("is_reply") else None, f.l7, f.destination_service,
+             f.destination_names, f.aggregate,
+             (f.egress_allowed_by, f.ingress_allowed_by, f.egress_denied_by, f.ingress_denied_by))
+            for r in responses
+            for f in (r.flow,)
+        ]  # fmt: skip
+        (stamps, nodes, types, uuids, l4s, ips, sources, destinations, verdicts, descs, deprecated, directions,
+         replies, is_replies, l7s, services, names, aggregates, policy_lists) = map(
+             list, zip(*read, strict=True))  # fmt: skip
+        times = [stamp.seconds * 1_000_000_000 + stamp.nanos for stamp in stamps]
+        keep = self._admit(responses, raws, times, nodes, types, uuids)
+        layer4 = self._layer4.all(l4s)
+        for row, found in enumerate(layer4):
+            if keep[row] and found.bad is not None:
+                self.stats.skip("stream", found.bad, strict=False)
+                keep[row] = False
+        if not all(keep):
+            (times, nodes, layer4, ips, sources, destinations, verdicts, descs, deprecated, directions, replies,
+             is_replies, l7s, services, names, aggregates, policy_lists) = (
+                [value for value, kept in zip(column, keep, strict=True) if kept]
+                for column in (times, nodes, layer4, ips, sources, destinations, verdicts, descs, deprecated,
+                               directions, replies, is_replies, l7s, services, names, aggregates, policy_lists)
+            )  # fmt: skip
+            if not times:
+                return
+        layer7 = self._layer7.all(l7s)
+        verdict_rows = [VERDICT_ROWS[v] for v in verdicts]
+        src, dst = self._endpoints.all(sources), self._endpoints.all(destinations)
+        addresses = self._addresses.all(ips)
+        policies = self._policy_entries(policy_lists)
+
+        cols.time.extend(times)
+        cols.count.extend([found[0] for found in self._aggregates.all(aggregates)])
+        cols.source.extend([_HUBBLE] * len(times))
+        cols.verdict.extend(verdict_rows)
+        cols.drop_reason.extend(map(drop_reason, descs, verdict_rows, deprecated))
+        cols.direction.extend([DIRECTION_ROWS[d] for d in directions])
+        cols.is_reply.extend(
+            map(reply_flag, is_replies, replies, [l7.type for l7 in layer7], [l4.syn for l4 in layer4],
+                [l4.ack for l4 in layer4])
+        )  # fmt: skip
+        cols.protocol.extend([l4.protocol for l4 in layer4])
+        cols.src_port.extend([l4.src_port for l4 in layer4])
+        cols.dst_port.extend([l4.dst_port for l4 in layer4])
+        cols.src_ip.extend([pair[0] for pair in addresses])
+        cols.dst_ip.extend([pair[1] for pair in addresses])
+        for sides, kind, namespace, pod, workload, labels, ns_labels in (
+            (src, cols.src_kind, cols.src_namespace, cols.src_pod, cols.src_workload, cols.src_labels,
+             cols.src_ns_labels),
+            (dst, cols.dst_kind, cols.dst_namespace, cols.dst_pod, cols.dst_workload, cols.dst_labels,
+             cols.dst_ns_labels),
+        ):  # fmt: skip
+            kind.extend([side.kind for side in sides])
+            namespace.extend([side.namespace for side in sides])
+            pod.extend([side.pod for side in sides])
+            workload.extend([side.workload for side in sides])
+            _extend_map(labels, [side.label_keys for side in sides], [side.label_values for side in sides])
+            _extend_map(ns_labels, [side.ns_keys for side in sides], [side.ns_values for side in sides])
+        _extend_list(cols.dst_names, names)
+        cols.dns_query.extend([l7.dns_query for l7 in layer7])
+        _extend_list(cols.dns_answers, [l7.dns_answers for l7 in layer7])
+        cols.dst_service.extend([found[0] for found in self._services.all(services)])
+        cols.dst_service_port.extend([None] * len(times))
+        cols.node.extend(nodes)
+        _extend_list(cols.policies, policies)
+        cols.flows_started.extend([None] * len(times))
+        cols.flows_completed.extend([None] * len(times))
+
+    def _policy_entries(self, policy_lists: list[tuple[Sequence[bytes], ...]]) -> list[Sequence[str]]:
+        """Each flow's policies column: its four lists' entries in order, decoded list by list for all flows."""
+        found: list[Sequence[str]] = [()] * len(policy_lists)
+        rows = [row for row, lists in enumerate(policy_lists) if any(lists)]
+        if not rows:
+            return found
+        decoded = [
+            iter(lookup.all([data for row in rows for data in policy_lists[row][position]]))
+            for position, lookup in enumerate(self._policies)
+        ]
+        for row in rows:
+            found[row] = [next(entries) for entries, listed in zip(decoded, policy_lists[row], strict=True)
+                          for _ in listed]  # fmt: skip
+        return found
+
+    def _admit(
+        self,
+        responses: list[flowbatch_pb2.Response],
+        raws: Sequence[bytes],
+        times: list[int],
+        nodes: list[str | None],
+        types: list[int],
+        uuids: list[str],
+    ) -> list[bool]:
+        """Which flows to keep: not without a time, not socket events, not received before (in that order).
+
+        A flow without its own time takes the envelope's (`times` is updated); without either it is skipped.
+        """
+        keep = [True] * len(times)
+        for row in [row for row, moment in enumerate(times) if moment == 0]:
+            flow, envelope = responses[row].flow, responses[row]
+            if not flow.HasField("time"):
+                if envelope.HasField("time"):
+                    times[row] = envelope.time.seconds * 1_000_000_000 + envelope.time.nanos
+                else:
+                    self.stats.skip(
+                        "stream", "field time: missing (neither the flow nor its envelope has one)", strict=False
+                    )
+                    keep[row] = False
+        if _SOCK in types:
+            for row, flow_type in enumerate(types):
+                if keep[row] and flow_type == _SOCK:
+                    self.stats.other_events[SOCKET_EVENT] += 1
+                    keep[row] = False
+        tags: list[object] = [uuid or hash(data) for uuid, data in zip(uuids, raws, strict=True)]
+        rows = [row for row, kept in enumerate(keep) if kept]
+        seen = self.recent.seen_many([times[row] for row in rows], [nodes[row] or "" for row in rows],
+                                     [tags[row] for row in rows])  # fmt: skip
+        for row, again in zip(rows, seen, strict=True):
+            if again:
+                self.duplicates += 1
+                keep[row] = False
+        return keep
 
     def finish(self, cols: FlowColumns) -> pa.RecordBatch:
         """The appended rows as a FLOW_SCHEMA batch, replies resolved as the importer does."""
@@ -436,7 +320,7 @@ class FlowDecoder:
         self.stats.saw_time(min(cols.time), max(cols.time))
         return cols.to_batch()
 
-    def _event(self, response: observer_pb2.GetFlowsResponse) -> None:
+    def _event(self, response: flowbatch_pb2.Response) -> None:
         kind = response.WhichOneof("response_types")
         stats = self.stats
         if kind == LOST_EVENTS:
@@ -453,7 +337,7 @@ class FlowDecoder:
         else:
             stats.other_events["unknown response"] += 1
 
-    def _node_status(self, response: observer_pb2.GetFlowsResponse) -> None:
+    def _node_status(self, response: flowbatch_pb2.Response) -> None:
         event = response.node_status
         state = _NODE_STATE.get(event.state_change, str(event.state_change))
         names = list(event.node_names)
@@ -472,23 +356,10 @@ class FlowDecoder:
             }
         )
 
-    def _endpoint(self, key: bytes, endpoint: flow_pb2.Endpoint) -> _Side:
-        """Decode an endpoint seen for the first time (endpoints repeat: the cache is keyed by its bytes)."""
-        if len(self._endpoints) >= _ENDPOINT_CACHE:
-            self._endpoints.clear()
-        side = self._endpoints[key] = _decode_endpoint(endpoint)
-        return side
-
 
 def _bad_port(protocol: str, src_port: int | None, dst_port: int | None) -> str:
     side, bad = ("source_port", src_port) if (src_port or 0) > 65535 else ("destination_port", dst_port)
     return f"field flow.l4.{protocol}.{side}: expected a port number, got {bad}"
-
-
-def _aggregate_count(aggregate: flow_pb2.Aggregate) -> int:
-    return aggregate_count(
-        aggregate.ingress_flow_count, aggregate.egress_flow_count, aggregate.unknown_direction_flow_count
-    )
 
 
 def _decode_endpoint(endpoint_message: flow_pb2.Endpoint) -> _Side:
@@ -513,12 +384,158 @@ def _decode_endpoint(endpoint_message: flow_pb2.Endpoint) -> _Side:
     )
 
 
-def _policies(flow: flow_pb2.Flow) -> list[str]:
-    found: list[str] = []
-    for field_name, _, prefix in POLICY_LISTS:
-        for entry in getattr(flow, field_name):
-            found.append(policy_entry(prefix, entry.kind, entry.namespace, entry.name))
-    return found
-
-
 _HUBBLE = SOURCE_INDEX["hubble"]
+
+
+_parse_batch = flowbatch_pb2.Batch.FromString
+_parse_one = flowbatch_pb2.Response.FromString
+_LOOKUP_LIMIT = 65536  # distinct values kept per lookup (cleared when full)
+# Responses parsed in one call: larger batches parse no faster and are slower to read (memory caches).
+_PARSED_TOGETHER = 512
+
+
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint (field tags and lengths, for joining serialized messages without parsing)."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# `responses` entry headers (field 1, length-delimited) for the lengths of nearly every response.
+_ENTRY_HEADS = [b"\x0a" + varint(length) for length in range(1 << 14)]
+
+
+def _framed(responses: Sequence[bytes]) -> bytes:
+    """The serialized responses as one serialized `flowbatch.Batch`, joined without parsing them."""
+    lengths = list(map(len, responses))
+    if lengths and max(lengths) >= len(_ENTRY_HEADS):
+        heads = [b"\x0a" + varint(length) for length in lengths]
+    else:
+        heads = list(map(_ENTRY_HEADS.__getitem__, lengths))
+    parts: list[bytes] = [b""] * (2 * len(lengths))
+    parts[::2] = heads
+    parts[1::2] = responses
+    return b"".join(parts)
+
+
+def _extend_map(column: _FlatMap, keys: list[tuple[str, ...]], values: list[tuple[str, ...]]) -> None:
+    start = len(column.keys)
+    column.keys.extend(chain.from_iterable(keys))
+    column.values.extend(chain.from_iterable(values))
+    column.offsets.extend(islice(accumulate(map(len, keys), initial=start), 1, None))
+
+
+def _extend_list(column: _FlatList, lists: Sequence[Sequence[str]]) -> None:
+    start = len(column.values)
+    column.values.extend(chain.from_iterable(lists))
+    column.offsets.extend(islice(accumulate(map(len, lists), initial=start), 1, None))
+
+
+class _FlatMap(Protocol):
+    offsets: list[int]
+    keys: list[str]
+    values: list[str]
+
+
+class _FlatList(Protocol):
+    offsets: list[int]
+    values: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer4:
+    """A decoded flow.Layer4: the protocol row, ports, the TCP flags replies are told by, or why it is refused."""
+
+    protocol: int
+    src_port: int | None
+    dst_port: int | None
+    syn: bool
+    ack: bool
+    bad: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer7:
+    """What synth reads of a flow.Layer7: its type (None without one) and a DNS query and answers."""
+
+    type: int | None
+    dns_query: str | None
+    dns_answers: tuple[str, ...]
+
+
+def _decode_layer4(l4: flow_pb2.Layer4) -> _Layer4:
+    which = l4.WhichOneof("protocol")
+    src_port = dst_port = None
+    syn = ack = False
+    bad = None
+    if which in PORTED_PROTOCOLS:
+        ports = getattr(l4, which)
+        src_port, dst_port = port(ports.source_port), port(ports.destination_port)
+        if (src_port or 0) > MAX_PORT or (dst_port or 0) > MAX_PORT:
+            bad = _bad_port(which, src_port, dst_port)
+        if which == "TCP" and ports.HasField("flags"):
+            syn, ack = ports.flags.SYN, ports.flags.ACK
+    return _Layer4(PROTOCOL_ROWS[which], src_port, dst_port, syn, ack, bad)
+
+
+def _decode_layer7(l7: flow_pb2.Layer7) -> _Layer7:
+    if not l7.ByteSize():
+        return _Layer7(None, None, ())  # no layer 7 (an empty one tells nothing either)
+    if l7.HasField("dns"):
+        return _Layer7(l7.type, l7.dns.query or None, tuple(l7.dns.ips))
+    return _Layer7(l7.type, None, ())
+
+
+def _decode_addresses(ip: flow_pb2.IP) -> tuple[str | None, str | None]:
+    return ip.source or None, ip.destination or None
+
+
+def _decode_service(service: flow_pb2.Service) -> tuple[str | None]:
+    return (service_name(service.namespace, service.name),)
+
+
+def _decode_policy(prefix: str, policy: flow_pb2.Policy) -> str:
+    return policy_entry(prefix, policy.kind, policy.namespace, policy.name)
+
+
+def _aggregate_count(aggregate: flow_pb2.Aggregate) -> tuple[int]:
+    return (
+        aggregate_count(
+            aggregate.ingress_flow_count, aggregate.egress_flow_count, aggregate.unknown_direction_flow_count
+        ),
+    )
+
+
+class _Lookup(Generic[_Message_co, _Decoded]):
+    """Sub-messages decoded once per distinct serialized value; the new ones of a batch are parsed together.
+
+    `parse` reads a `flowbatch` list message (`items`) of that sub-message; `decode` turns one into its value.
+    """
+
+    def __init__(
+        self, parse: Callable[[bytes], _Items[_Message_co]], decode: Callable[[_Message_co], _Decoded]
+    ) -> None:
+        self.parse, self.decode = parse, decode
+        self.known: dict[bytes, _Decoded] = {}
+
+    def all(self, values: Sequence[bytes]) -> list[_Decoded]:
+        """The decoded values, in order."""
+        known = self.known
+        missing = set(values).difference(known)
+        if missing:
+            if len(known) + len(missing) > _LOOKUP_LIMIT:
+                known.clear()
+                missing = set(values)
+            new = list(missing)
+            decode = self.decode
+            for data, message in zip(new, self.parse(_framed(new)).items, strict=True):
+                known[data] = decode(message)
+        return list(map(known.__getitem__, values))
+
+
+class _Items(Protocol[_Message_co]):
+    @property
+    def items(self) -> Sequence[_Message_co]: ...
