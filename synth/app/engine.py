@@ -28,6 +28,7 @@ from synth.base.errors import StoreError
 from synth.core.aggregate import Accumulator
 from synth.core.interning import RowIds
 from synth.store.dataset import Store, StoredFile
+from synth.store.files import unreadable
 from synth.store.schema import FLOW_SCHEMA
 
 FileProgress = Callable[[int, int, int], None]
@@ -137,10 +138,13 @@ class _Encoder:
         """The file's flows in the window: each batch as `schema`, with its DNS columns beside it."""
         parquet = store.open_file(stored, read_dictionary=self.dictionary)
         encoded = []
-        for batch in parquet.iter_batches(columns=self.columns, batch_size=_BATCH_ROWS, use_threads=False):
-            batch = _windowed(batch, self.window)
-            if batch.num_rows:
-                encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))
+        try:
+            for batch in parquet.iter_batches(columns=self.columns, batch_size=_BATCH_ROWS, use_threads=False):
+                batch = _windowed(batch, self.window)
+                if batch.num_rows:
+                    encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))
+        except (OSError, pa.ArrowInvalid) as e:  # bit rot or a truncated page: the store's own message
+            raise unreadable(stored.path, e) from e
         return encoded
 
     def _encode(self, batch: pa.RecordBatch) -> pa.RecordBatch:
