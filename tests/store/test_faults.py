@@ -132,10 +132,12 @@ def test_an_import_while_generate_reads_is_seen_whole_or_not_at_all(
     assert synth("import", "hubble", even, "--store", store).code == 0
     quiet = tmp_path / "quiet"
     shutil.copytree(store, quiet)
-    for run in ("expected", "during", "after"):
+    # The PR text names the output folder and the store: the same words in each run.
+    for run, target in (("expected", quiet), ("during", store), ("after", store)):
         (tmp_path / run).mkdir()
-    monkeypatch.chdir(tmp_path / "expected")  # the PR text names the output folder: the same in each run
-    expected = synth("generate", "-n", "shop", "--out", "policies", "--pr", "--store", quiet)
+        (tmp_path / run / "flows").symlink_to(target)
+    monkeypatch.chdir(tmp_path / "expected")
+    expected = synth("generate", "-n", "shop", "--out", "policies", "--pr", "--store", "flows")
     assert expected.code == 0, expected.err
 
     real = Store.read_file
@@ -149,13 +151,13 @@ def test_an_import_while_generate_reads_is_seen_whole_or_not_at_all(
 
     monkeypatch.setattr(Store, "read_file", read_then_import)
     monkeypatch.chdir(tmp_path / "during")
-    during = synth("generate", "-n", "shop", "--out", "policies", "--pr", "--store", store)
+    during = synth("generate", "-n", "shop", "--out", "policies", "--pr", "--store", "flows")
     assert during.code == 0, during.err
     assert imported == [6_599]
     assert tree(tmp_path / "during") == tree(tmp_path / "expected")
     monkeypatch.setattr(Store, "read_file", real)
     monkeypatch.chdir(tmp_path / "after")
-    after = synth("generate", "-n", "shop", "--out", "policies", "--pr", "--store", store)
+    after = synth("generate", "-n", "shop", "--out", "policies", "--pr", "--store", "flows")
     assert after.code == 0
     assert tree(tmp_path / "after") != tree(tmp_path / "expected")  # the import is seen by the next command
 
