@@ -14,16 +14,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from synth.sources.parallel import BlockResult, prefetched
 
 # DuckDB's own memory while it parses a block; the Arrow result of a block comes on top.
 MEMORY_LIMIT_MB = 96
@@ -33,6 +35,28 @@ Errors = type[Exception] | tuple[type[Exception], ...]
 
 class NativeUnavailable(Exception):
     """The native reader cannot take this block as a whole: the exact parser reads it."""
+
+
+class NativeBlocks(Protocol):
+    """A native reader in two parts: DuckDB's (`read`) and the rest (`finish`)."""
+
+    def read(self, block: bytes) -> pa.Table | NativeUnavailable: ...
+
+    def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult: ...
+
+
+def parse_blocks(native: NativeBlocks, blocks: Iterator[tuple[int, bytes]]) -> Iterator[BlockResult]:
+    """Every block's result, in order, from a pipeline of three threads: one reads (and decompresses and
+    hashes) the input, one runs DuckDB on the next block, this one turns DuckDB's columns into rows and
+    hands them on (to the store's writer). DuckDB parses a block of this size on one core, so the
+    pipeline is what keeps both busy."""
+
+    def parsed() -> Iterator[tuple[int, bytes, pa.Table | NativeUnavailable]]:
+        for start, block in prefetched(blocks):
+            yield start, block, native.read(block)
+
+    for start, block, table in prefetched(parsed()):
+        yield native.finish(start, block, table)
 
 
 class BlockReader:
@@ -95,7 +119,7 @@ def loads(text: str | None) -> Any:
 def plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """One array of the column's storage type (DuckDB's JSON arrives as an extension type)."""
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if isinstance(column.type, pa.ExtensionType):
         column = column.storage
     return column

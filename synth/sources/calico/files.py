@@ -33,7 +33,7 @@ from synth.sources.calico.goldmane import (
 from synth.sources.calico.records import BadField
 from synth.sources.columns import FlowColumns
 from synth.sources.interface import FlowSource, SourceStats
-from synth.sources.parallel import default_jobs, merge_stats, prefetched
+from synth.sources.parallel import default_jobs, merge_stats
 from synth.sources.reader import InputFile, Record
 
 BATCH_ROWS = 65536
@@ -107,11 +107,11 @@ class CalicoFileSource(FlowSource):
             return
         self.format = fmt
         from synth.sources.calico.native import NativeCalicoBlocks  # noqa: PLC0415 - DuckDB only when it is used
+        from synth.sources.native import parse_blocks  # noqa: PLC0415
 
         native = NativeCalicoBlocks(self._parse, threads=default_jobs(), batch_rows=self.batch_rows)
         try:
-            for start, block in prefetched(blocks):
-                result = native.parse(start, block)
+            for result in parse_blocks(native, blocks):
                 merge_stats(self.stats, result.stats)
                 yield from result.batches
         finally:

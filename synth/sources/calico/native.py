@@ -75,8 +75,20 @@ class NativeCalicoBlocks:
 
     def parse(self, start: int, block: bytes) -> BlockResult:
         """One block of whole lines (the first is line `start`): native rows, and the exact parser's."""
+        return self.finish(start, block, self.read(block))
+
+    def read(self, block: bytes) -> pa.Table | NativeUnavailable:
+        """DuckDB's columns of a block (this part runs beside the rest: DuckDB works without the GIL)."""
         try:
-            table = self._reader.read(_QUERY, block)
+            return self._reader.read(_QUERY, block)
+        except NativeUnavailable as e:
+            return e
+
+    def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult:
+        """The rows of a block from DuckDB's columns (`read`), the exact parser reading what they cannot hold."""
+        try:
+            if isinstance(table, NativeUnavailable):
+                raise table
             taken, others = _convert(table)
         except NativeUnavailable:
             return self._run_exact(list(parsed_lines(start, block)))

@@ -47,7 +47,7 @@ from synth.sources.hubble.semantics import (
     service_name,
 )
 from synth.sources.interface import FlowSource, SourceStats
-from synth.sources.parallel import BlockResult, default_jobs, merge_stats, prefetched
+from synth.sources.parallel import BlockResult, default_jobs, merge_stats
 from synth.sources.reader import InputFile, Record, short_error
 from synth.store.schema import FLOW_SCHEMA
 
@@ -361,11 +361,11 @@ class HubbleFileSource(FlowSource):
                 yield from result.batches
             return
         from synth.sources.hubble.native import NativeHubbleBlocks  # noqa: PLC0415 - it reads this module's checks
+        from synth.sources.native import parse_blocks  # noqa: PLC0415 - DuckDB only when it is used
 
         native = NativeHubbleBlocks(self.input.display, self.strict, self.batch_rows, threads=self.jobs)
         try:
-            for start, block in prefetched(blocks):
-                result = native.parse(start, block)
+            for result in parse_blocks(native, blocks):
                 merge_stats(self.stats, result.stats)
                 yield from result.batches
         finally:

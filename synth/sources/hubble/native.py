@@ -169,8 +169,20 @@ class NativeHubbleBlocks:
 
     def parse(self, start: int, block: bytes) -> BlockResult:
         """One block of whole lines (the first is line `start`): native rows, and the exact parser's."""
+        return self.finish(start, block, self.read(block))
+
+    def read(self, block: bytes) -> pa.Table | NativeUnavailable:
+        """DuckDB's columns of a block (this part runs beside the rest: DuckDB works without the GIL)."""
         try:
-            table = self._reader.read(_SELECTS[_ENVELOPE_START.match(block) is not None], block)
+            return self._reader.read(_SELECTS[_ENVELOPE_START.match(block) is not None], block)
+        except NativeUnavailable as e:
+            return e
+
+    def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult:
+        """The rows of a block from DuckDB's columns (`read`), the exact parser reading what they cannot hold."""
+        try:
+            if isinstance(table, NativeUnavailable):
+                raise table
             taken, others, socket_events = _Rows(table).convert(self)
         except NativeUnavailable:
             return files.parse_hubble_block(self.display, self.strict, self.batch_rows, start, block)
