@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,17 +67,30 @@ class BlockReader:
         self._connection = duckdb.connect(config={"threads": threads, "memory_limit": f"{memory_mb}MB"})
         self._buffer, self._path = _block_buffer()
         self._size = 0
+        self._lock = threading.Lock()  # `read` runs on the pipeline's thread, `close` on the caller's
+        self._closed = False
 
     def close(self) -> None:
-        """Release the connection and the block buffer."""
-        self._connection.close()
-        with contextlib.suppress(OSError):
-            os.close(self._buffer)
+        """Release the connection and the block buffer, stopping a query that still runs (Ctrl-C, an error)."""
+        with contextlib.suppress(duckdb.Error):
+            self._connection.interrupt()
+        with self._lock:
+            self._closed = True
+            with contextlib.suppress(duckdb.Error):
+                self._connection.close()
+            with contextlib.suppress(OSError):
+                os.close(self._buffer)
         if not self._path.startswith("/proc/"):
             Path(self._path).unlink(missing_ok=True)
 
     def read(self, query: str, block: bytes) -> pa.Table:
         """The query's rows over `block`; its one parameter is the file holding the block."""
+        with self._lock:
+            if self._closed:
+                raise NativeUnavailable("closed")
+            return self._read(query, block)
+
+    def _read(self, query: str, block: bytes) -> pa.Table:
         os.pwrite(self._buffer, block, 0)
         if len(block) < self._size:  # the pages already there are written over, not given back and taken again
             os.ftruncate(self._buffer, len(block))

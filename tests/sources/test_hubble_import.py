@@ -316,6 +316,9 @@ def test_ctrl_c_while_duckdb_parses_is_an_interrupt_not_a_fallback(monkeypatch: 
         def sql(self, *args: object, **kwargs: object) -> None:
             raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
 
+        def interrupt(self) -> None:
+            pass
+
         def close(self) -> None:
             pass
 
