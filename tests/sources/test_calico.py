@@ -551,4 +551,4 @@ def test_generated_flow_logs_stream_in_bounded_batches(level: int, tmp_path: Pat
     with InputFile(str(path)) as input_file:
         source = CalicoFileSource(input_file, batch_rows=1000)
         sizes = [batch.num_rows for batch in source.batches()]
-    assert sizes == [1000] * 5 and source.stats.skipped == 0
+    assert sum(sizes) == 5000 and max(sizes) <= 1000 and source.stats.skipped == 0

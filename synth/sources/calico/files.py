@@ -76,7 +76,7 @@ class CalicoFileSource(FlowSource):
 
     def __init__(
         self, input_file: InputFile, *, strict: bool = False, format: str = "auto", batch_rows: int = BATCH_ROWS,
-        block_size: int = 8 << 20, native: bool = True,
+        block_size: int = 4 << 20, native: bool = True,
     ) -> None:
         super().__init__()
         if format not in FORMATS:

@@ -331,7 +331,7 @@ class HubbleFileSource(FlowSource):
     name = "hubble"
 
     def __init__(self, input_file: InputFile, *, strict: bool = False, batch_rows: int = BATCH_ROWS,
-                 jobs: int | None = None, block_size: int = 8 << 20, native: bool = True) -> None:
+                 jobs: int | None = None, block_size: int = 4 << 20, native: bool = True) -> None:
         super().__init__()
         self.native = native
         self.input = input_file
