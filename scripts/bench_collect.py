@@ -35,7 +35,7 @@ DEFAULT_CAPTURE = ROOT / "sample_flows" / "hubble-flows.json.gz"
 
 def serve(ports: multiprocessing.Queue[tuple[int, int]], capture: str, flows: int) -> None:
     """Relay process: serve the capture's flows, repeated to about `flows`; report (port, flows per call)."""
-    responses = [data for _, data in hubble_relay.load_responses([capture])]
+    responses = h2_relay.distinct_in_rounds([data for _, data in hubble_relay.load_responses([capture])])
     per_round = sum(r.is_flow for r in h2_relay.records(responses))
     relay = h2_relay.FastRelay(responses, repeat=max(1, math.ceil(flows / per_round)))
     port = relay.start()
@@ -99,13 +99,13 @@ def describe(result: dict[str, Any]) -> str:
 def _stored_flows(store: str) -> tuple[int, int]:
     """(flows, rows) in the store: compaction folds repeated flows into rows with a count."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    from synth.store.dataset import Store
 
     flows = rows = 0
-    for path in Path(store).rglob("part-*.parquet"):
-        table = pq.read_table(path, columns=["count"])
-        flows += pc.sum(table.column("count")).as_py() or 0
-        rows += table.num_rows
+    for batch in Store(store).read(columns=["count"]):  # the committed flows only (not `ids/`, not staging)
+        flows += pc.sum(batch.column("count")).as_py() or 0
+        rows += batch.num_rows
     return flows, rows
 
 

@@ -56,6 +56,28 @@ class Record:
     is_flow: bool
 
 
+def distinct_in_rounds(responses: Sequence[bytes]) -> list[bytes]:
+    """The responses without the flows a round would make identical to an earlier one.
+
+    Rounds keep each flow's nanoseconds and set its seconds, so two flows of a capture that differ
+    only in their second become the same flow identity (time, node, addresses, layer 4, verdict,
+    direction, reply) in one round, and the store keeps one: left out here, every flow sent is new.
+    """
+    kept, seen = [], set()
+    for data in responses:
+        response = observer_pb2.GetFlowsResponse.FromString(data)
+        if response.HasField("flow"):
+            flow = response.flow
+            identity = (flow.time.nanos, flow.node_name or response.node_name, flow.IP.source, flow.IP.destination,
+                        flow.l4.SerializeToString(deterministic=True), flow.verdict, flow.traffic_direction,
+                        flow.is_reply.value if flow.HasField("is_reply") else None)
+            if identity in seen:
+                continue
+            seen.add(identity)
+        kept.append(data)
+    return kept
+
+
 def records(responses: Sequence[bytes]) -> list[Record]:
     """The serialized responses with their nodes, as the relay selects them."""
     found = []

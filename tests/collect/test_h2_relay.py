@@ -67,18 +67,8 @@ def test_a_window_from_the_fast_relay_stores_what_the_grpcio_relay_gives(
 def test_rounds_move_flow_times_a_second_on_and_every_flow_is_stored(
     responses: list[bytes], tmp_path: pytest.TempPathFactory
 ) -> None:
-    # Rounds keep each flow's nanoseconds: flows that would then share a flow identity in one round (the
-    # store keeps one of them) are left out, so every flow sent is a new one.
-    flows, identities = [], set()
-    for data in responses:
-        response = observer_pb2.GetFlowsResponse.FromString(data)
-        flow = response.flow
-        identity = (flow.time.nanos, flow.node_name or response.node_name, flow.IP.source, flow.IP.destination,
-                    flow.l4.SerializeToString(deterministic=True), flow.verdict, flow.traffic_direction,
-                    flow.is_reply.value if flow.HasField("is_reply") else None)
-        if response.HasField("flow") and identity not in identities:
-            identities.add(identity)
-            flows.append(data)
+    flows = [data for data in h2_relay.distinct_in_rounds(responses)
+             if observer_pb2.GetFlowsResponse.FromString(data).HasField("flow")]
     flows = flows[:400]
     relay = h2_relay.FastRelay(flows, repeat=3, first_s=1_800_000_000)
     address = f"127.0.0.1:{relay.start()}"
