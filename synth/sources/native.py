@@ -15,10 +15,11 @@ import contextlib
 import os
 import tempfile
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -26,7 +27,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synth.sources.parallel import BlockResult, prefetched
+from synth.sources.interface import SourceStats
+from synth.sources.parallel import BlockResult, merge_stats, prefetched
 
 # DuckDB's own memory while it parses a block; the Arrow result of a block comes on top.
 MEMORY_LIMIT_MB = 96
@@ -38,12 +40,56 @@ class NativeUnavailable(Exception):
     """The native reader cannot take this block as a whole: the exact parser reads it."""
 
 
-class NativeBlocks(Protocol):
-    """A native reader in two parts: DuckDB's (`read`) and the rest (`finish`)."""
+class NativeBlocks(ABC):
+    """A native reader in two parts: DuckDB's (`read`, on the pipeline's thread) and the rest (`finish`)."""
 
-    def read(self, block: bytes) -> pa.Table | NativeUnavailable: ...
+    def __init__(self, threads: int) -> None:
+        self._reader = BlockReader(threads)
 
-    def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult: ...
+    def close(self) -> None:
+        """Release DuckDB and the block buffer."""
+        self._reader.close()
+
+    def parse(self, start: int, block: bytes) -> BlockResult:
+        """One block of whole lines (the first is line `start`): native rows, and the exact parser's."""
+        return self.finish(start, block, self.read(block))
+
+    def read(self, block: bytes) -> pa.Table | NativeUnavailable:
+        """DuckDB's columns of a block (this part runs beside the rest: DuckDB works without the GIL)."""
+        try:
+            return self._reader.read(self.query(block), block)
+        except NativeUnavailable as e:
+            return e
+
+    @abstractmethod
+    def query(self, block: bytes) -> str:
+        """The query that reads this block."""
+
+    @abstractmethod
+    def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult:
+        """The rows of a block from DuckDB's columns, the exact parser reading what they cannot hold."""
+
+
+def read_natively(native: NativeBlocks, blocks: Iterator[tuple[int, bytes]],
+                  stats: SourceStats) -> Iterator[pa.RecordBatch]:
+    """The batches of every block through the pipeline (`parse_blocks`), counts added to `stats`; the
+    reader is closed however the iteration ends."""
+    try:
+        for result in parse_blocks(native, blocks):
+            merge_stats(stats, result.stats)
+            yield from result.batches
+    finally:
+        native.close()
+
+
+def taken_stats(taken: pa.RecordBatch | None, records: int) -> SourceStats:
+    """The counts of a block's natively taken rows: records read, flows and their window."""
+    stats = SourceStats(records=records)
+    if taken is not None:
+        stats.flows += taken.num_rows
+        times = pc.min_max(taken.column("time").cast(pa.int64()))
+        stats.saw_time(times["min"].as_py(), times["max"].as_py())
+    return stats
 
 
 def parse_blocks(native: NativeBlocks, blocks: Iterator[tuple[int, bytes]]) -> Iterator[BlockResult]:

@@ -33,7 +33,7 @@ from synth.sources.calico.goldmane import (
 from synth.sources.calico.records import BadField
 from synth.sources.columns import FlowColumns
 from synth.sources.interface import FlowSource, SourceStats
-from synth.sources.parallel import default_jobs, merge_stats
+from synth.sources.parallel import default_jobs
 from synth.sources.reader import InputFile, Record
 
 BATCH_ROWS = 65536
@@ -107,15 +107,10 @@ class CalicoFileSource(FlowSource):
             return
         self.format = fmt
         from synth.sources.calico.native import NativeCalicoBlocks  # noqa: PLC0415 - DuckDB only when it is used
-        from synth.sources.native import parse_blocks  # noqa: PLC0415
+        from synth.sources.native import read_natively  # noqa: PLC0415
 
         native = NativeCalicoBlocks(self._parse, threads=default_jobs(), batch_rows=self.batch_rows)
-        try:
-            for result in parse_blocks(native, blocks):
-                merge_stats(self.stats, result.stats)
-                yield from result.batches
-        finally:
-            native.close()
+        yield from read_natively(native, blocks, self.stats)
 
     def _parse(self, records: Iterable[Record], stats: SourceStats) -> Iterator[pa.RecordBatch]:
         """The exact parser: records into batches, skips and counts into `stats`."""

@@ -21,7 +21,7 @@ from synth.sources.calico.records import NS_PER_S, BadField
 from synth.sources.columns import FlowColumns
 from synth.sources.interface import SourceStats
 from synth.sources.native import (
-    BlockReader,
+    NativeBlocks,
     NativeUnavailable,
     any_bad,
     judge_hashed,
@@ -29,6 +29,7 @@ from synth.sources.native import (
     nonblank_lines,
     plain,
     rows_of,
+    taken_stats,
 )
 from synth.sources.parallel import BlockResult, merge_stats
 from synth.sources.reader import Record, parsed_lines
@@ -60,29 +61,18 @@ _COUNT = r'^(\d{1,18}|"\d{1,18}")$'
 _TIME = FLOW_SCHEMA.field("time").type
 
 
-class NativeCalicoBlocks:
+class NativeCalicoBlocks(NativeBlocks):
     """Parses blocks of flows.log lines with DuckDB; one instance per import."""
 
     def __init__(self, exact: Callable[[Iterable[Record], SourceStats], Iterator[pa.RecordBatch]], *,
                  threads: int, batch_rows: int) -> None:
+        super().__init__(threads)
         self._exact = exact
         self._batch_rows = batch_rows
-        self._reader = BlockReader(threads)
 
-    def close(self) -> None:
-        """Release DuckDB and the block buffer."""
-        self._reader.close()
-
-    def parse(self, start: int, block: bytes) -> BlockResult:
-        """One block of whole lines (the first is line `start`): native rows, and the exact parser's."""
-        return self.finish(start, block, self.read(block))
-
-    def read(self, block: bytes) -> pa.Table | NativeUnavailable:
-        """DuckDB's columns of a block (this part runs beside the rest: DuckDB works without the GIL)."""
-        try:
-            return self._reader.read(_QUERY, block)
-        except NativeUnavailable as e:
-            return e
+    def query(self, block: bytes) -> str:
+        """One query for every block of flow log lines."""
+        return _QUERY
 
     def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult:
         """The rows of a block from DuckDB's columns (`read`), the exact parser reading what they cannot hold."""
@@ -92,13 +82,8 @@ class NativeCalicoBlocks:
             taken, others = _convert(table)
         except NativeUnavailable:
             return self._run_exact(list(parsed_lines(start, block)))
-        stats = SourceStats(records=table.num_rows - len(others))
-        batches = []
-        if taken is not None:
-            stats.flows += taken.num_rows
-            times = pc.min_max(taken.column("time").cast(pa.int64()))
-            stats.saw_time(times["min"].as_py(), times["max"].as_py())
-            batches.append(taken)
+        stats = taken_stats(taken, table.num_rows - len(others))
+        batches = [] if taken is None else [taken]
         if len(others):
             lines = nonblank_lines(block, table.num_rows)
             if lines is None:

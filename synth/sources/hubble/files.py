@@ -361,15 +361,10 @@ class HubbleFileSource(FlowSource):
                 yield from result.batches
             return
         from synth.sources.hubble.native import NativeHubbleBlocks  # noqa: PLC0415 - it reads this module's checks
-        from synth.sources.native import parse_blocks  # noqa: PLC0415 - DuckDB only when it is used
+        from synth.sources.native import read_natively  # noqa: PLC0415 - DuckDB only when it is used
 
         native = NativeHubbleBlocks(self.input.display, self.strict, self.batch_rows, threads=self.jobs)
-        try:
-            for result in parse_blocks(native, blocks):
-                merge_stats(self.stats, result.stats)
-                yield from result.batches
-        finally:
-            native.close()
+        yield from read_natively(native, blocks, self.stats)
 
 
 _parsers: dict[tuple[str, bool, int], HubbleParser] = {}

@@ -38,10 +38,9 @@ from synth.sources.hubble.semantics import (
     reply_flag,
     service_name,
 )
-from synth.sources.interface import SourceStats
 from synth.sources.native import (
-    BlockReader,
     Judged,
+    NativeBlocks,
     NativeUnavailable,
     any_bad,
     combinations,
@@ -52,6 +51,7 @@ from synth.sources.native import (
     nonblank_lines,
     plain,
     rows_of,
+    taken_stats,
 )
 from synth.sources.parallel import BlockResult, merge_stats
 from synth.sources.reader import Record
@@ -153,30 +153,19 @@ _PLAIN_STRING = r'^"[^"\\]*"$'
 _TIME = FLOW_SCHEMA.field("time").type
 
 
-class NativeHubbleBlocks:
+class NativeHubbleBlocks(NativeBlocks):
     """Parses blocks of Hubble JSON lines with DuckDB; one instance per import (it holds the connection)."""
 
     def __init__(self, display: str, strict: bool, batch_rows: int, *, threads: int) -> None:
+        super().__init__(threads)
         self.display = display
         self.strict = strict
         self.batch_rows = batch_rows
-        self._reader = BlockReader(threads)
         self._endpoints: dict[str, Endpoint | Exception] = {}
 
-    def close(self) -> None:
-        """Release DuckDB and the block buffer."""
-        self._reader.close()
-
-    def parse(self, start: int, block: bytes) -> BlockResult:
-        """One block of whole lines (the first is line `start`): native rows, and the exact parser's."""
-        return self.finish(start, block, self.read(block))
-
-    def read(self, block: bytes) -> pa.Table | NativeUnavailable:
-        """DuckDB's columns of a block (this part runs beside the rest: DuckDB works without the GIL)."""
-        try:
-            return self._reader.read(_SELECTS[_ENVELOPE_START.match(block) is not None], block)
-        except NativeUnavailable as e:
-            return e
+    def query(self, block: bytes) -> str:
+        """Envelopes or bare flows, by the block's first line."""
+        return _SELECTS[_ENVELOPE_START.match(block) is not None]
 
     def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult:
         """The rows of a block from DuckDB's columns (`read`), the exact parser reading what they cannot hold."""
@@ -186,15 +175,10 @@ class NativeHubbleBlocks:
             taken, others, socket_events = _Rows(table).convert(self)
         except NativeUnavailable:
             return files.parse_hubble_block(self.display, self.strict, self.batch_rows, start, block)
-        stats = SourceStats(records=table.num_rows)
+        stats = taken_stats(taken, table.num_rows)
         if socket_events:
             stats.other_events[SOCKET_EVENT] += socket_events
-        batches = []
-        if taken is not None:
-            stats.flows += taken.num_rows
-            times = pc.min_max(taken.column("time").cast(pa.int64()))
-            stats.saw_time(times["min"].as_py(), times["max"].as_py())
-            batches.append(taken)
+        batches = [] if taken is None else [taken]
         if len(others):
             lines = nonblank_lines(block, table.num_rows)
             if lines is None:
