@@ -1,4 +1,7 @@
-"""The fast path of the Hubble importer: typed decoding and interned endpoints.
+"""The exact parser's typed path: msgspec decoding and interned endpoints.
+
+Most files are read by the native reader (`hubble.native`); the exact parser reads what it hands
+over (odd lines, whole blocks DuckDB rejects, other framings), and this is its faster half.
 
 Lines are decoded with msgspec straight into structs that hold only the fields synth uses (a
 decoder that skips everything else is about twice as fast as building dictionaries), and each

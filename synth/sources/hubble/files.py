@@ -4,6 +4,10 @@ Accepts `{"flow": ...}` envelopes and bare Flow objects, proto and lowerCamelCas
 enums by name or number, 64-bit integers as strings, the deprecated `reply` beside `is_reply`.
 Unknown fields and `extensions` are ignored. `lost_events` and `node_status` lines are counted,
 never stored as flows. A malformed record is skipped with `file:line: field ...: reason`.
+
+This module is the exact parser and the source that uses it; `hubble.native` reads most lines
+natively and hands this parser whatever it does not take as it is, and its field functions
+(`endpoint_of`, `enum_value`, `strings`, ...) are the ones the native reader decides with.
 """
 
 from __future__ import annotations
