@@ -73,13 +73,18 @@ def hubble_file(lines: list[str], path: Path, monkeypatch: pytest.MonkeyPatch, *
     return _table_rows(batches), source.stats
 
 
-def hubble_native(lines: list[str], *, strict: bool = False) -> Decoded:
-    """Rows of `synth import hubble` through the native (DuckDB) reader, whatever the number of lines."""
+def native_block(data: bytes, *, strict: bool = False) -> BlockResult:
+    """One block through the native (DuckDB) reader, whatever the number of lines."""
     blocks = NativeHubbleBlocks("input.json", strict, 65536, threads=2)
     try:
-        result = blocks.parse(1, "".join(line + "\n" for line in lines).encode())
+        return blocks.parse(1, data)
     finally:
         blocks.close()
+
+
+def hubble_native(lines: list[str]) -> Decoded:
+    """Rows of `synth import hubble` through the native reader."""
+    result = native_block("".join(line + "\n" for line in lines).encode())
     return _table_rows(result.batches), result.stats
 
 
@@ -573,27 +578,19 @@ def test_goldmane_list_answer_stores_what_its_flows_store(tmp_path: Path) -> Non
 BAD_HUBBLE = sorted((FIXTURES / "hubble" / "bad").glob("*.json"))
 
 
-def _native_block(data: bytes, *, strict: bool) -> BlockResult:
-    blocks = NativeHubbleBlocks("input.json", strict, 65536, threads=2)
-    try:
-        return blocks.parse(1, data)
-    finally:
-        blocks.close()
-
-
 @pytest.mark.parametrize("path", BAD_HUBBLE, ids=[p.name for p in BAD_HUBBLE])
 def test_bad_input_is_read_alike_and_named_exactly(path: Path) -> None:
     """Every bad-input fixture as one block: the native reader stores what the exact parser stores and
     skips the same lines with the same messages; with --strict both stop at the same line."""
     data = path.read_bytes()
-    native = _native_block(data, strict=False)
+    native = native_block(data, strict=False)
     exact = parse_hubble_block("input.json", False, 65536, 1, data)
     assert_same({"native": (_table_rows(native.batches), native.stats),
                  "exact": (_table_rows(exact.batches), exact.stats)})
     assert native.stats.skips == exact.stats.skips
     errors = []
     exact_strict = partial(parse_hubble_block, "input.json", True, 65536, 1, data)
-    for read in (partial(_native_block, data, strict=True), exact_strict):
+    for read in (partial(native_block, data, strict=True), exact_strict):
         try:
             read()
             errors.append(None)
