@@ -38,6 +38,8 @@ from synth.sources.reader import InputFile, Record
 
 BATCH_ROWS = 65536
 FORMATS = ("auto", "flowlog", "elasticsearch", "goldmane", "whisker")
+#: formats whose files of one bare record per line the native reader takes (`calico.native`)
+NATIVE_FORMATS = ("flowlog", "elasticsearch", "goldmane")
 _APPEND: dict[str, Callable[[FlowColumns, dict[str, Any]], None]] = {
     "flowlog": append_document,
     "elasticsearch": append_document,
@@ -95,21 +97,21 @@ class CalicoFileSource(FlowSource):
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Parse records into FLOW_SCHEMA batches; skips go into `stats`.
 
-        flows.log lines (and bare Elasticsearch documents, one per line) are read in blocks by the
-        native reader; every other shape of input by the exact parser as one stream.
+        flows.log lines, bare Elasticsearch documents and Goldmane flows, one per line, are read in
+        blocks by the native reader; every other shape of input by the exact parser as one stream.
         """
         blocks = self.input.ndjson_blocks(self.block_size) if self.native else None
         first = self.input.first_value() if blocks is not None else None
         fmt = self.format or (detect_format(first) if isinstance(first, dict) else None)
         bare_documents = isinstance(first, dict) and not is_es_response(first)
-        if blocks is None or fmt not in ("flowlog", "elasticsearch") or not bare_documents:
+        if blocks is None or fmt not in NATIVE_FORMATS or not bare_documents:
             yield from self._parse(self.input.records(sse=True), self.stats)
             return
         self.format = fmt
         from synth.sources.calico.native import NativeCalicoBlocks  # noqa: PLC0415 - DuckDB only when it is used
         from synth.sources.native import read_natively  # noqa: PLC0415
 
-        native = NativeCalicoBlocks(self._parse, threads=default_jobs(), batch_rows=self.batch_rows)
+        native = NativeCalicoBlocks(self._parse, fmt=fmt, threads=default_jobs(), batch_rows=self.batch_rows)
         yield from read_natively(native, blocks, self.stats)
 
     def _parse(self, records: Iterable[Record], stats: SourceStats) -> Iterator[pa.RecordBatch]:

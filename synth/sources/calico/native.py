@@ -1,22 +1,25 @@
-"""The native path of the Calico importer: `flows.log` lines (and bare Elasticsearch documents) by DuckDB.
+"""The native path of the Calico importer: `flows.log` lines, bare Elasticsearch documents and
+Goldmane emitter NDJSON by DuckDB.
 
-A flow log record is mostly what repeats: the two endpoints, ports, protocol, action, reporter,
+A flow record is mostly what repeats: the two endpoints, ports, protocol, action, reporter,
 service, policies. Those fields are hashed by the query; each distinct combination is turned into
-one row by the exact parser's own `append_document`, and that row is spread over every record
-that has it. What changes from record to record (the start time and the three counters) is
-checked and converted with Arrow compute. A record the native path does not take as it is goes,
-with its raw line, to the exact parser, which accepts it or names file, line and field.
+one row by the exact parser's own function (`append_document`, `append_goldmane`), and that row is
+spread over every record that has it. What changes from record to record (the start time and the
+counters) is checked and converted with Arrow compute. A record the native path does not take as it
+is goes, with its raw line, to the exact parser, which accepts it or names file, line and field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from synth.sources.calico.flowlog import FLOWLOG_KEYS, append_document
+from synth.sources.calico.goldmane import append_goldmane
 from synth.sources.calico.records import NS_PER_S, BadField
 from synth.sources.columns import FlowColumns
 from synth.sources.interface import SourceStats
@@ -35,26 +38,59 @@ from synth.sources.parallel import BlockResult, merge_stats
 from synth.sources.reader import Record, parsed_lines
 from synth.store.schema import FLOW_SCHEMA
 
-# What varies per record; everything else a record has is decided once per distinct combination.
-_COUNTERS = ("num_flows", "num_flows_started", "num_flows_completed")
-_SHARED = (
+__all__ = ["NativeCalicoBlocks"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How one format's records are read: the query, the fields decided once per distinct combination
+    (`shared`, by the exact parser's `append`), the counters read per record (live, started, completed),
+    and whether a record without live flows counts its started ones (Goldmane) before counting itself."""
+
+    query: str
+    shared: tuple[str, ...]
+    counters: tuple[str, str, str]
+    append: Callable[[FlowColumns, dict[str, Any]], None]
+    started_count: bool
+
+
+# Keys of wrappers (Elasticsearch hits and errors, Goldmane's FlowResult and FlowListResult) and of
+# protojson spellings: a line with one is read by the exact parser.
+_WRAPPERS = ("hits", "_source", "_scroll_id", "error", "flow", "flows", "startTime", "sourceLabels", "destLabels",
+             "numConnectionsLive", "numConnectionsStarted", "numConnectionsCompleted")
+
+
+def _query(counters: tuple[str, ...], shared: tuple[str, ...], not_a_record: str) -> str:
+    columns = dict.fromkeys(("start_time", *counters, *shared, *_WRAPPERS), "JSON")
+    wrapped = " OR ".join(f"{key} IS NOT NULL" for key in _WRAPPERS)
+    return f"""
+SELECT
+  start_time, {", ".join(counters)},
+  ({wrapped}) OR ({not_a_record}) AS not_a_record,
+  hash({", ".join(shared)}) AS shared_hash,
+  {", ".join(shared)}
+FROM read_json(?, format = 'newline_delimited', columns = {columns!r}, maximum_object_size = 8388608)
+"""  # noqa: S608 - only constant text is put together: no input reaches the query's text
+
+
+_FLOWLOG_COUNTERS = ("num_flows", "num_flows_started", "num_flows_completed")
+_FLOWLOG_SHARED = (
     "action", "reporter", "proto", "source_port", "dest_port", "dest_domains", "dest_service_namespace",
     "dest_service_name", "dest_service_port_num", "host", "policies",
     *(f"{side}_{field}" for side in ("source", "dest")
       for field in ("type", "name", "name_aggr", "namespace", "ip", "labels")),
 )
-# Keys of Elasticsearch wrappers and error answers: such a line is read by the exact parser.
-_WRAPPERS = ("hits", "_source", "_scroll_id", "error")
-_COLUMNS = dict.fromkeys(("start_time", *_COUNTERS, *_SHARED, *_WRAPPERS), "JSON")
-_QUERY = f"""
-SELECT
-  start_time, {", ".join(_COUNTERS)},
-  ({" OR ".join(f"{key} IS NOT NULL" for key in _WRAPPERS)})
-    OR ({" AND ".join(f"{key} IS NULL" for key in sorted(FLOWLOG_KEYS))}) AS not_a_record,
-  hash({", ".join(_SHARED)}) AS shared_hash,
-  {", ".join(_SHARED)}
-FROM read_json(?, format = 'newline_delimited', columns = {_COLUMNS!r}, maximum_object_size = 8388608)
-"""  # noqa: S608 - only constant text is put together: no input reaches the query's text
+_GOLDMANE_COUNTERS = ("num_connections_live", "num_connections_started", "num_connections_completed")
+_GOLDMANE_SHARED = ("Key", "source_labels", "dest_labels")
+_FLOWLOG = _Layout(
+    _query(_FLOWLOG_COUNTERS, _FLOWLOG_SHARED, " AND ".join(f"{key} IS NULL" for key in sorted(FLOWLOG_KEYS))),
+    _FLOWLOG_SHARED, _FLOWLOG_COUNTERS, append_document, started_count=False)
+_LAYOUTS = {
+    "flowlog": _FLOWLOG,
+    "elasticsearch": _FLOWLOG,  # bare documents, one per line, are flow log records
+    "goldmane": _Layout(_query(_GOLDMANE_COUNTERS, _GOLDMANE_SHARED, "Key IS NULL"),
+                        _GOLDMANE_SHARED, _GOLDMANE_COUNTERS, append_goldmane, started_count=True),
+}
 
 _UNIX_SECONDS = r'^([1-9]\d{0,9}|"\d{1,10}")$'
 _COUNT = r'^(\d{1,18}|"\d{1,18}")$'
@@ -62,24 +98,25 @@ _TIME = FLOW_SCHEMA.field("time").type
 
 
 class NativeCalicoBlocks(NativeBlocks):
-    """Parses blocks of flows.log lines with DuckDB; one instance per import."""
+    """Parses blocks of records of one format (flowlog, elasticsearch, goldmane) with DuckDB; one per import."""
 
     def __init__(self, exact: Callable[[Iterable[Record], SourceStats], Iterator[pa.RecordBatch]], *,
-                 threads: int, batch_rows: int) -> None:
+                 fmt: str, threads: int, batch_rows: int) -> None:
         super().__init__(threads)
         self._exact = exact
+        self._layout = _LAYOUTS[fmt]
         self._batch_rows = batch_rows
 
     def query(self, block: bytes) -> str:
-        """One query for every block of flow log lines."""
-        return _QUERY
+        """One query for every block of the format."""
+        return self._layout.query
 
     def finish(self, start: int, block: bytes, table: pa.Table | NativeUnavailable) -> BlockResult:
         """The rows of a block from DuckDB's columns (`read`), the exact parser reading what they cannot hold."""
         try:
             if isinstance(table, NativeUnavailable):
                 raise table
-            taken, others = _convert(table)
+            taken, others = _convert(table, self._layout)
         except NativeUnavailable:
             return self._run_exact(list(parsed_lines(start, block)))
         stats = taken_stats(taken, table.num_rows - len(others))
@@ -103,15 +140,23 @@ class NativeCalicoBlocks(NativeBlocks):
         return BlockResult(list(self._exact(records, stats)), stats)
 
 
-def _convert(table: pa.Table) -> tuple[pa.RecordBatch | None, Any]:
+def _convert(table: pa.Table, layout: _Layout) -> tuple[pa.RecordBatch | None, Any]:
     """(the records taken natively as one batch, the rows the exact parser must read)."""
     col: Callable[[str], pa.Array] = lambda name: plain(table.column(name))  # noqa: E731
-    shared = judge_hashed(col("shared_hash"), [col(name) for name in _SHARED], _template, BadField)
+
+    def template(*texts: str | None) -> pa.RecordBatch:
+        """The row of one distinct combination of shared fields, by the exact parser (time and counts come later)."""
+        cols = FlowColumns()
+        layout.append(cols, {**{name: loads(text) for name, text in zip(layout.shared, texts, strict=True)},
+                             "start_time": 1})
+        return cols.to_batch()
+
+    shared = judge_hashed(col("shared_hash"), [col(name) for name in layout.shared], template, BadField)
     seconds, time_bad = _integers(col("start_time"), _UNIX_SECONDS, positive=True)
-    flows, flows_bad = _integers(col("num_flows"), _COUNT)
-    started, started_bad = _integers(col("num_flows_started"), _COUNT)
-    completed, completed_bad = _integers(col("num_flows_completed"), _COUNT)
-    bad = any_bad(col("not_a_record"), shared.bad, time_bad, flows_bad, started_bad, completed_bad)
+    (live, live_bad), (started, started_bad), (completed, completed_bad) = (
+        _integers(col(name), _COUNT) for name in layout.counters
+    )
+    bad = any_bad(col("not_a_record"), shared.bad, time_bad, live_bad, started_bad, completed_bad)
     others = rows_of(bad)
     keep = pc.invert(bad)
     if len(others) == table.num_rows:
@@ -119,9 +164,12 @@ def _convert(table: pa.Table) -> tuple[pa.RecordBatch | None, Any]:
     templates = pa.Table.from_batches([v for v in shared.values if v is not None] or [], FLOW_SCHEMA)
     positions = _template_positions(shared.values)
     rows = templates.take(pc.take(positions, pc.filter(shared.rows, keep)))
+    one = pa.scalar(1, pa.int64())
+    # The exact parsers' counts: flows.log `num_flows if positive else 1`, Goldmane `live or started or 1`.
+    count = _positive_or(live, _positive_or(started, one) if layout.started_count else one)
     replace = {
         "time": pc.cast(pc.multiply(pc.filter(seconds, keep), NS_PER_S), _TIME),
-        "count": pc.filter(pc.if_else(pc.fill_null(pc.greater(flows, 0), False), flows, 1), keep),
+        "count": pc.filter(count, keep),
         "flows_started": pc.filter(started, keep),
         "flows_completed": pc.filter(completed, keep),
     }
@@ -130,12 +178,9 @@ def _convert(table: pa.Table) -> tuple[pa.RecordBatch | None, Any]:
     return rows.combine_chunks().to_batches()[0], others
 
 
-def _template(*texts: str | None) -> pa.RecordBatch:
-    """The row of one distinct combination of shared fields, by the exact parser (time and counts come later)."""
-    doc = {name: loads(text) for name, text in zip(_SHARED, texts, strict=True)}
-    cols = FlowColumns()
-    append_document(cols, {**doc, "start_time": 1})
-    return cols.to_batch()
+def _positive_or(values: pa.Array, otherwise: pa.Array | pa.Scalar) -> pa.Array:
+    """`values` where positive, `otherwise` where zero or null."""
+    return pc.if_else(pc.fill_null(pc.greater(values, 0), False), values, otherwise)
 
 
 def _template_positions(values: list[Any]) -> pa.Array:
