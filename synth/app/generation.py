@@ -139,7 +139,8 @@ def generate(
     difference = None
     if deployed is not None:
         resolved, named_ports = attach_named_ports(observed, workloads, deployed)
-        difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports)
+        difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports,
+                          policy_format.fqdn_patterns)
     files = render_files(synthesis)
     check_rendered(files)
     return Generated(synthesis, edges, files, verification, difference, left_out)
@@ -185,7 +186,8 @@ def write_text(path: str, text: str) -> None:
 def self_check(observed: Observed, synthesis: Synthesis, settings: Settings) -> VerifyResult:
     """Verify generated policies against the flows they came from; raise `GenerationError` loudly."""
     problems = list(selector_mismatches(synthesis.policies, observed.edges.pod_labels))
-    verification = verify(observed, synthesis.policies, synthesis.namespaces, settings.dns)
+    patterns = synthesis.format.fqdn_patterns
+    verification = verify(observed, synthesis.policies, synthesis.namespaces, settings.dns, patterns=patterns)
     gaps = generation_gaps(verification, include_attempts=settings.allow_dropped)
     for edge in gaps[:_GAPS_SHOWN]:
         problems.append(f"denies {edge.line()} ({edge.flows:,} flows): {edge.reasons[0] if edge.reasons else ''}")
