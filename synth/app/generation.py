@@ -75,16 +75,18 @@ def verify_policies(
     since_ns: int | None = None,
     until_ns: int | None = None,
     traffic_filter: TrafficFilter | None = None,
+    patterns: Sequence[str] = (),
 ) -> VerifyResult:
     """Replay the stored request flows (touching `namespaces`, or all; passing `traffic_filter`) through
-    `policies`, named ports resolved on the pods `workloads` describe."""
+    `policies`, named ports resolved on the pods `workloads` describe; what only the DNS-name `patterns`
+    the user asked for allow is flagged."""
     # every workload recorded, not only those touching `namespaces`: the second half's candidates
     # (who else could connect) are drawn from all of them, as generate's self-check and diff do
     observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
     if traffic_filter is not None and not traffic_filter.is_empty:
         observed = replace(observed, pairs=tuple(p for p in observed.pairs if pair_passes(p, traffic_filter)))
     observed, named_ports = attach_named_ports(observed, workloads, policies)
-    return verify(observed, policies, namespaces, settings.dns, named_ports)
+    return verify(observed, policies, namespaces, settings.dns, named_ports, patterns)
 
 
 def observed_namespaces(edges: EdgeSet) -> list[str]:

@@ -132,16 +132,27 @@ def test_the_pr_text_lists_the_pattern_and_the_names_behind_it(store_path: Path)
     assert "The names under a pattern asked for (--fqdn-pattern) are allowed by the pattern" in text
 
 
-def test_diff_against_its_own_output_flags_the_pattern(
+def test_its_own_output_passes_generate_diff_and_verify_when_the_pattern_is_named(
     store_path: Path, tmp_path: Path, synth: Callable[..., Run]
 ) -> None:
+    """generate --strict writes it; diff finds nothing to change; verify --strict passes when told the pattern
+    was asked for, and counts what only the pattern allows when not."""
     options = ("--format", "cilium", "--fqdn-pattern", "*.cdn.example.com")
-    run = synth("generate", "-n", "shop", *options, "--store", store_path, "--out", tmp_path / "out", "--strict")
+    out = tmp_path / "out"
+    run = synth("generate", "-n", "shop", *options, "--store", store_path, "--out", out, "--strict")
     assert run.code == 0, run.err
     assert "0 connections allowed that no flow used (besides 3 pattern, flagged)" in run.err
-    run = synth("diff", "-n", "shop", *options, "--store", store_path, "--deployed", tmp_path / "out")
+    run = synth("diff", "-n", "shop", *options, "--store", store_path, "--deployed", out)
     assert run.code == 0, run.out + run.err
     assert "0 changed, 0 added, 0 removed" in run.out
+    check = ("verify", "-n", "shop", "--policies", out, "--strict", "--store", store_path)
+    run = synth(*check, "--fqdn-pattern", "*.CDN.example.com.")
+    assert run.code == 0, run.out
+    assert "  [pattern] shop/web -> world 203.0.113.5/32 TCP/443\n" in run.out
+    assert "(names under a DNS-name pattern asked for 3)" in run.out
+    run = synth(*check)
+    assert run.code == 1
+    assert "3 connections allowed that no flow used" in run.out
 
 
 @pytest.mark.parametrize(("options", "message"), [
