@@ -3,7 +3,9 @@
 Per namespace: `default-deny`, `allow-dns`, then one ingress and one egress policy per workload
 with traffic, one rule per peer, its ports grouped, never broader than what was seen. What cannot
 or must not become a rule (host and node traffic, ICMP, denied attempts, unselectable workloads)
-becomes a `Finding` for the report instead.
+becomes a `Finding` for the report instead. The one widening is asked for: world egress by DNS name
+goes by a pattern of `PolicyFormat.fqdn_patterns` for the names seen that it matches, and only
+where a name seen falls under it.
 """
 
 from __future__ import annotations
