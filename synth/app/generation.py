@@ -75,16 +75,18 @@ def verify_policies(
     since_ns: int | None = None,
     until_ns: int | None = None,
     traffic_filter: TrafficFilter | None = None,
+    patterns: Sequence[str] = (),
 ) -> VerifyResult:
     """Replay the stored request flows (touching `namespaces`, or all; passing `traffic_filter`) through
-    `policies`, named ports resolved on the pods `workloads` describe."""
+    `policies`, named ports resolved on the pods `workloads` describe; what only the DNS-name `patterns`
+    the user asked for allow is flagged."""
     # every workload recorded, not only those touching `namespaces`: the second half's candidates
     # (who else could connect) are drawn from all of them, as generate's self-check and diff do
     observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
     if traffic_filter is not None and not traffic_filter.is_empty:
         observed = replace(observed, pairs=tuple(p for p in observed.pairs if pair_passes(p, traffic_filter)))
     observed, named_ports = attach_named_ports(observed, workloads, policies)
-    return verify(observed, policies, namespaces, settings.dns, named_ports)
+    return verify(observed, policies, namespaces, settings.dns, named_ports, patterns)
 
 
 def observed_namespaces(edges: EdgeSet) -> list[str]:
@@ -139,7 +141,8 @@ def generate(
     difference = None
     if deployed is not None:
         resolved, named_ports = attach_named_ports(observed, workloads, deployed)
-        difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports)
+        difference = diff(resolved, deployed, synthesis.policies, chosen, renamed, settings.dns, named_ports,
+                          policy_format.fqdn_patterns)
     files = render_files(synthesis)
     check_rendered(files)
     return Generated(synthesis, edges, files, verification, difference, left_out)
@@ -185,7 +188,8 @@ def write_text(path: str, text: str) -> None:
 def self_check(observed: Observed, synthesis: Synthesis, settings: Settings) -> VerifyResult:
     """Verify generated policies against the flows they came from; raise `GenerationError` loudly."""
     problems = list(selector_mismatches(synthesis.policies, observed.edges.pod_labels))
-    verification = verify(observed, synthesis.policies, synthesis.namespaces, settings.dns)
+    patterns = synthesis.format.fqdn_patterns
+    verification = verify(observed, synthesis.policies, synthesis.namespaces, settings.dns, patterns=patterns)
     gaps = generation_gaps(verification, include_attempts=settings.allow_dropped)
     for edge in gaps[:_GAPS_SHOWN]:
         problems.append(f"denies {edge.line()} ({edge.flows:,} flows): {edge.reasons[0] if edge.reasons else ''}")

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 @output_option("table", "json", "yaml")
 @click.option("--strict", is_flag=True,
               help="Also exit 1 when the policies allow connections that no flow used (other than those flagged).")
+@click.option("--fqdn-pattern", "fqdn_patterns", multiple=True, metavar="PATTERN",
+              help="A DNS-name pattern asked for, as given to generate: what only it allows is flagged as meant "
+                   "(repeatable).")
 @settings_options
 @store_option
 def verify_command(
@@ -54,6 +57,7 @@ def verify_command(
     until: str | None,
     output: str,
     strict: bool,
+    fqdn_patterns: tuple[str, ...],
     settings: Settings,
     store_path: str,
 ) -> int:
@@ -64,7 +68,8 @@ def verify_command(
     cannot judge (ICMP, node traffic, unknown labels) are listed.
     2. Nothing unobserved is allowed: connections among the recorded workloads and addresses that
     the policies allow but no flow used, each with the rule that allows it (--strict fails on
-    them). Cluster DNS, public ingress and workloads no label separates are flagged as meant.
+    them). Cluster DNS, public ingress, workloads no label separates and names reached only through a
+    --fqdn-pattern are flagged as meant.
 
     Check policy files (--policies) or the policies deployed in the cluster (--cluster). Named ports
     (`port: http`) resolve on the pods that workload manifests given with --policies, or the
@@ -75,6 +80,7 @@ def verify_command(
     second half is drawn from the workloads of that traffic.
     """
     from synth.app.generation import load_deployed, verify_policies  # noqa: PLC0415 - loads per command
+    from synth.core.dnsnames import normal_pattern  # noqa: PLC0415
     from synth.render.checks import render_verify  # noqa: PLC0415
     from synth.store.dataset import Store  # noqa: PLC0415
 
@@ -87,6 +93,7 @@ def verify_command(
     result = verify_policies(
         Store(store_path), settings, loaded.policies, workloads=loaded.workloads, namespaces=namespaces,
         since_ns=since_ns, until_ns=until_ns, traffic_filter=traffic_filter,
+        patterns=tuple(normal_pattern(p) for p in fqdn_patterns),
     )
     click.echo(render_verify(result, output), nl=False)
     failed = not result.ok or (strict and result.over_permissive)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -21,6 +22,7 @@ from synth.base.timeutil import parse_time
 if TYPE_CHECKING:
     from synth.app.deployed import LoadResult
     from synth.core.filters import LabelRequirement
+    from synth.core.model import PolicyFormat
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,16 +203,22 @@ def format_options(function: F) -> F:
     """`--format` and its Calico options, handed over as one `policy_format` value."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, fqdn_patterns: tuple[str, ...],
+                **kwargs: Any) -> Any:
         from synth.core.model import PolicyFormat  # noqa: PLC0415 - the library loads per command (fast --help)
 
         if (staged or calico_enterprise) and api != "calico":
             flag = "--staged" if staged else "--calico-enterprise"
             raise UsageError(f"{flag} is a Calico option: add --format calico")
         policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise)  # type: ignore[arg-type]
+        if fqdn_patterns:
+            policy_format = replace(policy_format, fqdn_patterns=_fqdn_patterns(fqdn_patterns, policy_format))
         return function(*args, policy_format=policy_format, **kwargs)
 
     for decorator in (
+        click.option("--fqdn-pattern", "fqdn_patterns", multiple=True, metavar="PATTERN",
+                     help="With --format cilium or --format calico --calico-enterprise: allow the names seen that "
+                          "PATTERN matches by PATTERN (*.example.com) rather than name by name (repeatable)."),
         click.option("--calico-enterprise", is_flag=True,
                      help="With --format calico: allow world egress by DNS name (destination.domains, Calico "
                           "Enterprise and Cloud only)."),
@@ -222,6 +230,20 @@ def format_options(function: F) -> F:
     ):
         wrapper = decorator(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def _fqdn_patterns(texts: tuple[str, ...], policy_format: PolicyFormat) -> tuple[str, ...]:
+    """The `--fqdn-pattern` values, checked for the chosen API, normalised, in the order given, once each."""
+    from synth.core.dnsnames import normal_pattern, pattern_problem  # noqa: PLC0415 - the library loads per command
+
+    if not policy_format.by_name:
+        raise UsageError("--fqdn-pattern allows egress by DNS name: add --format cilium, or --format calico "
+                         "--calico-enterprise")
+    for text in texts:
+        problem = pattern_problem(text, policy_format.api)
+        if problem is not None:
+            raise UsageError(f"--fqdn-pattern {text!r}: {problem}")
+    return tuple(dict.fromkeys(normal_pattern(text) for text in texts))
 
 
 def _settings(public_threshold: int, allow_host_traffic: bool, allow_dropped: bool, dns_namespace: str = "kube-system",

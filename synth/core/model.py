@@ -186,7 +186,9 @@ class PolicyFormat:
 
     `staged`: Calico `StagedNetworkPolicy` (watched before enforced); `calico_enterprise`: Calico
     `destination.domains` for world egress by DNS name (open source Calico lacks it); `tier` and
-    `order`: where Calico policies sit.
+    `order`: where Calico policies sit. `fqdn_patterns`: the DNS-name patterns the user asked for
+    (lower-case, without the trailing dot, in the order given; only with `by_name`): the names seen
+    that one matches are allowed by the first such pattern instead of one by one.
     """
 
     api: PolicyAPI = "kubernetes"
@@ -194,6 +196,7 @@ class PolicyFormat:
     calico_enterprise: bool = False
     tier: str = "default"
     order: float = 100.0
+    fqdn_patterns: tuple[str, ...] = ()
 
     @property
     def by_name(self) -> bool:

@@ -3,7 +3,9 @@
 Per namespace: `default-deny`, `allow-dns`, then one ingress and one egress policy per workload
 with traffic, one rule per peer, its ports grouped, never broader than what was seen. What cannot
 or must not become a rule (host and node traffic, ICMP, denied attempts, unselectable workloads)
-becomes a `Finding` for the report instead.
+becomes a `Finding` for the report instead. The one widening is asked for: world egress by DNS name
+goes by a pattern of `PolicyFormat.fqdn_patterns` for the names seen that it matches, and only
+where a name seen falls under it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from synth.base.config import NAMESPACE_NAME_LABEL, Settings
 from synth.base.errors import GenerationError
 from synth.core.aggregate import Edge, EdgeSet, Side, datetime_of
+from synth.core.dnsnames import covering_pattern
 from synth.core.enforceability import unenforceable_reason
 from synth.core.identity import Identity, policy_base_names, selection_problems
 from synth.core.model import (
@@ -229,14 +232,26 @@ class _NamespaceBuilder:
         peer = self._peer(edge, "dst", _peer_text(edge, "src"))
         names = dns_names(edge.dst_names) if edge.dst.kind == "world" and self.format.by_name else ()
         if peer is not None and names:
-            for name in names:  # one rule per name: its ports are those used to any address it had
-                draft = self.egress[edge.src.selector].setdefault(Peer(fqdn=FQDN(name)), _RuleDraft())
+            # one rule per name or pattern: its ports are those used to any address a name under it had
+            for fqdn, behind in self._name_peers(names).items():
+                draft = self.egress[edge.src.selector].setdefault(Peer(fqdn=fqdn), _RuleDraft())
                 draft.add(edge, edge.src.pods, ())
                 draft.addresses.add(edge.dst.selector)
+                if fqdn.pattern:
+                    draft.names.update(behind)
         elif peer is not None:
             draft = self.egress[edge.src.selector].setdefault(peer, _RuleDraft())
             draft.add(edge, edge.src.pods, edge.dst.pods)
             draft.names.update(edge.dst_names)
+
+    def _name_peers(self, names: Iterable[str]) -> dict[FQDN, set[str]]:
+        """Each name seen as itself, or as the first pattern the user asked for that matches it (one
+        entry per pattern, with the names behind it): a pattern no name falls under is never made."""
+        found: dict[FQDN, set[str]] = {}
+        for name in names:
+            pattern = covering_pattern(name, self.format.fqdn_patterns, self.format.api)
+            found.setdefault(FQDN(name) if pattern is None else FQDN(pattern, pattern=True), set()).add(name)
+        return found
 
     def _ingress(self, edge: Edge) -> None:
         if edge.protocol not in _RULE_PROTOCOLS or edge.port is None:

@@ -11,7 +11,7 @@ allowed by the deployed set and denied by the proposed one.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -148,9 +148,11 @@ def diff(
     renamed: tuple[tuple[str, str, str], ...] = (),
     dns: DnsTarget | None = None,
     named_ports: NamedPortReport | None = None,
+    patterns: Collection[str] = (),
 ) -> DiffResult:
     """Compare the policies of `namespaces` as text and by what they do to the observed traffic, and
-    measure the deployed set by both halves of least privilege (`dns` for the flags of the second).
+    measure the deployed set by both halves of least privilege (`dns` and the DNS-name `patterns` the
+    user asked for, for the flags of the second).
 
     `named_ports` is what `attach_named_ports` resolved on the observed pairs, carried into the result.
     """
@@ -164,7 +166,7 @@ def diff(
         connectivity=_connectivity(pairs, deployed_engine, proposed_engine),
         surface=_surface(observed.pairs, chosen, deployed_engine, proposed_engine),
         renamed=renamed,
-        deployed_check=verify(observed, deployed_here, chosen, dns, named_ports),
+        deployed_check=verify(observed, deployed_here, chosen, dns, named_ports, patterns),
         named_ports=named_ports or NamedPortReport(),
     )
 

@@ -15,21 +15,22 @@ A candidate counts when the engine allows it and a rule of an isolating policy i
 A workload in scope that no policy isolates in a direction is one allowance (`-> any`, `any ->`):
 everything is allowed that way. Some allowances
 are meant and flagged, not hidden: cluster DNS for every pod (`dns`), ingress open to any address
-(`public`), and connections between workloads no label can tell apart (`inseparable`: the same
-selectors as an observed connection).
+(`public`), connections between workloads no label can tell apart (`inseparable`: the same
+selectors as an observed connection), and names reached only through a DNS-name pattern the user
+asked for (`pattern`: every name it matches is allowed, not only those seen).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from synth.base.config import DnsTarget
 from synth.base.text import ascii_text
 from synth.core.aggregate import address_selector
-from synth.core.model import PolicySet
+from synth.core.model import FQDN, PolicySet
 from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict, end_key
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import EndpointRef, ObservedPair, unobserved_connections
@@ -37,7 +38,7 @@ from synth.policy.ports import policy_port_names
 
 __all__ = ["ANYTHING", "Allowance", "Flag", "unobserved_allowances"]
 
-Flag = Literal["", "dns", "public", "inseparable"]
+Flag = Literal["", "dns", "public", "inseparable", "pattern"]
 _PROBE_ADDRESSES = ("192.0.2.1", "192.0.2.2", "2001:db8:ffff::1", "2001:db8:ffff::2")
 ANYTHING = EndpointRef("any", None, "")
 """Every peer: the other end of a direction no policy isolates."""
@@ -94,13 +95,22 @@ def _end_text(ref: EndpointRef, workload: str) -> str:
 
 
 def unobserved_allowances(
-    pairs: Sequence[ObservedPair], policies: PolicySet, engine: Engine, namespaces: Sequence[str], dns: DnsTarget
+    pairs: Sequence[ObservedPair],
+    policies: PolicySet,
+    engine: Engine,
+    namespaces: Sequence[str],
+    dns: DnsTarget,
+    patterns: Collection[str] = (),
 ) -> tuple[Allowance, ...]:
-    """Every connection among the recording's workloads and addresses that `policies` allow but no flow used."""
+    """Every connection among the recording's workloads and addresses that `policies` allow but no flow used.
+
+    `patterns` are the DNS-name patterns the user asked for: what only rules of them allow is flagged.
+    """
     observed = {(p.src, p.dst, p.traffic.protocol, p.traffic.port) for p in pairs if p.allowed}
     probe_port = _unnamed_port(pairs, policies)
     found: dict[tuple[object, ...], Allowance] = {}
     names_used, name_rules = _names_used(pairs), _name_rules(policies)
+    asked = _name_rules(policies, frozenset(patterns))
     refused: set[object] = set()  # classes of candidates with an address that nothing allows
     for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces, probe_port):
         kind = _class_of(engine, traffic)
@@ -116,7 +126,7 @@ def unobserved_allowances(
             (src, src_workload, name, traffic.protocol, traffic.port) in names_used for name in traffic.dst.names
         ):
             continue  # a DNS-name rule: the workload used this name on this port, whichever address it had
-        flag = _flag(src, dst, traffic, observed, policies, decision, dns)
+        flag: Flag = "pattern" if set(rules) <= asked else _flag(src, dst, traffic, observed, policies, decision, dns)
         if flag == "public":  # one allowance for the whole internet, not one per address tried
             src = EndpointRef("world", None, "::/0" if ":" in src.selector else "0.0.0.0/0")
         port = None if traffic.port == probe_port else traffic.port  # allowed on a port nothing names: any port
@@ -278,14 +288,22 @@ def _names_used(pairs: Sequence[ObservedPair]) -> set[tuple[EndpointRef, str, st
     }
 
 
-def _name_rules(policies: PolicySet) -> set[str]:
-    """The egress rules (`ns/name egress[i]`) that allow by DNS name only: a name stands for every address it has."""
+def _name_rules(policies: PolicySet, patterns: frozenset[str] | None = None) -> set[str]:
+    """The egress rules (`ns/name egress[i]`) that allow by DNS name only: a name stands for every address it
+    has. With `patterns`, those that allow only by these patterns."""
     return {
         f"{p.namespace}/{p.name} egress[{i}]"
         for p in policies.policies
         for i, rule in enumerate(p.egress)
-        if rule.peers and all(peer.fqdn is not None for peer in rule.peers)
+        if rule.peers and all(_by_name(peer.fqdn, patterns) for peer in rule.peers)
     }
+
+
+def _by_name(fqdn: FQDN | None, patterns: frozenset[str] | None) -> bool:
+    """Whether a peer is a DNS name (any, when `patterns` is None) or one of `patterns`."""
+    if fqdn is None:
+        return False
+    return patterns is None or (fqdn.pattern and fqdn.text in patterns)
 
 
 def _probe_addresses(policies: PolicySet, seen: Iterable[str]) -> Iterator[str]:

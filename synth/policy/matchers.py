@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from synth.base.config import VOLATILE_LABELS, VOLATILE_PREFIXES
-from synth.core.model import FQDN, IPBlock, LabelSelector, Peer, PolicyAPI, PortSpec, Rule
+from synth.core.dnsnames import fqdn_pattern
+from synth.core.model import IPBlock, LabelSelector, Peer, PolicyAPI, PortSpec, Rule
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DEFINED_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
@@ -395,27 +396,6 @@ def _compile_ip_block(block: IPBlock) -> IPPeer:
     holes = tuple(ipaddress.ip_network(e, strict=False) for e in block.except_)
     text = f"ip {block.cidr}" + (f" except {', '.join(block.except_)}" if block.except_ else "")
     return IPPeer(network, holes, text)
-
-
-_LABEL_CHARS = "[-a-z0-9_]"
-
-
-@lru_cache(maxsize=4096)
-def fqdn_pattern(fqdn: FQDN, api: PolicyAPI) -> re.Pattern[str]:
-    """The regular expression of a name or pattern. Cilium: `*` is any run within one label, `*`
-    alone any name, a leading `**.` one or more labels; Calico: a `*` label is one or more labels."""
-    text = fqdn.text.lower().rstrip(".")
-    if not fqdn.pattern:
-        return re.compile(re.escape(text))
-    if api == "calico":
-        any_labels = f"{_LABEL_CHARS}+(?:\\.{_LABEL_CHARS}+)*"
-        return re.compile("\\.".join(any_labels if part == "*" else re.escape(part) for part in text.split(".")))
-    if text == "*":
-        return re.compile(".*")
-    prefix = ""
-    if text.startswith("**."):
-        prefix, text = f"(?:{_LABEL_CHARS}+\\.)+", text[3:]
-    return re.compile(prefix + f"{_LABEL_CHARS}*".join(re.escape(part) for part in text.split("*")))
 
 
 def compile_rules(

@@ -13,7 +13,7 @@ depends on the CNI; ingress from the pod's own node is always allowed and is jud
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,7 +94,7 @@ class VerifyResult:
         return tuple(a for a in self.unobserved if not a.flag)
 
     def flagged(self) -> tuple[tuple[str, int], ...]:
-        """(flag, allowances) for the allowances that are meant: dns, public, inseparable."""
+        """(flag, allowances) for the allowances that are meant: dns, public, inseparable, pattern."""
         counts: dict[str, int] = {}
         for allowance in self.unobserved:
             if allowance.flag:
@@ -145,10 +145,12 @@ def verify(
     namespaces: Sequence[str] | None = None,
     dns: DnsTarget | None = None,
     named_ports: NamedPortReport | None = None,
+    patterns: Collection[str] = (),
 ) -> VerifyResult:
     """Both halves of least privilege over the observed pairs (touching `namespaces`, or all): which
     observed flows the policies deny, and which connections among the recording's workloads and
-    addresses they allow that no flow used (`dns` says where cluster DNS lives, for the flags).
+    addresses they allow that no flow used (`dns` says where cluster DNS lives, and `patterns` are
+    the DNS-name patterns the user asked for, for the flags).
     `named_ports` is what `attach_named_ports` resolved on these pairs, carried into the result."""
     engine = Engine(policies)
     chosen = tuple(sorted(set(namespaces))) if namespaces else ()
@@ -188,7 +190,7 @@ def verify(
         attempts_allowed=_outcomes(attempts_allowed),
         attempts_denied=_outcomes(attempts_denied),
         excluded=(("replies", stats.replies), ("datapath drops", stats.datapath_drops), ("other", stats.unjudged)),
-        unobserved=unobserved_allowances(observed.pairs, policies, engine, chosen, dns or DnsTarget()),
+        unobserved=unobserved_allowances(observed.pairs, policies, engine, chosen, dns or DnsTarget(), patterns),
         named_ports=named_ports or NamedPortReport(),
     )
 

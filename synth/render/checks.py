@@ -143,7 +143,10 @@ def _flag_counts(result: VerifyResult) -> str:
     return ", ".join(f"{_FLAG_WORDS[flag]} {n:,}" for flag, n in result.flagged())
 
 
-_FLAG_WORDS = {"dns": "cluster DNS", "public": "public ingress", "inseparable": "workloads no label separates"}
+_FLAG_WORDS = {
+    "dns": "cluster DNS", "public": "public ingress", "inseparable": "workloads no label separates",
+    "pattern": "names under a DNS-name pattern asked for",
+}
 
 
 def _allowance_json(allowance: Allowance) -> dict[str, Any]:

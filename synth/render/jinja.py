@@ -86,12 +86,19 @@ def evidence_lines(rule: Rule, limit: int = 5) -> list[str]:
         lines.append(f"pods: {_list_text(evidence.pods, limit)}")
     if evidence.peer_pods:
         lines.append(f"peer pods: {_list_text(evidence.peer_pods, limit)}")
-    if evidence.names:
+    if evidence.names and _by_pattern(rule):  # every name behind a pattern: what it stands for here
+        lines.append(f"DNS names seen under the pattern: {_list_text(evidence.names, len(evidence.names))}")
+    elif evidence.names:
         lines.append(f"DNS names: {_list_text(evidence.names, limit)}")
     if evidence.addresses:
         lines.append(f"addresses: {_list_text(evidence.addresses, limit)}")
     lines.extend(evidence.notes)
     return lines
+
+
+def _by_pattern(rule: Rule) -> bool:
+    """Whether the rule allows by DNS-name patterns only."""
+    return bool(rule.peers) and all(peer.fqdn is not None and peer.fqdn.pattern for peer in rule.peers)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]|~<>&#!]")

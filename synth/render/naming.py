@@ -39,6 +39,7 @@ class RuleEvidence:
     names: tuple[str, ...]
     notes: tuple[str, ...]
     addresses: tuple[str, ...] = ()  # the addresses seen behind a DNS-name rule
+    pattern: str = ""  # the DNS-name pattern of the peer (then `names` are the names seen under it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,7 @@ def _rule_evidence(policy: NetworkPolicy, direction: str, rule: Rule, naming: Na
         names = evidence.names if evidence is not None else ()
         if peer.ip_block is not None and not names:
             names = naming.dns(peer.ip_block.cidr)
-        if peer.fqdn is not None:
+        if peer.fqdn is not None and not (peer.fqdn.pattern and names):
             names = (peer.fqdn.text,)
         yield RuleEvidence(
             policy=policy.name,
@@ -209,4 +210,5 @@ def _rule_evidence(policy: NetworkPolicy, direction: str, rule: Rule, naming: Na
             names=tuple(names),
             notes=evidence.notes if evidence else (),
             addresses=evidence.addresses if evidence else (),
+            pattern=peer.fqdn.text if peer.fqdn is not None and peer.fqdn.pattern else "",
         )

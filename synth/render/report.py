@@ -248,14 +248,20 @@ def build_report(
 def _format_text(policy_format: PolicyFormat) -> str:
     """`Cilium CiliumNetworkPolicy (cilium.io/v2)`, ...; empty for Kubernetes NetworkPolicy."""
     if policy_format.api == "cilium":
-        return "Cilium CiliumNetworkPolicy (cilium.io/v2)"
+        return "Cilium CiliumNetworkPolicy (cilium.io/v2)" + _patterns_text(policy_format)
     if policy_format.api == "calico":
         edition = "Calico Enterprise/Cloud" if policy_format.calico_enterprise else "Calico"
         kind = "StagedNetworkPolicy" if policy_format.staged else "NetworkPolicy"
         staged = ": staged, shows what would be denied and enforces nothing" if policy_format.staged else ""
         where = f"projectcalico.org/v3, tier {policy_format.tier}, order {policy_format.order:g}"
-        return f"{edition} {kind} ({where}){staged}"
+        return f"{edition} {kind} ({where}){staged}" + _patterns_text(policy_format)
     return ""
+
+
+def _patterns_text(policy_format: PolicyFormat) -> str:
+    """`; DNS-name patterns asked for: *.example.com`, or nothing."""
+    patterns = policy_format.fqdn_patterns
+    return f"; DNS-name patterns asked for: {', '.join(patterns)}" if patterns else ""
 
 
 def _touches(row: Edge, namespaces: Sequence[str]) -> bool:

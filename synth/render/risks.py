@@ -181,6 +181,10 @@ def risks(
 
 def _format_note(kind: str, policy_format: PolicyFormat) -> str:
     """What the chosen policy API adds to a risk's reason."""
+    if kind == "external-names" and policy_format.fqdn_patterns:
+        wildcard = "`matchPattern`" if policy_format.api == "cilium" else "a wildcard domain"
+        return (f" The names under a pattern asked for (--fqdn-pattern) are allowed by the pattern ({wildcard}): "
+                "every name it matches is allowed, not only the names seen.")
     if kind != "external-egress" or policy_format.api == "kubernetes":
         return ""
     if policy_format.api == "cilium":
@@ -223,10 +227,13 @@ def _by_name(workloads: Sequence[WorkloadRules]) -> list[RiskItem]:
             if rule.direction == "egress" and rule.peer_kind == "dns-name":
                 shown = ", ".join(a.split("/", 1)[0] for a in rule.addresses[:5])
                 more = f" (+{len(rule.addresses) - 5} more)" if len(rule.addresses) > 5 else ""
+                allowed = f"pattern {rule.pattern} (names seen: {', '.join(rule.names)})" if rule.pattern else (
+                    ", ".join(rule.names)
+                )
                 items.append(
                     RiskItem(
                         f"{group.namespace}/{group.workload}",
-                        f"{', '.join(rule.names)} on {rule.ports}: addresses seen {shown}{more}",
+                        f"{allowed} on {rule.ports}: addresses seen {shown}{more}",
                         rule.flows,
                         rule.first_seen,
                         rule.last_seen,

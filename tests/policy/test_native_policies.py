@@ -294,3 +294,27 @@ def test_a_name_stands_for_every_address_it_had(tmp_path: Path) -> None:
     assert [(a.dst.selector, a.port, a.rules) for a in result.over_permissive] == [
         ("203.0.113.3/32", 443, ("x/a-egress egress[0]",))
     ]
+
+
+def test_a_pattern_asked_for_is_flagged_not_counted(tmp_path: Path) -> None:
+    """The same wide pattern, when the user asked for it: what only it allows is meant (`pattern`); a pattern
+    nobody asked for still counts."""
+    flows = [
+        build_flow(A, CDN1, 443, names=["svc.example.com"]),
+        build_flow(B, OTHER, 443, names=["other.example.com"]),
+    ]
+    observed = observe_batches(batches(write(tmp_path / "flows.json", flows)), Settings())
+    deny = cnp("{endpointSelector: {}, ingress: [{}], egress: [{}]}", name="default-deny")
+    wide = [
+        deny,
+        egress_by_name("a", "matchPattern", "*.example.com"),
+        egress_by_name("b", "matchName", "other.example.com"),
+    ]
+    policies = PolicySet.of([p for obj in wide for p in policies_from_cnp(obj, "f.yaml")])
+    asked = verify(observed, policies, ["x"], patterns=["*.example.com"])
+    assert (asked.denied_flows, asked.over_permissive) == (0, ())
+    assert [(a.flag, a.dst.selector, a.port, a.rules) for a in asked.unobserved] == [
+        ("pattern", "203.0.113.3/32", 443, ("x/a-egress egress[0]",))
+    ]
+    other = verify(observed, policies, ["x"], patterns=["*.other.io"])
+    assert [a.dst.selector for a in other.over_permissive] == ["203.0.113.3/32"]
