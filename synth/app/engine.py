@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synth.base.errors import StoreError
-from synth.core.aggregate import Accumulator
+from synth.core.aggregate import HTTP_COLUMNS, Accumulator
 from synth.core.interning import RowIds
-from synth.store.dataset import Store, StoredFile
+from synth.store.dataset import Store, StoredFile, absent_columns
 from synth.store.files import unreadable
 from synth.store.schema import FLOW_SCHEMA
 
@@ -62,7 +62,8 @@ def _id_columns(columns: Sequence[str]) -> tuple[_Ids, ...]:
     return (
         side("src", "ns_labels"),
         side("dst", "service", "ns_labels"),
-        _Ids("flow", ("verdict", "drop_reason", "direction", "is_reply", "protocol", "dst_port")),
+        _Ids("flow", ("verdict", "drop_reason", "direction", "is_reply", "protocol", "dst_port",
+                      *(name for name in HTTP_COLUMNS if name in columns))),
     )
 
 
@@ -137,9 +138,13 @@ class _Encoder:
     def read(self, store: Store, stored: StoredFile) -> list[tuple[pa.RecordBatch, pa.RecordBatch]]:
         """The file's flows in the window: each batch as `schema`, with its DNS columns beside it."""
         parquet = store.open_file(stored, read_dictionary=self.dictionary)
+        absent = absent_columns(parquet, self.columns)
+        columns = [name for name in self.columns if name not in absent]
         encoded = []
         try:
-            for batch in parquet.iter_batches(columns=self.columns, batch_size=_BATCH_ROWS, use_threads=False):
+            for batch in parquet.iter_batches(columns=columns, batch_size=_BATCH_ROWS, use_threads=False):
+                for name in absent:  # a file written before the column was added
+                    batch = batch.append_column(name, pa.nulls(batch.num_rows, FLOW_SCHEMA.field(name).type))
                 batch = _windowed(batch, self.window)
                 if batch.num_rows:
                     encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))

@@ -57,10 +57,12 @@ FLOW_COLUMNS = (
     "dns_query",
     "dns_answers",
 )
+HTTP_COLUMNS = ("http_method", "http_path")
+"""The HTTP request of an L7 flow: read only when HTTP rules are asked for (`--l7`)."""
 GROUPED_KEYS = tuple(name for name in FLOW_COLUMNS if name not in ("time", "count"))
 """What store engines group flows by before `Accumulator.add_grouped` (labels as `LabelSets` ids)."""
 _LABEL_COLUMNS = ("src_labels", "dst_labels", "src_ns_labels", "dst_ns_labels")
-_GROUPED_INPUT = frozenset({*GROUPED_KEYS, "count", "src_ns_labels", "dst_ns_labels"})
+_GROUPED_INPUT = frozenset({*GROUPED_KEYS, *HTTP_COLUMNS, "count", "src_ns_labels", "dst_ns_labels"})
 _SIDE_KEYS = ("kind", "namespace", "group", "labels_key", "addr")
 GROUP_KEYS = (
     *(f"src_{k}" for k in _SIDE_KEYS),
@@ -172,6 +174,7 @@ class Edge:
     dst_names: tuple[str, ...] = ()
     dst_services: tuple[str, ...] = ()
     verdicts: tuple[tuple[str, int], ...] = ()
+    requests: tuple[tuple[str, str, int], ...] = ()  # HTTP (method, path, flows), read only for HTTP rules
 
     @property
     def first_seen(self) -> datetime:
@@ -259,6 +262,7 @@ class Accumulator:
         self._pod_seen: dict[tuple[str, str], tuple[int, str]] = {}
         self.namespace_labels: dict[str, tuple[int, str]] = {}
         self.names: dict[str, set[str]] = {}
+        self.http: dict[PairKey, dict[str, Counter[tuple[str, str]]]] = {}
         self.stats = AggregateStats()
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -293,6 +297,8 @@ class Accumulator:
         table = self._requests(table)
         if table.num_rows == 0:
             return
+        if "http_method" in table.column_names:
+            self._collect_http(table)
         grouped = table.group_by(list(GROUP_KEYS), use_threads=False).aggregate(
             [
                 ("count", "sum"),
@@ -338,6 +344,22 @@ class Accumulator:
                 pc.or_(pc.is_in(table.column("src_namespace"), wanted), pc.is_in(table.column("dst_namespace"), wanted))
             )
         return table
+
+    def _collect_http(self, table: pa.Table) -> None:
+        """The HTTP requests (method, path) of each pair, per observation side."""
+        table = table.filter(pc.is_valid(table.column("http_method")))
+        if table.num_rows == 0:
+            return
+        path = pc.fill_null(table.column("http_path"), "/")
+        keys = [*GROUP_KEYS, "__method", "__path"]
+        frame = table.select(list(GROUP_KEYS)).append_column("__method", table.column("http_method"))
+        frame = frame.append_column("__path", path).append_column("count", table.column("count"))
+        grouped = frame.group_by(keys, use_threads=False).aggregate([("count", "sum")])
+        for row in grouped.to_pylist():
+            src, dst = (RawEndpoint(*(row[f"{side}_{k}"] for k in _SIDE_KEYS)) for side in ("src", "dst"))
+            key = PairKey(src, dst, row["protocol"], row["dst_port"], row["allowed"])
+            self.http.setdefault(key, {}).setdefault(row["direction"], Counter())[
+                (row["__method"], row["__path"])] += row["count_sum"]
 
     def collect_names(self, table: pa.Table | pa.RecordBatch) -> None:
         """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names
@@ -495,6 +517,7 @@ class _Draft:
     dst_services: set[str] = field(default_factory=set)
     verdicts: Counter[str] = field(default_factory=Counter)
     directions: set[str] = field(default_factory=set)
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def absorb(self, other: _Draft) -> None:
         """Take another draft's pods, names and window in (its count is the caller's business)."""
@@ -538,6 +561,8 @@ def finish(acc: Accumulator, settings: Settings) -> EdgeSet:
         draft.dst_pods.update(partial.dst_pods)
         draft.dst_services.update(partial.services)
         draft.verdicts.update(partial.verdict_counts())
+        if key in acc.http:
+            draft.requests.update(request_counts(acc.http[key]))
         if key.dst.addr:
             draft.dst_names.update(acc.names.get(key.dst.addr, ()))
     _fold_egress_of_denied(drafts)
@@ -565,7 +590,18 @@ def _edge(key: _EdgeKey, draft: _Draft) -> Edge:
         tuple(sorted(draft.dst_names)),
         tuple(sorted(draft.dst_services)),
         tuple(sorted(draft.verdicts.items())),
+        tuple(sorted((method, path, n) for (method, path), n in draft.requests.items())),
     )
+
+
+def request_counts(sides: dict[str, Counter[tuple[str, str]]]) -> Counter[tuple[str, str]]:
+    """HTTP requests (method, path) of one pair and their number, the larger observation side's (both
+    ends may report a request)."""
+    merged: Counter[tuple[str, str]] = Counter()
+    for counter in sides.values():
+        for request, count in counter.items():
+            merged[request] = max(merged[request], count)
+    return merged
 
 
 def _fold_egress_of_denied(drafts: dict[_EdgeKey, _Draft]) -> None:

@@ -108,6 +108,8 @@ class FlowColumns:
         self.flows_completed: list[int | None] = []
         self.dns_query: list[str | None] = []
         self.dns_answers = _ListColumn()
+        self.http_method: list[str | None] = []
+        self.http_path: list[str | None] = []
 
     def __len__(self) -> int:
         return len(self.time)

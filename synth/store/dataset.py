@@ -46,7 +46,7 @@ from synth.store.files import (
     write_ids,
 )
 from synth.store.lock import writer_lock
-from synth.store.schema import FLOW_SCHEMA, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
+from synth.store.schema import ADDED_COLUMNS, FLOW_SCHEMA, READABLE_VERSIONS, SCHEMA_VERSION, SOURCES
 
 if TYPE_CHECKING:
     from synth.store.writer import PartitionWriter, StagedWriter
@@ -312,7 +312,8 @@ class Store:
         parquet = self.open_file(stored)
         names = list(columns) if columns is not None else FLOW_SCHEMA.names
         restore = "source" in names and "source" not in parquet.schema_arrow.names  # version 2 files
-        wanted = [name for name in names if not (restore and name == "source")]
+        absent = set(absent_columns(parquet, names))
+        wanted = [name for name in names if not (restore and name == "source") and name not in absent]
         windowed = since_ns is not None or until_ns is not None
         if windowed and "time" not in wanted:
             wanted.append("time")
@@ -324,6 +325,8 @@ class Store:
                 arrays = {name: batch.column(name) for name in wanted}
                 if restore:
                     arrays["source"] = _constant_source(stored.source, batch.num_rows)
+                for name in absent:
+                    arrays[name] = pa.nulls(batch.num_rows, FLOW_SCHEMA.field(name).type)
                 yield pa.RecordBatch.from_arrays([arrays[name] for name in names], schema=schema)
 
     def facts(self) -> list[dict[str, object]]:
@@ -515,6 +518,13 @@ def _constant_source(source: str, rows: int) -> pa.Array:
     values = pa.array(SOURCES if source in SOURCES else (source,), pa.string())
     index = SOURCES.index(source) if source in SOURCES else 0
     return pa.DictionaryArray.from_arrays(pa.repeat(pa.scalar(index, pa.int32()), rows), values)
+
+
+def absent_columns(parquet: pq.ParquetFile, names: Sequence[str]) -> list[str]:
+    """The columns of `names` that a file written before they were added lacks (read as nulls)."""
+    added = {name for columns in ADDED_COLUMNS.values() for name in columns}
+    present = set(parquet.schema_arrow.names)
+    return [name for name in names if name in added and name not in present]
 
 
 def _window(batch: pa.RecordBatch, since_ns: int | None, until_ns: int | None) -> pa.RecordBatch:

@@ -7,14 +7,16 @@ reader refuses files of a version it does not know instead of misreading them.
 Version 2 keeps the partition column (`source`) in the file paths only (`FILE_SCHEMA`), so every
 hive-aware reader (pyarrow datasets, pandas, DuckDB, Spark) opens the store unchanged; the store's
 reader restores it from the path. Version 1 files also carried it inside and are still read.
+Version 3 adds the HTTP request of L7 flows (`http_method`, `http_path`); the store's reader gives
+older files those columns as nulls (`ADDED_COLUMNS`).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
 #: columns whose value is the file's partition (`source=hubble/...`), kept in the path and not in the file
 PARTITION_COLUMNS = ("source",)
 
@@ -63,6 +65,8 @@ FLOW_SCHEMA = pa.schema(
         pa.field("dst_names", pa.list_(pa.string())),
         pa.field("dns_query", pa.string()),
         pa.field("dns_answers", pa.list_(pa.string())),
+        pa.field("http_method", pa.string()),
+        pa.field("http_path", pa.string()),
         pa.field("dst_service", pa.string()),
         pa.field("dst_service_port", pa.int32()),
         pa.field("node", pa.string()),
@@ -73,6 +77,9 @@ FLOW_SCHEMA = pa.schema(
     metadata={b"synth.schema_version": str(SCHEMA_VERSION).encode()},
 )
 """One row per flow, or per pre-aggregated flow record (`count` > 1)."""
+
+ADDED_COLUMNS = {3: ("http_method", "http_path")}
+"""Columns each schema version added, by version: files written before it read them as nulls."""
 
 FILE_SCHEMA = pa.schema(
     [field for field in FLOW_SCHEMA if field.name not in PARTITION_COLUMNS], metadata=FLOW_SCHEMA.metadata

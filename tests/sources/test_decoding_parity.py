@@ -321,7 +321,18 @@ HUBBLE_CASES: list[tuple[str, dict[str, Any], Row | None]] = [
     ("L7 DNS query", flow(62, Type="L7", l4=_tcp(None, 41008, 53), l7={"type": "REQUEST", "dns": {"query": "c."}}),
      {"is_reply": None, "dns_query": "c.", "dns_answers": []}),
     ("L7 HTTP", flow(63, Type="L7", is_reply=False, l7={"type": "REQUEST", "http": {"method": "GET", "url": "/"}}),
-     {"dns_query": None}),
+     {"dns_query": None, "http_method": "GET", "http_path": "/"}),
+    ("L7 HTTP, the URL's path and query", flow(64, Type="L7", l7={"type": "REQUEST", "http": {
+        "method": "post", "url": "http://cart.shop.svc:8080/api/v1/carts/42?expand=items#top", "protocol": "HTTP/1.1",
+        "headers": [{"key": "X-Request-Id", "value": "3f1c"}]}}),
+     {"http_method": "POST", "http_path": "/api/v1/carts/42?expand=items"}),
+    ("L7 HTTP response", flow(65, Type="L7", l7={"type": "RESPONSE", "http": {
+        "code": 200, "method": "GET", "url": "http://ratings:9080"}}),
+     {"is_reply": True, "http_method": "GET", "http_path": "/"}),
+    ("L7 HTTP without method or URL", flow(66, Type="L7", l7={"type": "REQUEST", "http": {"code": 0}}),
+     {"http_method": None, "http_path": None}),
+    ("L7 HTTP with a null record", flow(67, Type="L7", l7={"type": "REQUEST", "http": None}),
+     {"http_method": None, "http_path": None}),
     # protocols and ports
     ("UDP", flow(70, l4={"UDP": {"source_port": 5353, "destination_port": 53}}), {"protocol": "UDP", "dst_port": 53}),
     ("SCTP", flow(71, l4={"SCTP": {"source_port": 5000, "destination_port": 36412}}), {"protocol": "SCTP"}),

@@ -187,6 +187,8 @@ BAD_INPUTS = {
     "not-a-flow.json": (0, "  skipped {path}:2: not a Hubble flow or event (keys: hello)"),
     "not-an-object.json": (0, "  skipped {path}:2: expected a JSON object, got list"),
     "is-reply-string.json": (0, "  skipped {path}:2: field flow.is_reply: expected true or false, got 'yes'"),
+    "http-not-object.json": (0, "  skipped {path}:2: field flow.l7.http: expected an object, got 'GET /cart'"),
+    "http-method-number.json": (0, "  skipped {path}:2: field flow.l7.http.method: expected a string, got 5"),
     "missing-time.json": (0, "  skipped {path}:2: field time: missing (neither the flow nor its envelope has a time)"),
 }
 

@@ -109,16 +109,16 @@ def test_a_store_of_a_newer_schema_version_is_refused_before_anything_is_read_or
     assert synth("import", "hubble", ENVELOPE, "--store", store).code == 0
     (stored,) = (store / "flows").rglob("*.parquet")
     table = pq.read_table(stored)
-    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, VERSION_KEY: b"3"}), stored)
-    (store / "store.json").write_text(json.dumps({"schema_version": 3}))
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, VERSION_KEY: b"4"}), stored)
+    (store / "store.json").write_text(json.dumps({"schema_version": 4}))
     before = tree(store)
     read = synth("edges", "--store", store)
     assert (read.code, read.err) == (3, (
-        f"synth: error: {stored}: written by a newer synth (store schema version 3); this one reads versions 1, 2: "
+        f"synth: error: {stored}: written by a newer synth (store schema version 4); this one reads versions 1, 2, 3: "
         "upgrade synth to read this store\n"))
     write = synth("import", "hubble", HUBBLE, "--store", store)
     assert (write.code, write.err) == (3, (
-        f"synth: error: {store}: written by a newer synth (store schema version 3); this one writes version 2: "
+        f"synth: error: {store}: written by a newer synth (store schema version 4); this one writes version 3: "
         "upgrade synth, or use another --store\n"))
     assert tree(store) == before
 

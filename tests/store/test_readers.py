@@ -17,10 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT
 
+from synth.app.engine import accumulate_store
 from synth.app.ingest import import_files
+from synth.base.config import Settings
+from synth.core.aggregate import FLOW_COLUMNS, finish
 from synth.store.dataset import FACTS_KEY, VERSION_KEY, Store
 from synth.store.maintenance import compact_store
-from synth.store.schema import FLOW_SCHEMA
+from synth.store.schema import ADDED_COLUMNS, FLOW_SCHEMA, SCHEMA_VERSION
 
 SAMPLES = ROOT / "sample_flows"
 
@@ -88,9 +91,11 @@ def test_files_carry_no_partition_column_and_synth_restores_it(two_sources: Path
         assert set(batch.column("source").to_pylist()) == {stored.source}
 
 
-def test_a_version_1_store_reads_the_same_and_compaction_moves_it_to_version_2(two_sources: Path,
-                                                                               tmp_path: Path) -> None:
-    """Files of schema version 1 carried `source` inside: rewrite the store that way and read it again."""
+def test_a_version_1_store_reads_the_same_and_compaction_moves_it_to_the_current_version(
+    two_sources: Path, tmp_path: Path
+) -> None:
+    """Files of schema version 1 carried `source` inside (and no HTTP columns): rewrite the store that
+    way and read it again."""
     old = Store(str(two_sources))
     expected = pa.Table.from_batches(list(old.read()), schema=FLOW_SCHEMA)
     for stored in old.files():
@@ -98,6 +103,7 @@ def test_a_version_1_store_reads_the_same_and_compaction_moves_it_to_version_2(t
         target.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_batches(list(old.read_file(stored)), schema=FLOW_SCHEMA)  # with `source`
         facts = (old.open_file(stored).schema_arrow.metadata or {})[FACTS_KEY]
+        table = table.drop_columns(list(ADDED_COLUMNS[3]))
         table = table.replace_schema_metadata({VERSION_KEY: b"1", FACTS_KEY: facts})
         half = table.num_rows // 2  # two files per hour, so compaction has something to rewrite
         pq.write_table(table.slice(0, half), target.with_suffix(".1.parquet"))
@@ -109,5 +115,28 @@ def test_a_version_1_store_reads_the_same_and_compaction_moves_it_to_version_2(t
     assert compact_store(v1).hours > 0
     assert synth_totals(tmp_path) == synth_totals(two_sources)
     rewritten = [f for f in v1.files() if f.path.endswith("-c.parquet")]
-    assert rewritten and all(pq.ParquetFile(f.path).schema_arrow.metadata[VERSION_KEY] == b"2" for f in rewritten)
+    assert rewritten and all(pq.ParquetFile(f.path).schema_arrow.metadata[VERSION_KEY] == str(SCHEMA_VERSION).encode()
+                             for f in rewritten)
     assert all("source" not in pq.ParquetFile(f.path).schema_arrow.names for f in rewritten)
+
+
+def test_a_version_2_store_reads_http_columns_as_nulls_in_every_reader(two_sources: Path, tmp_path: Path) -> None:
+    """Version 3 added `http_method` and `http_path`: files written before read them as nulls, through the
+    store's reader and the embedded engine alike."""
+    old = Store(str(two_sources))
+    expected = pa.Table.from_batches(list(old.read()), schema=FLOW_SCHEMA)
+    for stored in old.files():
+        target = tmp_path / Path(stored.path).relative_to(two_sources)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        table = pq.read_table(stored.path)
+        assert set(ADDED_COLUMNS[3]) <= set(table.column_names)
+        table = table.drop_columns(list(ADDED_COLUMNS[3]))
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, VERSION_KEY: b"2"}), target)
+    v2 = Store(str(tmp_path))
+    read = pa.Table.from_batches(list(v2.read()), schema=FLOW_SCHEMA)
+    assert read.equals(expected)
+    assert read.column("http_method").null_count == read.num_rows
+    assert synth_totals(tmp_path) == synth_totals(two_sources)
+    columns = [*FLOW_COLUMNS, *ADDED_COLUMNS[3]]
+    edges = finish(accumulate_store(v2, columns), Settings()).edges
+    assert edges == finish(accumulate_store(old, columns), Settings()).edges

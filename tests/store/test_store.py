@@ -16,7 +16,7 @@ from conftest import FIXTURES, Run
 from synth.app.ingest import import_files
 from synth.base.errors import StoreError
 from synth.store.dataset import FACTS_KEY, VERSION_KEY, Store
-from synth.store.schema import FILE_SCHEMA
+from synth.store.schema import FILE_SCHEMA, SCHEMA_VERSION
 
 ENVELOPE = FIXTURES / "hubble" / "envelope.json"
 
@@ -28,7 +28,7 @@ def test_hive_partitions_and_metadata(tmp_path: Path) -> None:
     assert files and all("/flows/source=hubble/date=2026-11-20/hour=" in f.path for f in files)
     parquet = pq.ParquetFile(files[0].path)
     metadata = parquet.schema_arrow.metadata
-    assert metadata[VERSION_KEY] == b"2"
+    assert metadata[VERSION_KEY] == str(SCHEMA_VERSION).encode()
     facts = json.loads(metadata[FACTS_KEY])
     assert facts["source"] == "hubble" and facts["input"].endswith("envelope.json")
     assert parquet.schema_arrow.remove_metadata().equals(FILE_SCHEMA.remove_metadata())  # no `source` inside
@@ -50,7 +50,7 @@ def test_an_older_schema_version_is_refused_with_a_hint(tmp_path: Path, synth: C
     directory.mkdir(parents=True)
     table = pa.table({"time": pa.array([0], pa.timestamp("ns", tz="UTC"))})
     pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"0"}), directory / "part-old.parquet")
-    with pytest.raises(StoreError, match="schema version 0, this synth reads versions 1, 2;"):
+    with pytest.raises(StoreError, match="schema version 0, this synth reads versions 1, 2, 3;"):
         list(Store(str(tmp_path)).read())
     result = synth("edges", "--store", tmp_path)
     assert result.code == 3 and "import the flows again" in result.err

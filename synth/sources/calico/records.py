@@ -335,6 +335,8 @@ def append_row(
     cols.dst_names.append(names)
     cols.dns_query.append(None)
     cols.dns_answers.append(())
+    cols.http_method.append(None)
+    cols.http_path.append(None)
     cols.dst_service.append(dst_service)
     cols.dst_service_port.append(dst_service_port)
     cols.node.append(node)

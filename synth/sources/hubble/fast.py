@@ -29,6 +29,8 @@ from synth.sources.hubble.semantics import (
     aggregate_count,
     drop_reason,
     endpoint,
+    http_method,
+    http_path,
     node_name,
     policy_entry,
     port,
@@ -91,9 +93,15 @@ class _Dns(msgspec.Struct):
     ips: tuple[str, ...] = ()
 
 
+class _Http(msgspec.Struct):
+    method: str = ""
+    url: str = ""
+
+
 class _Layer7(msgspec.Struct):
     type: Enum = None
     dns: _Dns | None = None
+    http: _Http | None = None
 
 
 class _Policy(msgspec.Struct):
@@ -224,6 +232,8 @@ class FastColumns:
         self.dst_names = _ListColumn()
         self.dns_query: list[str | None] = []
         self.dns_answers = _ListColumn()
+        self.http_method: list[str | None] = []
+        self.http_path: list[str | None] = []
         self.dst_service: list[str | None] = []
         self.node: list[str | None] = []
         self.policies = _ListColumn()
@@ -252,6 +262,8 @@ class FastColumns:
             "dst_names": self.dst_names.array(),
             "dns_query": pa.array(self.dns_query, pa.string()),
             "dns_answers": self.dns_answers.array(),
+            "http_method": pa.array(self.http_method, pa.string()),
+            "http_path": pa.array(self.http_path, pa.string()),
             "dst_service": pa.array(self.dst_service, pa.string()),
             "dst_service_port": none_int,
             "node": pa.array(self.node, pa.string()),
@@ -333,6 +345,7 @@ def append(  # noqa: C901, PLR0912, PLR0915 - one flow's columns in one pass: a 
     addresses = flow.IP
     service = flow.destination_service
     dns = l7.dns if l7 is not None else None
+    http = l7.http if l7 is not None else None
     endpoints = cols.endpoints
 
     cols.time.append(time_ns)
@@ -357,6 +370,8 @@ def append(  # noqa: C901, PLR0912, PLR0915 - one flow's columns in one pass: a 
     if dns is not None and dns.ips:
         answers.values.extend(dns.ips)
     answers.offsets.append(len(answers.values))
+    cols.http_method.append(http_method(http.method) if http is not None else None)
+    cols.http_path.append(http_path(http.url) if http is not None else None)
     cols.dst_service.append(service_name(service.namespace, service.name) if service is not None else None)
     cols.node.append(node_name(flow.node_name, envelope_node))
     listed = cols.policies

@@ -44,6 +44,8 @@ from synth.sources.hubble.semantics import (
     count_lost_events,
     drop_reason,
     endpoint,
+    http_method,
+    http_path,
     node_name,
     policy_entry,
     port,
@@ -230,6 +232,7 @@ def _append_flow(  # noqa: PLR0915 - validates every field before touching a col
     dst_port = port_number(either(ports, "destination_port", "destinationPort"), f"flow.l4.{protocol}.destination_port")
     l7 = object_of(flow.get("l7"), "flow.l7")
     dns = object_of(l7.get("dns"), "flow.l7.dns") if l7 else {}
+    http = object_of(l7.get("http"), "flow.l7.http") if l7 else {}
     ip = object_of(flow.get("IP"), "flow.IP")
     src_ip = optional_str(ip.get("source"), "flow.IP.source")
     dst_ip = optional_str(ip.get("destination"), "flow.IP.destination")
@@ -249,6 +252,8 @@ def _append_flow(  # noqa: PLR0915 - validates every field before touching a col
                                   for snake, camel in AGGREGATE_FIELDS))
     dns_query = optional_str(dns.get("query"), "flow.l7.dns.query") if dns else None
     dns_answers = strings(dns.get("ips"), "flow.l7.dns.ips") if dns else ()
+    method = optional_str(http.get("method"), "flow.l7.http.method") if http else None
+    url = optional_str(http.get("url"), "flow.l7.http.url") if http else None
     syn, ack = _tcp_flags(protocol, ports)
 
     cols.time.append(time_ns)
@@ -272,6 +277,8 @@ def _append_flow(  # noqa: PLR0915 - validates every field before touching a col
     cols.dst_names.append(names)
     cols.dns_query.append(dns_query)
     cols.dns_answers.append(dns_answers)
+    cols.http_method.append(http_method(method))
+    cols.http_path.append(http_path(url))
     cols.dst_service.append(service_name(service_ns, service_nm))
     cols.dst_service_port.append(None)
     cols.node.append(node_name(flow_node, envelope_node))

@@ -34,6 +34,8 @@ from synth.sources.hubble.semantics import (
     Endpoint,
     aggregate_count,
     drop_reason,
+    http_method,
+    http_path,
     node_name,
     reply_flag,
     service_name,
@@ -103,6 +105,9 @@ def _select(envelope: bool) -> str:
     envelope_node = "coalesce(node_name, nodeName)" if envelope else "NULL::JSON"
     columns = _ENVELOPE_COLUMNS if envelope else _BARE_COLUMNS
     l4 = f"{f}l4"
+    # An HTTP record's headers differ in every request: the rest of the record is what repeats.
+    l7 = f"""CASE WHEN json_type({f}l7) = 'OBJECT' AND json_exists({f}l7, '$.http')
+      THEN json_merge_patch({f}l7, '{{"http": null}}') ELSE {f}l7 END"""
     # Only constant text is put together here: no input ever reaches the query's text.
     return f"""
 SELECT
@@ -131,7 +136,9 @@ SELECT
   {l4}.TCP.flags AS tcp_flags,
   hash({f}source) AS src_hash, {f}source AS src,
   hash({f}destination) AS dst_hash, {f}destination AS dst,
-  hash({f}l7) AS l7_hash, {f}l7 AS l7,
+  hash({l7}) AS l7_hash, {l7} AS l7,
+  json_type({f}l7, '$.http') AS http_type,
+  json_extract({f}l7, '$.http.method') AS http_method, json_extract({f}l7, '$.http.url') AS http_url,
   {pick('node_name', 'nodeName')} AS flow_node,
   {envelope_node} AS envelope_node,
   {pick('destination_names', 'destinationNames')} AS names,
@@ -249,6 +256,7 @@ class _Rows:
         flags = judge(col("tcp_flags"), _syn_ack, BAD)
 
         l7 = judge_hashed(col("l7_hash"), [col("l7")], _l7, BAD)
+        method, url, bad = _http(col("http_type"), col("http_method"), col("http_url"), bad)
         replies = judge_many([col("is_reply"), col("reply")], _reply_fields, BAD)
         src_ip, bad = _address(col("src_ip"), bad)
         dst_ip, bad = _address(col("dst_ip"), bad)
@@ -259,8 +267,8 @@ class _Rows:
         node = judge_many([col("flow_node"), col("envelope_node")], _node, BAD)
         policies = judge_many([col(name) for name in _POLICY_COLUMNS], _policies, BAD)
         count = judge(col("aggregate"), _count, BAD)
-        bad = any_bad(bad, *(judged.bad for judged in (verdict, drops, direction, flags, l7, replies, src, dst, names,
-                                                        service, node, policies, count)))
+        bad = any_bad(bad, *(judged.bad for judged in (verdict, drops, direction, flags, l7, method, url, replies, src,
+                                                        dst, names, service, node, policies, count)))
 
         is_socket = pc.and_(pc.invert(bad), socket.column(pa.bool_()))
         socket_events = pc.sum(is_socket).as_py() or 0
@@ -292,6 +300,8 @@ class _Rows:
             "dst_names": pc.filter(names.column(pa.list_(pa.string())), keep),
             "dns_query": pc.filter(dns_query, keep),
             "dns_answers": pc.filter(dns_answers, keep),
+            "http_method": pc.filter(method.column(pa.string()), keep),
+            "http_path": pc.filter(url.column(pa.string()), keep),
             "dst_service": pc.filter(service.column(pa.string()), keep),
             "dst_service_port": pa.nulls(n, pa.int32()).filter(keep),
             "node": pc.filter(node.column(pa.string()), keep),
@@ -332,6 +342,17 @@ def _l7(text: str | None) -> tuple[object, str | None, tuple[str, ...]]:
     query = files.optional_str(dns.get("query"), "flow.l7.dns.query") if dns else None
     answers = files.strings(dns.get("ips"), "flow.l7.dns.ips") if dns else ()
     return l7.get("type"), query, answers
+
+
+def _http(kind: pa.Array, method: pa.Array, url: pa.Array, bad: pa.Array) -> tuple[Judged, Judged, pa.Array]:
+    """The HTTP request's method and path (from the JSON texts of the record's fields, `kind` its
+    JSON type); a record that is not an object is the exact parser's to name."""
+    ok = pc.or_kleene(pc.is_null(kind), pc.is_in(kind, pa.array(["OBJECT", "NULL"])))
+    return (
+        judge(method, lambda v: http_method(files.optional_str(v, "flow.l7.http.method")), BAD),
+        judge(url, lambda v: http_path(files.optional_str(v, "flow.l7.http.url")), BAD),
+        pc.or_(bad, pc.invert(ok)),
+    )
 
 
 def _service(value: object) -> str | None:

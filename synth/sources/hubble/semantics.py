@@ -14,6 +14,7 @@ those values mean is decided here, from primitive values, so the readers cannot 
 | endpoint kind, labels, owner  | `endpoint` (with `label_info`)                                        |
 | policies, aggregate count     | `policy_entry`, `aggregate_count`                                     |
 | Service, node                 | `service_name`, `node_name`                                           |
+| HTTP request                  | `http_method`, `http_path` (`http_paths` for a column)                |
 | lost events                   | `count_lost_events`                                                   |
 
 `tests/sources/test_decoding_parity.py` feeds the same flows through all three readers and compares the rows.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -74,6 +76,34 @@ def drop_reason(desc: str | int | None, verdict_row: int, deprecated: int) -> st
     if name is None and deprecated and verdict_row == DROPPED_ROW:
         return DROP_REASON_NAMES[deprecated]
     return name
+
+
+def http_method(method: str | None) -> str | None:
+    """The stored HTTP method: upper case, none for an empty one."""
+    return method.upper() if method else None
+
+
+@lru_cache(maxsize=65536)
+def http_path(url: str | None) -> str | None:
+    """The stored HTTP path of a request's URL: its path and query, as an HTTP rule matches them
+    (no scheme, host or fragment; an empty path is `/`); none without a URL."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced IPv6 host: the path is what follows the authority
+        parts = urlsplit("/" + url.split("://", 1)[-1].partition("/")[2])
+    path = parts.path or "/"
+    if not path.startswith("/"):  # `example.com/x` without a scheme
+        path = "/" + path.partition("/")[2] if "/" in path else "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def http_paths(urls: pa.Array) -> pa.Array:
+    """`http_path` of a column of URLs, decided once per distinct URL."""
+    encoded = pc.dictionary_encode(urls)
+    paths = pa.array([http_path(url) for url in encoded.dictionary.to_pylist()], pa.string())
+    return pc.take(paths, encoded.indices)
 
 
 def reply_flag(is_reply: bool | None, reply: bool, l7_type: str | int | None, syn: bool, ack: bool) -> bool | None:

@@ -38,6 +38,8 @@ from synth.sources.hubble.semantics import (
     count_lost_events,
     drop_reason,
     endpoint,
+    http_method,
+    http_path,
     node_name,
     policy_entry,
     port,
@@ -252,6 +254,8 @@ class FlowDecoder:
         _extend_list(cols.dst_names, names)
         cols.dns_query.extend([l7.dns_query for l7 in layer7])
         _extend_list(cols.dns_answers, [l7.dns_answers for l7 in layer7])
+        cols.http_method.extend([l7.http_method for l7 in layer7])
+        cols.http_path.extend([l7.http_path for l7 in layer7])
         cols.dst_service.extend([found[0] for found in self._services.all(services)])
         cols.dst_service_port.extend([None] * len(times))
         cols.node.extend(nodes)
@@ -459,11 +463,14 @@ class _Layer4:
 
 @dataclass(frozen=True, slots=True)
 class _Layer7:
-    """What synth reads of a flow.Layer7: its type (None without one) and a DNS query and answers."""
+    """What synth reads of a flow.Layer7: its type (None without one), a DNS query and answers, and
+    an HTTP request's method and path."""
 
     type: int | None
     dns_query: str | None
     dns_answers: tuple[str, ...]
+    http_method: str | None = None
+    http_path: str | None = None
 
 
 def _decode_layer4(l4: flow_pb2.Layer4) -> _Layer4:
@@ -486,6 +493,8 @@ def _decode_layer7(l7: flow_pb2.Layer7) -> _Layer7:
         return _Layer7(None, None, ())  # no layer 7 (an empty one tells nothing either)
     if l7.HasField("dns"):
         return _Layer7(l7.type, l7.dns.query or None, tuple(l7.dns.ips))
+    if l7.HasField("http"):
+        return _Layer7(l7.type, None, (), http_method(l7.http.method), http_path(l7.http.url))
     return _Layer7(l7.type, None, ())
 
 
