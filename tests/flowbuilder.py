@@ -69,8 +69,9 @@ def flow(
     direction: str = "EGRESS",
     names: Iterable[str] = (),
     drop_reason: str | None = None,
+    http: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One `hubble observe -o jsonpb` line."""
+    """One `hubble observe -o jsonpb` line; with `http` (method, URL) an L7 HTTP request record."""
     body: dict[str, Any] = {
         "time": time,
         "verdict": verdict,
@@ -86,6 +87,12 @@ def flow(
         body["is_reply"] = is_reply
     if names:
         body["destination_names"] = list(names)
+    if http is not None:
+        method, url = http
+        body["Type"] = "L7"
+        body["event_type"] = {"type": 129}
+        request = {"method": method, "url": url, "protocol": "HTTP/1.1"}
+        body["l7"] = {"type": "REQUEST", "latency_ns": "0", "http": request}
     if drop_reason:
         body["drop_reason_desc"] = drop_reason
         body["event_type"] = {"type": 1, "sub_type": 133}

@@ -7,8 +7,10 @@ decoder of a source fills alike), and the identities of the stored rows are kept
 flows (`ids/`, partitioned like them). A new row whose identity is already stored is dropped.
 
 - Hubble: the time to the nanosecond, the node that saw it, and what it was (protocol, addresses,
-  ports, verdict, drop reason, direction, reply, DNS query). Two rows that agree on all of these
-  are one flow seen twice, so duplicates are dropped within a batch as well.
+  ports, verdict, drop reason, direction, reply, DNS query, and the HTTP method and path of an L7
+  request, which only such rows mix in, so the identities of other rows are those of stores written
+  before HTTP was kept). Two rows that agree on all of these are one flow seen twice, so duplicates
+  are dropped within a batch as well.
 - Calico: a record stands for `num_flows` flows of one node and interval; its identity is every
   column but the node (the node's own `flows.log` lacks the `host` that Elasticsearch adds). Two
   nodes can report records that then agree on everything, so Calico identities are a multiset:
@@ -40,6 +42,8 @@ HUBBLE_KEY = (
     "node", "protocol", "src_ip", "dst_ip", "src_port", "dst_port", "verdict", "drop_reason", "direction",
     "is_reply", "dns_query",
 )
+HUBBLE_OPTIONAL_KEY = ("http_method", "http_path")
+"""Mixed into the identity of the rows that have them only."""
 #: columns left out of a Calico record's identity: `time` is kept apart, `source` is the partition
 CALICO_LEFT_OUT = frozenset({"time", "source", "node"})
 #: sources whose identical rows are one flow (a set); the others' are distinct records (a multiset)
@@ -63,6 +67,11 @@ def identities(table: pa.Table, source: str) -> pa.Table:
     key = np.zeros(table.num_rows, dtype=np.uint64)
     for name in identity_columns(source, table.column_names):
         key = _mix(key ^ _column_hash(table.column(name)))
+    if source in SET_SOURCES:
+        for name in (n for n in HUBBLE_OPTIONAL_KEY if n in table.column_names):
+            present = pc.is_valid(table.column(name)).to_numpy(zero_copy_only=False)
+            if present.any():
+                key = np.where(present, _mix(key ^ _column_hash(table.column(name))), key)
     times = table.column("time").cast(pa.int64())
     return pa.table({"time": times, "key": pa.array(key, pa.uint64())})
 

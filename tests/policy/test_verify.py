@@ -76,6 +76,8 @@ def batch(flows: Iterable[dict[str, Any]]) -> pa.RecordBatch:
         c.flows_completed.append(None)
         c.dns_query.append(None)
         c.dns_answers.append(())
+        c.http_method.append(None)
+        c.http_path.append(None)
     return c.to_batch()
 
 
