@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 from synth.app.engine import FileProgress, accumulate_store
 from synth.base.config import Settings
 from synth.base.errors import StoreError
-from synth.core.aggregate import FLOW_COLUMNS, EdgeSet, finish
+from synth.core.aggregate import FLOW_COLUMNS, HTTP_COLUMNS, EdgeSet, finish
 from synth.policy.observed import OBSERVED_COLUMNS, Observed, observe
 from synth.store.dataset import Store
 
@@ -58,9 +58,11 @@ def observe_store(
     namespaces: Sequence[str] | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
+    http: bool = False,
 ) -> Observed:
     """Edges and the distinct endpoint pairs behind them, in one pass over the stored flows; a missing
-    or empty store is refused with what to do."""
+    or empty store is refused with what to do. With `http`, each carries its HTTP requests too."""
     require_flows(store, since_ns, until_ns)
-    accumulator = accumulate_store(store, OBSERVED_COLUMNS, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
+    columns = (*OBSERVED_COLUMNS, *HTTP_COLUMNS) if http else OBSERVED_COLUMNS
+    accumulator = accumulate_store(store, columns, namespaces=namespaces, since_ns=since_ns, until_ns=until_ns)
     return observe(accumulator, settings)

@@ -82,7 +82,8 @@ def verify_policies(
     the user asked for allow is flagged."""
     # every workload recorded, not only those touching `namespaces`: the second half's candidates
     # (who else could connect) are drawn from all of them, as generate's self-check and diff do
-    observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
+    http = any(rule.http for policy in policies.policies for rule in (*policy.ingress, *policy.egress))
+    observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns, http=http)
     if traffic_filter is not None and not traffic_filter.is_empty:
         observed = replace(observed, pairs=tuple(p for p in observed.pairs if pair_passes(p, traffic_filter)))
     observed, named_ports = attach_named_ports(observed, workloads, policies)
@@ -121,7 +122,8 @@ def generate(
     """
     if not namespaces and not all_namespaces:
         raise UsageError("name at least one --namespace, or --all-namespaces")
-    observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns)
+    http = policy_format.l7 and policy_format.api == "cilium"
+    observed = observe_store(store, settings, since_ns=since_ns, until_ns=until_ns, http=http)
     edges = observed.edges
     seen = observed_namespaces(edges)
     named = sorted(set(namespaces))

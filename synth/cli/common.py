@@ -204,18 +204,29 @@ def format_options(function: F) -> F:
 
     @functools.wraps(function)
     def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, fqdn_patterns: tuple[str, ...],
-                **kwargs: Any) -> Any:
-        from synth.core.model import PolicyFormat  # noqa: PLC0415 - the library loads per command (fast --help)
+                l7: bool, l7_max_paths: int | None, **kwargs: Any) -> Any:
+        from synth.core.model import L7_MAX_PATHS, PolicyFormat  # noqa: PLC0415 - the library loads per command
 
         if (staged or calico_enterprise) and api != "calico":
             flag = "--staged" if staged else "--calico-enterprise"
             raise UsageError(f"{flag} is a Calico option: add --format calico")
-        policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise)  # type: ignore[arg-type]
+        if (l7 or l7_max_paths is not None) and api != "cilium":
+            raise UsageError(f"{'--l7' if l7 else '--l7-max-paths'} writes Cilium HTTP rules: add --format cilium")
+        if l7_max_paths is not None and not l7:
+            raise UsageError("--l7-max-paths limits the HTTP rules of --l7: add --l7")
+        policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise,  # type: ignore[arg-type]
+                                     l7=l7, l7_max_paths=l7_max_paths or L7_MAX_PATHS)
         if fqdn_patterns:
             policy_format = replace(policy_format, fqdn_patterns=_fqdn_patterns(fqdn_patterns, policy_format))
         return function(*args, policy_format=policy_format, **kwargs)
 
     for decorator in (
+        click.option("--l7-max-paths", type=click.IntRange(min=1), metavar="N",
+                     help="With --l7: at most N HTTP entries (method and path) per peer and port; a peer that made "
+                          "more distinct requests keeps an L4 rule on that port  [default: 20]."),
+        click.option("--l7", is_flag=True,
+                     help="With --format cilium: HTTP rules (method, path) on the ports where every peer was seen "
+                          "making HTTP requests; identifiers in paths are generalised, and the report says how."),
         click.option("--fqdn-pattern", "fqdn_patterns", multiple=True, metavar="PATTERN",
                      help="With --format cilium or --format calico --calico-enterprise: allow the names seen that "
                           "PATTERN matches by PATTERN (*.example.com) rather than name by name (repeatable)."),

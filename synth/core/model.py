@@ -122,6 +122,19 @@ class PortSpec:
     end_port: int | None = None
 
 
+L7_MAX_PATHS = 20
+"""HTTP entries per peer and port, by default, before a port keeps a plain L4 rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRule:
+    """One Cilium `rules.http` entry: regular expressions a request's method and path (with its
+    query) must match in full; empty matches any."""
+
+    method: str = ""
+    path: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """What was observed behind a generated rule; rendered as a YAML comment."""
@@ -134,6 +147,7 @@ class Evidence:
     names: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     addresses: tuple[str, ...] = ()  # the addresses behind a DNS-name rule
+    requests: tuple[str, ...] = ()  # behind an HTTP rule: each entry, the requests it stands for
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +156,15 @@ class Rule:
 
     `dns_proxy` marks a Cilium egress rule to the DNS servers that carries `rules.dns`, so the
     agent learns the addresses behind names (what `toFQDNs` rules need); it changes no L3/L4 verdict.
+    `http` makes it a Cilium L7 rule: its ports are allowed at L4 as by any rule, and an HTTP request
+    on them must match one entry (the proxy answers others with 403).
     """
 
     peers: tuple[Peer, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     evidence: Evidence | None = None
     dns_proxy: bool = False
+    http: tuple[HTTPRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +205,9 @@ class PolicyFormat:
     `destination.domains` for world egress by DNS name (open source Calico lacks it); `tier` and
     `order`: where Calico policies sit. `fqdn_patterns`: the DNS-name patterns the user asked for
     (lower-case, without the trailing dot, in the order given; only with `by_name`): the names seen
-    that one matches are allowed by the first such pattern instead of one by one.
+    that one matches are allowed by the first such pattern instead of one by one. `l7` (Cilium):
+    HTTP rules where every peer of a port was seen making HTTP requests, at most `l7_max_paths`
+    generalised paths per peer and port (else the port stays L4).
     """
 
     api: PolicyAPI = "kubernetes"
@@ -197,6 +216,8 @@ class PolicyFormat:
     tier: str = "default"
     order: float = 100.0
     fqdn_patterns: tuple[str, ...] = ()
+    l7: bool = False
+    l7_max_paths: int = L7_MAX_PATHS
 
     @property
     def by_name(self) -> bool:

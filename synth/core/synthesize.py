@@ -3,9 +3,10 @@
 Per namespace: `default-deny`, `allow-dns`, then one ingress and one egress policy per workload
 with traffic, one rule per peer, its ports grouped, never broader than what was seen. What cannot
 or must not become a rule (host and node traffic, ICMP, denied attempts, unselectable workloads)
-becomes a `Finding` for the report instead. The one widening is asked for: world egress by DNS name
+becomes a `Finding` for the report instead. The widenings are asked for: world egress by DNS name
 goes by a pattern of `PolicyFormat.fqdn_patterns` for the names seen that it matches, and only
-where a name seen falls under it.
+where a name seen falls under it; with `PolicyFormat.l7` (Cilium), HTTP rules name each request
+seen, identifiers in paths generalised as `synth.core.l7` says.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from synth.core.aggregate import Edge, EdgeSet, Side, datetime_of
 from synth.core.dnsnames import covering_pattern
 from synth.core.enforceability import unenforceable_reason
 from synth.core.identity import Identity, policy_base_names, selection_problems
+from synth.core.l7 import MAX_L7_PORTS, HTTPEvidence, http_rules
 from synth.core.model import (
     FQDN,
     KUBERNETES,
@@ -63,6 +65,7 @@ class FindingKind(StrEnum):
     UNKNOWN_PEER = "unknown-peer"
     NOT_ENFORCEABLE = "not-enforceable"
     INSEPARABLE = "inseparable"  # workloads no stable label tells apart: one selector, its rules cover all
+    HTTP_L4 = "http-l4"  # with --l7: a port with HTTP requests that keeps a plain L4 rule, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,31 @@ class Synthesis:
 
 
 @dataclass(slots=True)
+class _Seen:
+    """Flows and window of one port of a rule."""
+
+    flows: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, edge: Edge) -> None:
+        self.flows += edge.count
+        self.first = edge.first_seen if self.first is None else min(self.first, edge.first_seen)
+        self.last = edge.last_seen if self.last is None else max(self.last, edge.last_seen)
+
+    def merged(self, other: _Seen) -> _Seen:
+        return _Seen(
+            self.flows + other.flows,
+            min(filter(None, (self.first, other.first)), default=None),
+            max(filter(None, (self.last, other.last)), default=None),
+        )
+
+
+@dataclass(slots=True)
 class _RuleDraft:
+    """One peer's rule in the making. `requests` are the HTTP requests seen per port; `plain` the
+    ports some edge used without any (such a port cannot take an HTTP rule)."""
+
     ports: set[tuple[str, int]] = field(default_factory=set)
     flows: int = 0
     first: datetime | None = None
@@ -100,10 +127,21 @@ class _RuleDraft:
     notes: set[str] = field(default_factory=set)
     verdicts: Counter[str] = field(default_factory=Counter)  # flows per verdict other than forwarded
     addresses: set[str] = field(default_factory=set)
+    by_port: dict[tuple[str, int], _Seen] = field(default_factory=dict)
+    requests: dict[tuple[str, int], Counter[tuple[str, str]]] = field(default_factory=dict)
+    plain: set[tuple[str, int]] = field(default_factory=set)
 
     def add(self, edge: Edge, own_pods: Iterable[str], peer_pods: Iterable[str]) -> None:
         if edge.protocol in _RULE_PROTOCOLS and edge.port is not None:
-            self.ports.add((edge.protocol, edge.port))
+            port = (edge.protocol, edge.port)
+            self.ports.add(port)
+            self.by_port.setdefault(port, _Seen()).add(edge)
+            if edge.requests:
+                counter = self.requests.setdefault(port, Counter())
+                for method, path, count in edge.requests:
+                    counter[(method, path)] += count
+            else:
+                self.plain.add(port)
         self.flows += edge.count
         self.first = edge.first_seen if self.first is None else min(self.first, edge.first_seen)
         self.last = edge.last_seen if self.last is None else max(self.last, edge.last_seen)
@@ -115,20 +153,37 @@ class _RuleDraft:
         if not edge.allowed:
             self.notes.add("from denied attempts (--allow-dropped)")
 
-    def rule(self, peer: Peer) -> Rule:
-        assert self.first is not None and self.last is not None
-        ports = tuple(PortSpec(protocol=p, port=n) for p, n in sorted(self.ports))  # type: ignore[arg-type]
+    def http_entries(self, port: tuple[str, int], max_paths: int) -> tuple[HTTPEvidence, ...] | None:
+        """The HTTP rule entries for the requests seen on `port`; None when there are none or too many."""
+        counter = self.requests.get(port)
+        if not counter or port in self.plain:
+            return None
+        return http_rules(((method, path, n) for (method, path), n in counter.items()), max_paths)
+
+    def rule(self, peer: Peer, ports: set[tuple[str, int]] | None = None,
+             http: tuple[HTTPEvidence, ...] = ()) -> Rule:
+        """The rule for `peer` on `ports` (all of them by default), with its HTTP entries if any."""
+        chosen = self.ports if ports is None else ports
+        seen = _Seen(self.flows, self.first, self.last)
+        if chosen != self.ports:
+            seen = _Seen()
+            for port in chosen:
+                seen = seen.merged(self.by_port.get(port, _Seen()))
+        first, last = seen.first or self.first, seen.last or self.last
+        assert first is not None and last is not None
         evidence = Evidence(
-            self.flows,
-            self.first,
-            self.last,
+            seen.flows,
+            first,
+            last,
             tuple(sorted(self.pods)),
             tuple(sorted(self.peer_pods)),
             tuple(sorted(self.names)),
             tuple(sorted(self.notes | {f"{verdict}: {count}" for verdict, count in self.verdicts.items()})),
             tuple(sorted(self.addresses, key=_address_order)),
+            tuple(entry.line() for entry in http),
         )
-        return Rule(peers=(peer,), ports=ports, evidence=evidence)
+        specs = tuple(PortSpec(protocol=p, port=n) for p, n in sorted(chosen))  # type: ignore[arg-type]
+        return Rule(peers=(peer,), ports=specs, evidence=evidence, http=tuple(entry.rule for entry in http))
 
 
 def synthesize(
@@ -449,10 +504,13 @@ class _NamespaceBuilder:
         for selector in sorted(set(self.ingress) | set(self.egress)):
             identity = self.identities[selector]
             base = self.names[(self.namespace, selector)]
+            http = self._http_ports(identity, self.ingress.get(selector, {}), self.egress.get(selector, {}))
             if self.ingress.get(selector):
-                result.append(self._workload_policy(identity, f"{base}-ingress", "Ingress", self.ingress[selector]))
+                result.append(self._workload_policy(identity, f"{base}-ingress", "Ingress", self.ingress[selector],
+                                                    http["Ingress"]))
             if self.egress.get(selector):
-                result.append(self._workload_policy(identity, f"{base}-egress", "Egress", self.egress[selector]))
+                result.append(self._workload_policy(identity, f"{base}-egress", "Egress", self.egress[selector],
+                                                    http["Egress"]))
         return [self._native(policy) for policy in result]
 
     def _native(self, policy: NetworkPolicy) -> NetworkPolicy:
@@ -547,10 +605,68 @@ class _NamespaceBuilder:
             ),
         )
 
+    def _http_ports(
+        self, identity: Identity, ingress: dict[Peer, _RuleDraft], egress: dict[Peer, _RuleDraft]
+    ) -> dict[str, set[tuple[str, int]]]:
+        """The ports of a workload that take HTTP rules, per direction (only with `--l7`, for Cilium).
+
+        A port qualifies when HTTP requests were seen on it and every peer of the port made them, each
+        within the path limit: an L4 rule on the same port would let its peer make any request (the
+        agent merges it as allow-all), and a peer seen without requests may speak something else.
+        At most `MAX_L7_PORTS` ports per workload, ingress first, lowest first; the rest stay L4.
+        """
+        chosen: dict[str, set[tuple[str, int]]] = {"Ingress": set(), "Egress": set()}
+        if not (self.format.l7 and self.format.api == "cilium"):
+            return chosen
+        subject = f"{self.namespace}/{', '.join(identity.workloads)}"
+        limit = self.format.l7_max_paths
+        for direction, drafts in (("Ingress", ingress), ("Egress", egress)):
+            by_port: dict[tuple[str, int], list[_RuleDraft]] = defaultdict(list)
+            for draft in drafts.values():
+                for port in draft.ports:
+                    by_port[port].append(draft)
+            for port, group in sorted(by_port.items()):
+                if port[0] != "TCP" or not any(port in draft.requests for draft in group):
+                    continue
+                where = f"{direction.lower()} TCP {port[1]}"
+                plain = sum(1 for draft in group if port not in draft.requests or port in draft.plain)
+                if plain:
+                    self._find(FindingKind.HTTP_L4, subject,
+                               f"{where} stays an L4 rule: {plain} of its {len(group)} peers made no HTTP request "
+                               "on it (an HTTP rule must cover every peer of a port)")
+                elif any(draft.http_entries(port, limit) is None for draft in group):
+                    most = max(len(draft.requests[port]) for draft in group)
+                    self._find(FindingKind.HTTP_L4, subject,
+                               f"{where} stays an L4 rule: a peer made more distinct requests than --l7-max-paths "
+                               f"{limit} allows, even with identifiers generalised ({most:,} distinct requests)")
+                elif len(chosen["Ingress"]) + len(chosen["Egress"]) >= MAX_L7_PORTS:
+                    self._find(FindingKind.HTTP_L4, subject,
+                               f"{where} stays an L4 rule: the agent takes HTTP rules on at most {MAX_L7_PORTS} "
+                               "ports of one pod")
+                else:
+                    chosen[direction].add(port)
+        return chosen
+
     def _workload_policy(
-        self, identity: Identity, name: str, direction: str, drafts: dict[Peer, _RuleDraft]
+        self,
+        identity: Identity,
+        name: str,
+        direction: str,
+        drafts: dict[Peer, _RuleDraft],
+        http_ports: set[tuple[str, int]] | None = None,
     ) -> NetworkPolicy:
-        rules = tuple(drafts[peer].rule(peer) for peer in sorted(drafts, key=_peer_sort_key) if drafts[peer].ports)
+        """One rule per peer on its plain ports, then one per HTTP port with that port's entries."""
+        http_ports = http_ports or set()
+        rules: list[Rule] = []
+        for peer in sorted(drafts, key=_peer_sort_key):
+            draft = drafts[peer]
+            plain = draft.ports - http_ports
+            if plain:
+                rules.append(draft.rule(peer, plain))
+            for port in sorted(draft.ports & http_ports):
+                entries = draft.http_entries(port, self.format.l7_max_paths)
+                assert entries is not None  # chosen by _http_ports
+                rules.append(draft.rule(peer, {port}, entries))
         comment = [f"{direction} of {', '.join(identity.workloads)}, selected by {identity.method} labels."]
         if identity.method == "intersection":
             comment.append("No stable identity label was found: the selector is the labels all its pods share.")
@@ -561,8 +677,8 @@ class _NamespaceBuilder:
             namespace=self.namespace,
             pod_selector=identity.selector,
             policy_types=(direction,),  # type: ignore[arg-type]
-            ingress=rules if direction == "Ingress" else (),
-            egress=rules if direction == "Egress" else (),
+            ingress=tuple(rules) if direction == "Ingress" else (),
+            egress=tuple(rules) if direction == "Egress" else (),
             labels=MANAGED_BY,
             comment=tuple(comment),
         )
@@ -582,6 +698,11 @@ def _merge_port(existing: _RuleDraft | None, new: _RuleDraft) -> _RuleDraft:
         existing.notes | new.notes,
         existing.verdicts + new.verdicts,
         existing.addresses | new.addresses,
+        {port: existing.by_port.get(port, _Seen()).merged(new.by_port.get(port, _Seen()))
+         for port in existing.by_port.keys() | new.by_port.keys()},
+        {port: existing.requests.get(port, Counter()) + new.requests.get(port, Counter())
+         for port in existing.requests.keys() | new.requests.keys()},
+        existing.plain | new.plain,
     )
 
 

@@ -9,7 +9,9 @@ one peer kind per rule (`toEndpoints`, `toCIDR`, `toCIDRSet`, `toEntities`, `toF
 The model keeps the L3/L4 meaning: a peer without a namespace key is in the policy's namespace
 (the agent adds it), `k8s:io.kubernetes.pod.namespace` becomes the namespace name,
 `io.cilium.k8s.namespace.labels.<key>` a namespace label; `port: "0"` is every port and protocol
-`ANY` is TCP, UDP and SCTP; L7 rules (`rules.http`, `rules.dns`) allow their port at L4. An empty
+`ANY` is TCP, UDP and SCTP; L7 rules (`rules.http`, `rules.dns`) allow their port at L4, and the
+entries of `rules.http` (method and path; `host` and headers are not judged) are kept on a rule of
+their own for verify to match requests against. An empty
 rule (`ingress: [{}]`) only makes the direction default-deny. What synth cannot evaluate (deny
 rules, services, CIDR groups, node selectors, `enableDefaultDeny: false`) is refused by name.
 """
@@ -21,7 +23,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from synth.base.config import NAMESPACE_NAME_LABEL
-from synth.core.model import FQDN, IPBlock, LabelSelector, NetworkPolicy, Peer, PolicyType, PortSpec, Requirement, Rule
+from synth.core.model import (
+    FQDN,
+    HTTPRule,
+    IPBlock,
+    LabelSelector,
+    NetworkPolicy,
+    Peer,
+    PolicyType,
+    PortSpec,
+    Requirement,
+    Rule,
+)
 from synth.policy.fields import Where, check_keys, list_field, mapping_field, string_map
 from synth.policy.manifest import ip_block, label_selector
 
@@ -139,11 +152,13 @@ def _rules(value: object, path: str, prefix: str, w: Where) -> tuple[Rule, ...]:
                               "kind per rule; write one rule each")
         if body.get("icmps") is not None and body.get("toPorts") is not None:
             w.fail(rule_path, "icmps and toPorts in one rule: the agent rejects it; write one rule each")
-        ports, proxy = _to_ports(body.get("toPorts"), f"{rule_path}.toPorts", prefix == "to", w)
+        ports, proxy, http = _to_ports(body.get("toPorts"), f"{rule_path}.toPorts", prefix == "to", w)
         peers = _peers(kinds[0], body[prefix + kinds[0]], f"{rule_path}.{prefix}{kinds[0]}", w) if kinds else None
-        if body.get("icmps") is not None or (peers is None and not ports) or peers == ():
+        if body.get("icmps") is not None or (peers is None and not ports and not http) or peers == ():
             continue  # ICMP only, a default-deny marker (`{}`), or a peer list that selects nothing
-        rules.append(Rule(peers=peers or (), ports=ports, dns_proxy=proxy))
+        if ports or not http:
+            rules.append(Rule(peers=peers or (), ports=ports, dns_proxy=proxy))
+        rules += [Rule(peers=peers or (), ports=entry_ports, http=entries) for entry_ports, entries in http]
     return tuple(rules)
 
 
@@ -248,9 +263,14 @@ def _namespace_part(selector: LabelSelector) -> LabelSelector | None:
     return LabelSelector(tuple(sorted(labels)), kept)
 
 
-def _to_ports(value: object, path: str, egress: bool, w: Where) -> tuple[tuple[PortSpec, ...], bool]:
-    """The ports of `toPorts` (every protocol `ANY` stands for) and whether a DNS rule proxies them."""
+_HTTPGroup = tuple[tuple[PortSpec, ...], tuple[HTTPRule, ...]]
+
+
+def _to_ports(value: object, path: str, egress: bool, w: Where) -> tuple[tuple[PortSpec, ...], bool, list[_HTTPGroup]]:
+    """The ports of `toPorts` (every protocol `ANY` stands for) without HTTP rules, whether a DNS rule
+    proxies them, and the ports of each entry with HTTP rules with those rules."""
     specs: list[PortSpec] = []
+    http: list[_HTTPGroup] = []
     proxy = False
     for i, item in enumerate(list_field(value, path, w)):
         entry_path = f"{path}[{i}]"
@@ -265,8 +285,33 @@ def _to_ports(value: object, path: str, egress: bool, w: Where) -> tuple[tuple[P
         if kind is not None:
             _check_l7(kind, entry, egress, f"{entry_path}.rules.{kind}", w)
         proxy = proxy or kind == "dns"
-        specs += [s for spec in entry for s in spec] if ports else [PortSpec(p) for p in ("TCP", "UDP", "SCTP")]
-    return tuple(dict.fromkeys(specs)), proxy
+        found = [s for spec in entry for s in spec] if ports else [PortSpec(p) for p in ("TCP", "UDP", "SCTP")]
+        if kind == "http":
+            entries = _http(body["rules"]["http"], f"{entry_path}.rules.http", w)
+            http.append((tuple(dict.fromkeys(found)), entries))
+        else:
+            specs += found
+    return tuple(dict.fromkeys(specs)), proxy, http
+
+
+def _http(value: object, path: str, w: Where) -> tuple[HTTPRule, ...]:
+    """`rules.http` entries: `method` and `path` regular expressions (an empty list allows every request)."""
+    entries = []
+    for i, item in enumerate(list_field(value, path, w)):
+        body = mapping_field(item, f"{path}[{i}]", w)
+        check_keys(body, ("method", "path", "host", "headers", "headerMatches"), f"{path}[{i}]", w)
+        texts = []
+        for key in ("method", "path"):
+            text = body.get(key) or ""
+            if not isinstance(text, str):
+                w.fail(f"{path}[{i}].{key}", f"must be a string (a regular expression), got {text!r}")
+            try:
+                re.compile(text)
+            except re.error as e:
+                w.fail(f"{path}[{i}].{key}", f"{text!r} is not a regular expression: {e}")
+            texts.append(text)
+        entries.append(HTTPRule(*texts))
+    return tuple(dict.fromkeys(entries)) or (HTTPRule(),)
 
 
 def _port(value: object, path: str, w: Where) -> list[PortSpec]:

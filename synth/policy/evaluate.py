@@ -10,6 +10,10 @@ NetworkPolicy does not define (ICMP) at an isolated pod.
 Model choices (reference §3.3, §5): ipBlocks match any end's IP, pods included (policy-assistant
 and the upstream e2e tests); ingress from the pod's own node (`kind == "host"`) is always allowed;
 a pod talking to itself (same namespace/name or same IP) is allowed.
+
+Cilium HTTP rules (`Rule.http`) act after L4 (`http_denied`): in a direction where every rule that
+allows the connection has HTTP entries, a request that matches none of them is refused by the
+proxy (HTTP 403); a rule without entries on the same connection lets every request through.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from synth.core.model import PolicySet
+from synth.core.l7 import matches
+from synth.core.model import HTTPRule, PolicySet
 from synth.policy.matchers import (
     DEFINED_PROTOCOLS,
     CompiledRule,
@@ -101,6 +106,13 @@ class Engine:
                 )
             )
         self.targets: dict[str, tuple[Target, ...]] = {ns: tuple(ts) for ns, ts in by_namespace.items()}
+        self.http: dict[str, tuple[HTTPRule, ...]] = {
+            f"{p.namespace}/{p.name} {direction}[{i}]": rule.http
+            for p in policies.policies
+            for direction, rules in (("ingress", p.ingress), ("egress", p.egress))
+            for i, rule in enumerate(rules)
+            if rule.http
+        }
         self._decisions: dict[object, Decision] = {}
         self._signatures: dict[object, tuple[object, ...]] = {}
         self._peers = tuple(dict.fromkeys(
@@ -127,6 +139,27 @@ class Engine:
         if found is None:
             found = self._signatures[key] = (end.kind, *(_match_tag(p.match(end, self._cache)) for p in self._peers))
         return found
+
+    def http_denied(
+        self, decision: Decision, requests: Iterable[tuple[str, str, int]]
+    ) -> tuple[tuple[tuple[str, str, int], ...], tuple[str, ...]]:
+        """The requests (method, path, count) of an allowed connection that HTTP rules refuse, and the
+        rules that refused them."""
+        wanted = tuple(requests)
+        if decision.verdict != Verdict.ALLOWED or not wanted or not self.http:
+            return (), ()
+        refused: dict[tuple[str, str], int] = {}
+        by: set[str] = set()
+        for side in (decision.egress, decision.ingress):
+            refs = side.allowed_by
+            if not refs or not all(ref in self.http for ref in refs):
+                continue  # not isolated, or a rule without HTTP entries lets every request through
+            entries = [entry for ref in refs for entry in self.http[ref]]
+            for method, path, count in wanted:
+                if not any(matches(entry, method, path) for entry in entries):
+                    refused[(method, path)] = count
+                    by.update(refs)
+        return tuple((m, p, n) for (m, p), n in sorted(refused.items())), tuple(sorted(by))
 
     def evaluate(self, traffic: Traffic) -> Decision:
         """Decide one connection (a request, not a reply) and give the reasons."""

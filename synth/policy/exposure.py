@@ -18,6 +18,10 @@ are meant and flagged, not hidden: cluster DNS for every pod (`dns`), ingress op
 (`public`), connections between workloads no label can tell apart (`inseparable`: the same
 selectors as an observed connection), and names reached only through a DNS-name pattern the user
 asked for (`pattern`: every name it matches is allowed, not only those seen).
+
+Cilium HTTP rules narrow a connection further: on each connection an HTTP rule allows, an entry
+that no observed request matched is an allowance of its own (`GET /admin`), and an entry that
+matches more than the literal requests seen (identifiers generalised, `[^/?]+`) is flagged `path`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import Literal
 from synth.base.config import DnsTarget
 from synth.base.text import ascii_text
 from synth.core.aggregate import address_selector
-from synth.core.model import FQDN, PolicySet
+from synth.core.l7 import is_literal, matches
+from synth.core.model import FQDN, HTTPRule, PolicySet
 from synth.policy.evaluate import Decision, Endpoint, Engine, Traffic, Verdict, end_key
 from synth.policy.matchers import DEFINED_PROTOCOLS
 from synth.policy.observed import EndpointRef, ObservedPair, unobserved_connections
@@ -38,7 +43,7 @@ from synth.policy.ports import policy_port_names
 
 __all__ = ["ANYTHING", "Allowance", "Flag", "unobserved_allowances"]
 
-Flag = Literal["", "dns", "public", "inseparable", "pattern"]
+Flag = Literal["", "dns", "public", "inseparable", "pattern", "path"]
 _PROBE_ADDRESSES = ("192.0.2.1", "192.0.2.2", "2001:db8:ffff::1", "2001:db8:ffff::2")
 ANYTHING = EndpointRef("any", None, "")
 """Every peer: the other end of a direction no policy isolates."""
@@ -51,7 +56,8 @@ class Allowance:
     """A connection the policies allow that no flow made, with the rules that allow it.
 
     `port` None means a port no flow and no rule names (the rule opens every port). `flag` says
-    why the allowance is meant (see the module), empty when nothing explains it.
+    why the allowance is meant (see the module), empty when nothing explains it. `request` is an
+    HTTP entry (`GET /carts/[^/?]+`) on an observed connection, when that is what is allowed.
     """
 
     src: EndpointRef
@@ -62,6 +68,7 @@ class Allowance:
     src_workload: str = ""
     dst_workload: str = ""
     flag: Flag = ""
+    request: str = ""
 
     def port_text(self) -> str:
         """`TCP/80`, `TCP/*` for any port, `any port` for any protocol."""
@@ -77,13 +84,14 @@ class Allowance:
     def line(self) -> str:
         """`src -> dst TCP/80`, naming the workloads where they were told apart."""
         src, dst = _end_text(self.src, self.src_workload), _end_text(self.dst, self.dst_workload)
-        return ascii_text(f"{src} -> {dst} {self.port_text()}")
+        return ascii_text(f"{src} -> {dst} {self.port_text()}" + (f" {self.request}" if self.request else ""))
 
     @property
     def order(self) -> tuple[object, ...]:
         """Sort key."""
         port = -1 if self.port is None else self.port
-        return (self.flag, self.src.order, self.src_workload, self.dst.order, self.dst_workload, self.protocol, port)
+        return (self.flag, self.src.order, self.src_workload, self.dst.order, self.dst_workload, self.protocol, port,
+                self.request)
 
 
 def _end_text(ref: EndpointRef, workload: str) -> str:
@@ -132,9 +140,52 @@ def unobserved_allowances(
         port = None if traffic.port == probe_port else traffic.port  # allowed on a port nothing names: any port
         allowance = Allowance(src, dst, traffic.protocol, port, rules, src_workload, dst_workload, flag)
         found.setdefault(allowance.order, allowance)
-    for allowance in _not_isolated(pairs, engine, namespaces, probe_port):
+    for allowance in (*_not_isolated(pairs, engine, namespaces, probe_port), *_http_entries(pairs, engine, namespaces)):
         found.setdefault(allowance.order, allowance)
     return tuple(sorted(found.values(), key=lambda a: a.order))
+
+
+_Connection = tuple[EndpointRef, EndpointRef, str, int | None, str, str]
+
+
+def _http_entries(pairs: Sequence[ObservedPair], engine: Engine, namespaces: Sequence[str]) -> Iterator[Allowance]:
+    """The HTTP entries of the rules that allow observed connections, beyond the requests seen on them."""
+    if not engine.http:
+        return
+    connections, used = _http_use(pairs, engine, namespaces)
+    for ref, ends in connections.items():
+        for entry in engine.http[ref]:
+            if entry == HTTPRule():
+                continue  # every request: what the rule allows at L4 already says
+            hits = used[(ref, entry)]
+            if hits and is_literal(entry.method) and is_literal(entry.path):
+                continue
+            flag: Flag = "path" if hits else ""
+            request = f"{entry.method or '*'} {entry.path or '*'}"
+            for src, dst, protocol, port, src_workload, dst_workload in ends:
+                yield Allowance(src, dst, protocol, port, (ref,), src_workload, dst_workload, flag, request)
+
+
+def _http_use(
+    pairs: Sequence[ObservedPair], engine: Engine, namespaces: Sequence[str]
+) -> tuple[dict[str, set[_Connection]], dict[tuple[str, HTTPRule], set[tuple[str, str]]]]:
+    """The observed connections each HTTP rule allows, and the requests each of its entries matched."""
+    connections: dict[str, set[_Connection]] = {}
+    used: dict[tuple[str, HTTPRule], set[tuple[str, str]]] = {}
+    for pair in pairs:
+        if not pair.allowed or (namespaces and not pair.touches(namespaces)):
+            continue
+        decision = engine.evaluate(pair.traffic)
+        if decision.verdict != Verdict.ALLOWED:
+            continue
+        for ref in {*decision.egress.allowed_by, *decision.ingress.allowed_by} & engine.http.keys():
+            connections.setdefault(ref, set()).add(
+                (pair.src, pair.dst, pair.traffic.protocol, pair.traffic.port, pair.src_workload, pair.dst_workload)
+            )
+            for entry in engine.http[ref]:
+                hits = used.setdefault((ref, entry), set())
+                hits.update((m, p) for m, p, _ in pair.requests if matches(entry, m, p))
+    return connections, used
 
 
 def _class_of(engine: Engine, traffic: Traffic) -> object:

@@ -31,6 +31,7 @@ from synth.core.aggregate import (
     RawEndpoint,
     address_selector,
     datetime_of,
+    request_counts,
 )
 from synth.core.aggregate import finish as finish_edges
 from synth.core.filters import EndFacts, TrafficFilter
@@ -95,6 +96,7 @@ class ObservedPair:
     dst_pods: tuple[str, ...]
     src_workload: str = ""  # the owner group (`Deployment/api`) of a pod end; empty for other ends
     dst_workload: str = ""
+    requests: tuple[tuple[str, str, int], ...] = ()  # HTTP (method, path, count), when they were read
 
     @property
     def edge_key(self) -> tuple[EndpointRef, EndpointRef, str, int | None]:
@@ -254,6 +256,7 @@ def _pairs(acc: Accumulator, edges: EdgeSet, namespace_labels: Mapping[str, dict
             tuple(sorted(dst_pods)),
             src_side.group if src_side.kind == "pod" else "",
             dst_side.group if dst_side.kind == "pod" else "",
+            tuple(sorted((m, p, n) for (m, p), n in request_counts(acc.http[key]).items())) if key in acc.http else (),
         )
 
 

@@ -2,7 +2,8 @@
 
 Each distinct endpoint pair (`synth.policy.observed`) is evaluated once; results are shown at label level,
 as edges are, with counts, first and last seen, and the engine's reasons. Real traffic that is
-denied fails verification; attempts that were dropped when recorded are reported apart.
+denied fails verification; attempts that were dropped when recorded are reported apart. HTTP
+requests that Cilium HTTP rules refuse (the proxy answers 403) are denied flows of their connection.
 
 What the engine cannot judge is counted and listed, never passed silently: protocols NetworkPolicy
 does not define (ICMP), pods whose labels are unknown, named ports no workload resolves
@@ -14,7 +15,7 @@ depends on the CNI; ingress from the pod's own node is always allowed and is jud
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -171,7 +172,16 @@ def verify(
                 bucket.setdefault((pair.edge_key, ""), _Group()).pairs.append((pair, reason))
             continue
         flows += pair.flows
-        if outcome == Verdict.ALLOWED:
+        refused, by = engine.http_denied(decision, pair.requests) if outcome == Verdict.ALLOWED else ((), ())
+        if refused:  # allowed at L4, some requests refused at L7: those count as denied flows
+            count = min(pair.flows, sum(n for _, _, n in refused))
+            shown = ", ".join(f"{method} {path}" for method, path, _ in refused[:5])
+            more = f" (+{len(refused) - 5} more)" if len(refused) > 5 else ""
+            reason = (f"denied at L7: the proxy answers HTTP 403 to {shown}{more}: no HTTP entry of "
+                      f"{', '.join(by)} matches")
+            denied.setdefault((pair.edge_key, ""), _Group()).pairs.append((replace(pair, flows=count), reason))
+            allowed_flows += pair.flows - count
+        elif outcome == Verdict.ALLOWED:
             allowed_flows += pair.flows
         elif outcome == Verdict.DENIED:
             denied.setdefault((pair.edge_key, ""), _Group()).pairs.append((pair, reason))

@@ -146,6 +146,7 @@ def _flag_counts(result: VerifyResult) -> str:
 _FLAG_WORDS = {
     "dns": "cluster DNS", "public": "public ingress", "inseparable": "workloads no label separates",
     "pattern": "names under a DNS-name pattern asked for",
+    "path": "HTTP paths with identifiers generalised",
 }
 
 
@@ -158,6 +159,7 @@ def _allowance_json(allowance: Allowance) -> dict[str, Any]:
         "protocol": allowance.protocol,
         "port": allowance.port,
         "rules": list(allowance.rules),
+        "request": allowance.request or None,
         "flag": allowance.flag or None,
     }
 

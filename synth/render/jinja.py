@@ -92,6 +92,7 @@ def evidence_lines(rule: Rule, limit: int = 5) -> list[str]:
         lines.append(f"DNS names: {_list_text(evidence.names, limit)}")
     if evidence.addresses:
         lines.append(f"addresses: {_list_text(evidence.addresses, limit)}")
+    lines.extend(f"HTTP {line}" for line in evidence.requests)
     lines.extend(evidence.notes)
     return lines
 

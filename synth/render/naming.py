@@ -40,6 +40,7 @@ class RuleEvidence:
     notes: tuple[str, ...]
     addresses: tuple[str, ...] = ()  # the addresses seen behind a DNS-name rule
     pattern: str = ""  # the DNS-name pattern of the peer (then `names` are the names seen under it)
+    requests: tuple[str, ...] = ()  # each HTTP entry of a Cilium L7 rule, with the requests behind it
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +212,5 @@ def _rule_evidence(policy: NetworkPolicy, direction: str, rule: Rule, naming: Na
             notes=evidence.notes if evidence else (),
             addresses=evidence.addresses if evidence else (),
             pattern=peer.fqdn.text if peer.fqdn is not None and peer.fqdn.pattern else "",
+            requests=evidence.requests if evidence else (),
         )

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from synth.base.config import NAMESPACE_NAME_LABEL
-from synth.core.model import IPBlock, LabelSelector, Peer, PortSpec, Requirement, Rule
+from synth.core.model import HTTPRule, IPBlock, LabelSelector, Peer, PortSpec, Requirement, Rule
 from synth.policy import calico, cilium
 from synth.policy.manifest import one_peer_and_protocol
 
@@ -48,6 +48,7 @@ class CiliumRule:
     port_groups: tuple[tuple[tuple[str, str, int | None], ...], ...]  # (port, protocol, endPort) per entry
     dns_proxy: bool
     evidence: Rule
+    http: tuple[HTTPRule, ...] = ()  # `rules.http` of every toPorts entry
 
 
 def cilium_endpoint_selector(peer: Peer) -> LabelSelector:
@@ -92,7 +93,7 @@ def cilium_rules(rules: Iterable[Rule], direction: str) -> tuple[CiliumRule, ...
         ports = _cilium_port_groups(rule.ports)
         if not groups:
             field, values = ("", ()) if ports else (f"{prefix}Entities", ("all",))
-            out.append(CiliumRule(field, (), values, (), (), ports, rule.dns_proxy, rule))
+            out.append(CiliumRule(field, (), values, (), (), ports, rule.dns_proxy, rule, rule.http))
         for kind, peers in sorted(groups.items()):
             out.append(
                 CiliumRule(
@@ -112,6 +113,7 @@ def cilium_rules(rules: Iterable[Rule], direction: str) -> tuple[CiliumRule, ...
                     port_groups=ports,
                     dns_proxy=rule.dns_proxy,
                     evidence=rule,
+                    http=rule.http,
                 )
             )
     return tuple(out)

@@ -78,6 +78,15 @@ RISK_KINDS: tuple[tuple[str, str, str], ...] = (
         "must go through the cluster DNS. Check that each name is one the workload should reach.",
     ),
     (
+        "http-rules",
+        "HTTP rules (Cilium L7)",
+        "These ports go through the Cilium proxy, which answers a request that matches no entry with HTTP 403 "
+        "(the connection itself is allowed). Each entry is a request seen; a path segment that is an identifier "
+        "(a number, a UUID, a long hexadecimal or mixed token, a date or version) became `[^/?]+`, and query values "
+        "`[^&]*`, so the same route with other identifiers is allowed. A port keeps a plain L4 rule when a peer "
+        "was seen on it without HTTP requests or made more distinct requests than `--l7-max-paths`.",
+    ),
+    (
         "little-evidence",
         "Rules backed by little evidence",
         "These rules rest on few flows, or on one short burst in a long window: a one-off (a manual test, a "
@@ -142,6 +151,7 @@ _FINDING_KIND: dict[FindingKind, str] = {
     FindingKind.INSEPARABLE: "inseparable",
     FindingKind.REJECTED_LABELS: "rejected-labels",
     FindingKind.EXTERNAL_EGRESS: "",  # listed from the rules, grouped by DNS name
+    FindingKind.HTTP_L4: "http-rules",
 }
 """The risk each finding kind is listed under; every other kind goes under `other`."""
 
@@ -168,6 +178,7 @@ def risks(
             groups[kind].append(item)
     groups["external-egress"] = _external(workloads)
     groups["external-names"] = _by_name(workloads)
+    groups["http-rules"] = _http(workloads) + groups["http-rules"]
     groups["little-evidence"] = _little_evidence(workloads, window, thresholds)
     groups["partial-workload"] = _partial(rows, naming, window, thresholds, namespaces)
     groups["recording"] = _recording(window, sources, thresholds)
@@ -240,6 +251,22 @@ def _by_name(workloads: Sequence[WorkloadRules]) -> list[RiskItem]:
                     )
                 )
     return items
+
+
+def _http(workloads: Sequence[WorkloadRules]) -> list[RiskItem]:
+    """HTTP rules: one item per rule, its entries with the requests behind each."""
+    return [
+        RiskItem(
+            f"{group.namespace}/{group.workload}",
+            f"{rule.direction} {rule.peer} on {rule.ports}: {'; '.join(rule.requests)}",
+            rule.flows,
+            rule.first_seen,
+            rule.last_seen,
+        )
+        for group in workloads
+        for rule in group.rules
+        if rule.requests
+    ]
 
 
 def _little_evidence(workloads: Sequence[WorkloadRules], window: Window, thresholds: RiskThresholds) -> list[RiskItem]:

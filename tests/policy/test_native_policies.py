@@ -15,7 +15,7 @@ from flowbuilder import flow as build_flow
 
 from synth.base.config import Settings
 from synth.base.errors import PolicyError
-from synth.core.model import FQDN, LabelSelector, PolicySet, Requirement
+from synth.core.model import FQDN, HTTPRule, LabelSelector, PolicySet, Requirement
 from synth.policy.calico import parse_selector, policy_from_calico
 from synth.policy.cilium import policies_from_cnp
 from synth.policy.evaluate import Endpoint, Engine, Traffic, Verdict
@@ -86,7 +86,30 @@ BAD_CNPS = [
      "not supported (use fromEntities/toEntities)"),
     ("{endpointSelector: {}, egress: [{toCIDRSet: [{cidrGroupRef: office}]}]}",
      "f.yaml (x/p): spec.egress[0].toCIDRSet[0]: CIDR groups are not supported: write cidr"),
+    ("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}], "
+     "rules: {http: [{method: 1}]}}]}]}",
+     "f.yaml (x/p): spec.ingress[0].toPorts[0].rules.http[0].method: must be a string (a regular expression), got 1"),
+    ("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}], "
+     "rules: {http: [{path: '/a('}]}}]}]}",
+     "f.yaml (x/p): spec.ingress[0].toPorts[0].rules.http[0].path: '/a(' is not a regular expression: missing ), "
+     "unterminated subpattern at position 2"),
+    ("{endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80', protocol: TCP}], "
+     "rules: {http: [{verb: GET}]}}]}]}",
+     "f.yaml (x/p): spec.ingress[0].toPorts[0].rules.http[0].verb: unknown field (expected method, path, host, "
+     "headers, headerMatches)"),
 ]
+
+
+def test_http_rules_are_kept_apart_from_the_plain_ports_of_a_rule() -> None:
+    """One CNP rule with a plain entry and an HTTP entry is two model rules; `http: [{}]` allows every request."""
+    spec = """{endpointSelector: {}, ingress: [{fromEndpoints: [{matchLabels: {app: a}}], toPorts: [
+      {ports: [{port: '5432', protocol: TCP}]},
+      {ports: [{port: '80', protocol: TCP}], rules: {http: [{method: GET, path: /x}, {method: GET, path: /x}]}},
+      {ports: [{port: '81', protocol: TCP}], rules: {http: [{}]}}]}]}"""
+    [policy] = policies_from_cnp(cnp(spec), "f.yaml")
+    assert [([p.port for p in rule.ports], rule.http) for rule in policy.ingress] == [
+        ([5432], ()), ([80], (HTTPRule("GET", "/x"),)), ([81], (HTTPRule(),)),
+    ]
 
 
 @pytest.mark.parametrize(("spec", "message"), BAD_CNPS)
