@@ -22,7 +22,7 @@ from typing import Protocol
 
 from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
 from synth.core.model import PolicyFormat, PolicySet
-from synth.core.synthesize import Synthesis
+from synth.core.synthesize import ALLOW_DNS, DEFAULT_DENY, Synthesis
 from synth.policy.diff import DiffResult
 from synth.policy.observed import EndpointRef
 from synth.policy.verify import VerifyResult
@@ -206,7 +206,7 @@ def build_report(
     naming = Naming(generated.edges)
     rows = [row for row in generated.edges.edges if _touches(row, namespaces)]
     window, sources = recording.window, recording.sources
-    traffic = _traffic(diff, synthesis.policies, namespaces, rows, naming, options.surface_rows)
+    traffic = _traffic(diff, synthesis, rows, naming, options.surface_rows)
     workloads = tuple(workload_rules(synthesis.policies, naming))
     unexplained = sum(1 for change in traffic.newly_blocked if not change.explained)
     verification = generated.verification
@@ -290,14 +290,13 @@ def _ref(end: EdgeEnd | EndpointRef) -> tuple[str, str | None, str]:
 
 def _traffic(
     diff: DiffResult | None,
-    policies: PolicySet,
-    namespaces: Sequence[str],
+    synthesis: Synthesis,
     rows: Sequence[Edge],
     naming: Naming,
     surface_rows: int,
 ) -> Traffic:
     if diff is None:
-        isolation = tuple(_isolation(ns, policies, rows) for ns in namespaces)
+        isolation = tuple(_isolation(ns, synthesis, rows) for ns in synthesis.namespaces)
         return Traffic(False, (), (), (), 0, (), 0, isolation)
     attempts = {(_ref(row.src), _ref(row.dst), row.protocol, row.port) for row in rows if not row.allowed}
     changes: dict[str, list[TrafficChange]] = {"newly-blocked": [], "newly-allowed": [], "changed-unjudged": []}
@@ -341,10 +340,11 @@ def _traffic(
     )
 
 
-def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Edge]) -> Isolation:
-    own = policies.in_namespace(namespace)
+def _isolation(namespace: str, synthesis: Synthesis, rows: Sequence[Edge]) -> Isolation:
+    own = synthesis.policies.in_namespace(namespace)
     selected = [p for p in own if not p.pod_selector.is_empty]
-    dns = next((p for p in own if p.name == "allow-dns" and p.egress), None)
+    dns_name = synthesis.format.policy_name(ALLOW_DNS)
+    dns = next((p for p in own if p.name == dns_name and p.egress), None)
     attempts = sum(1 for r in rows if not r.allowed and namespace in (r.src.namespace, r.dst.namespace))
     return Isolation(
         namespace=namespace,
@@ -375,8 +375,9 @@ def _rollout(
     """
     folder = posixpath.join(options.out_dir, namespace)
     own = sorted(name.split("/", 1)[1] for name in files if name.startswith(f"{namespace}/"))
-    allow = [name for name in own if name not in ("default-deny.yaml", "kustomization.yaml")]
-    deny = shlex.quote(posixpath.join(folder, "default-deny.yaml"))
+    deny_file = f"{policy_format.policy_name(DEFAULT_DENY)}.yaml"
+    allow = [name for name in own if name not in (deny_file, "kustomization.yaml")]
+    deny = shlex.quote(posixpath.join(folder, deny_file))
     kinds = {s.source for s in sources} - {"?"}
     watch, notes = [], []
     if "hubble" in kinds or not kinds:
