@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
-from synth.core.model import PolicyFormat, PolicySet
+from synth.core.model import DEFAULT_TIER, PolicyFormat, PolicySet
 from synth.core.synthesize import ALLOW_DNS, DEFAULT_DENY, Synthesis
 from synth.policy.diff import DiffResult
 from synth.policy.observed import EndpointRef
@@ -29,6 +29,7 @@ from synth.policy.verify import VerifyResult
 from synth.render.checks import named_ports_text
 from synth.render.graph import Graph, dependency_graph
 from synth.render.naming import Naming, WorkloadRules, ports_text, workload_rules
+from synth.render.native import number_text
 from synth.render.risks import Risk, RiskThresholds, risks
 from synth.store.coverage import Source, Window
 
@@ -159,6 +160,8 @@ class Rollout:
     watch_notes: tuple[str, ...]
     rollback: tuple[str, ...]
     rollback_notes: tuple[str, ...]
+    tier_note: str = ""  # a Calico tier other than default must exist first: what to check, and `tier_check`
+    tier_check: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +256,8 @@ def _format_text(policy_format: PolicyFormat) -> str:
         edition = "Calico Enterprise/Cloud" if policy_format.calico_enterprise else "Calico"
         kind = "StagedNetworkPolicy" if policy_format.staged else "NetworkPolicy"
         staged = ": staged, shows what would be denied and enforces nothing" if policy_format.staged else ""
-        where = f"projectcalico.org/v3, tier {policy_format.tier}, order {policy_format.order:g}"
+        where = (f"projectcalico.org/v3, tier {policy_format.tier}, order {number_text(policy_format.order)}; "
+                 "lower orders are evaluated first within a tier")
         return f"{edition} {kind} ({where}){staged}" + _patterns_text(policy_format)
     return ""
 
@@ -367,7 +371,8 @@ def _rollout(
     diff: DiffResult | None,
     policy_format: PolicyFormat,
 ) -> Rollout:
-    """Apply allow policies one by one, default-deny last; watch; roll back default-deny first.
+    """Apply allow policies one by one, default-deny last; watch; roll back default-deny first. Policies
+    in a Calico tier other than `default` need the Tier first: the roll-out checks that it exists.
 
     Per-file commands rather than `kubectl apply -k`, so the reviewer can stop between steps, and
     because kubectl before 1.27 ignores the kustomization's `sortOptions` (kustomize then sorts by
@@ -412,6 +417,7 @@ def _rollout(
         if diff is not None
         else ()
     )
+    tier = policy_format.tier if policy_format.api == "calico" and policy_format.tier != DEFAULT_TIER else ""
     return Rollout(
         namespace=namespace,
         apply_allow=tuple(f"kubectl apply -f {shlex.quote(posixpath.join(folder, name))}" for name in allow),
@@ -421,6 +427,9 @@ def _rollout(
         watch_notes=tuple(notes),
         rollback=(f"kubectl delete -f {deny}", f"kubectl delete -k {shlex.quote(folder)} --ignore-not-found"),
         rollback_notes=rollback_notes,
+        tier_note=f"The policies are in the Calico tier {tier}, which must exist before they are applied "
+                  "(this fails if it does not):" if tier else "",
+        tier_check=f"kubectl get tiers.projectcalico.org {shlex.quote(tier)}" if tier else "",
     )
 
 

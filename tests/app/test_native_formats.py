@@ -157,7 +157,8 @@ def test_the_pr_text_shows_dns_name_rules_and_the_policy_api(outputs: dict[str, 
     assert "Calico open source has no DNS-name rules" in (outputs["calico"] / "PR.md").read_text()
     staged = (outputs["calico-staged"] / "PR.md").read_text()
     assert ("- **Policy API:** Calico Enterprise/Cloud StagedNetworkPolicy (projectcalico.org/v3, tier default, "
-            "order 100): staged, shows what would be denied and enforces nothing\n") in staged
+            "order 100; lower orders are evaluated first within a tier): staged, shows what would be denied and "
+            "enforces nothing\n") in staged
     assert "Their simulated verdict shows as policies.pending in the flow logs" in staged
 
 
@@ -196,6 +197,20 @@ def test_staged_policies_in_a_tier_read_back_and_pass_both_halves(
     )
     assert verified.code == 0, verified.out
     assert "verify: 0 observed flows denied, 0 unjudged; 0 connections allowed that no flow used" in verified.out
+
+
+def test_the_pr_text_of_a_tier(outputs: dict[str, Path]) -> None:
+    text = (outputs["calico-tier"] / "PR.md").read_text()
+    assert ("- **Policy API:** Calico NetworkPolicy (projectcalico.org/v3, tier security, order 50; lower orders are "
+            "evaluated first within a tier)\n") in text
+    check = ("The policies are in the Calico tier security, which must exist before they are applied (this fails "
+             "if it does not):\n\n```sh\nkubectl get tiers.projectcalico.org security\n```\n\n1. Apply the allow "
+             "policies first")
+    assert text.count(check) == 3  # in the roll-out of each namespace, before its first step
+    deny = outputs["calico-tier"] / "payments" / "security.default-deny.yaml"
+    assert f"   kubectl apply -f {deny} && ROLLED_OUT=" in text
+    assert f"   kubectl delete -f {deny}\n" in text
+    assert "tiers.projectcalico.org" not in (outputs["calico"] / "PR.md").read_text()
 
 
 @pytest.mark.parametrize("command", ["generate", "report", "diff"])
