@@ -14,7 +14,7 @@ from synth.base.text import plural
 from synth.core.aggregate import EdgeSet
 from synth.core.filters import TrafficFilter
 from synth.core.model import KUBERNETES, PolicyFormat, PolicySet, Workload
-from synth.core.synthesize import FindingKind, Synthesis, synthesize
+from synth.core.synthesize import DEFAULT_DENY, FindingKind, Synthesis, synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff
 from synth.policy.observed import Observed, pair_passes
 from synth.policy.ports import attach_named_ports
@@ -235,6 +235,7 @@ def check_safe(generated: Generated, *, accept_denied: bool = False, strict: boo
 def render_files(synthesis: Synthesis) -> dict[str, str]:
     """One file per policy under `<namespace>/`, a kustomization per namespace and one on top."""
     files: dict[str, str] = {}
+    deny = f"{synthesis.format.policy_name(DEFAULT_DENY)}.yaml"
     for namespace in synthesis.namespaces:
         policies = synthesis.policies.in_namespace(namespace)
         names = []
@@ -242,7 +243,7 @@ def render_files(synthesis: Synthesis) -> dict[str, str]:
             name = f"{policy.name}.yaml"
             files[f"{namespace}/{name}"] = render_policy(policy)
             names.append(name)
-        ordered = [*sorted(n for n in names if n != "default-deny.yaml"), "default-deny.yaml"]
+        ordered = [*sorted(n for n in names if n != deny), deny]
         files[f"{namespace}/kustomization.yaml"] = render_kustomization(ordered)
     files["kustomization.yaml"] = render_kustomization(list(synthesis.namespaces))
     return files
@@ -251,9 +252,10 @@ def render_files(synthesis: Synthesis) -> dict[str, str]:
 def policy_stream(synthesis: Synthesis) -> str:
     """Every policy as one multi-document YAML stream, in apply order per namespace."""
     documents: list[str] = []
+    deny = synthesis.format.policy_name(DEFAULT_DENY)
     for namespace in synthesis.namespaces:
         policies = synthesis.policies.in_namespace(namespace)
-        ordered = [p for p in policies if p.name != "default-deny"] + [p for p in policies if p.name == "default-deny"]
+        ordered = [p for p in policies if p.name != deny] + [p for p in policies if p.name == deny]
         documents.extend(render_policy(p) for p in ordered)
     return "---\n".join(documents)
 

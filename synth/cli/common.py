@@ -6,6 +6,7 @@ server), 4 an unexpected crash (printed with its trace)."""
 from __future__ import annotations
 
 import functools
+import math
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -203,19 +204,25 @@ def format_options(function: F) -> F:
     """`--format` and its Calico options, handed over as one `policy_format` value."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, fqdn_patterns: tuple[str, ...],
-                l7: bool, l7_max_paths: int | None, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, api: str, staged: bool, calico_enterprise: bool, tier: str | None, order: str | None,
+                fqdn_patterns: tuple[str, ...], l7: bool, l7_max_paths: int | None, **kwargs: Any) -> Any:
         from synth.core.model import L7_MAX_PATHS, PolicyFormat  # noqa: PLC0415 - the library loads per command
 
-        if (staged or calico_enterprise) and api != "calico":
-            flag = "--staged" if staged else "--calico-enterprise"
-            raise UsageError(f"{flag} is a Calico option: add --format calico")
+        given = (("--staged", staged), ("--calico-enterprise", calico_enterprise), ("--tier", tier is not None),
+                 ("--order", order is not None))
+        calico_only = [flag for flag, present in given if present]
+        if calico_only and api != "calico":
+            raise UsageError(f"{calico_only[0]} is a Calico option: add --format calico")
         if (l7 or l7_max_paths is not None) and api != "cilium":
             raise UsageError(f"{'--l7' if l7 else '--l7-max-paths'} writes Cilium HTTP rules: add --format cilium")
         if l7_max_paths is not None and not l7:
             raise UsageError("--l7-max-paths limits the HTTP rules of --l7: add --l7")
         policy_format = PolicyFormat(api=api, staged=staged, calico_enterprise=calico_enterprise,  # type: ignore[arg-type]
                                      l7=l7, l7_max_paths=l7_max_paths or L7_MAX_PATHS)
+        if tier is not None:
+            policy_format = replace(policy_format, tier=_tier(tier))
+        if order is not None:
+            policy_format = replace(policy_format, order=_order(order))
         if fqdn_patterns:
             policy_format = replace(policy_format, fqdn_patterns=_fqdn_patterns(fqdn_patterns, policy_format))
         return function(*args, policy_format=policy_format, **kwargs)
@@ -230,6 +237,12 @@ def format_options(function: F) -> F:
         click.option("--fqdn-pattern", "fqdn_patterns", multiple=True, metavar="PATTERN",
                      help="With --format cilium or --format calico --calico-enterprise: allow the names seen that "
                           "PATTERN matches by PATTERN (*.example.com) rather than name by name (repeatable)."),
+        click.option("--order", metavar="N",
+                     help="With --format calico: the order of the policies in their tier, lower first (default 100; "
+                          "Kubernetes NetworkPolicies run at 1000 in tier default)."),
+        click.option("--tier", metavar="NAME",
+                     help="With --format calico: the Calico tier of the policies (default: default), which must "
+                          "exist before they are applied. Outside default, policy names are NAME.<name>."),
         click.option("--calico-enterprise", is_flag=True,
                      help="With --format calico: allow world egress by DNS name (destination.domains, Calico "
                           "Enterprise and Cloud only)."),
@@ -241,6 +254,29 @@ def format_options(function: F) -> F:
     ):
         wrapper = decorator(wrapper)
     return wrapper  # type: ignore[return-value]
+
+
+def _tier(text: str) -> str:
+    """The `--tier` value, a name Calico takes for a tier."""
+    from synth.policy.calico import tier_problem  # noqa: PLC0415 - the library loads per command
+
+    problem = tier_problem(text)
+    if problem is not None:
+        raise UsageError(f"--tier: {problem}")
+    return text
+
+
+def _order(text: str) -> float:
+    """The `--order` value: a finite number, 0 or more."""
+    try:
+        order = float(text)
+    except ValueError:
+        order = math.nan
+    if not math.isfinite(order):
+        raise UsageError(f"--order {text!r}: not a finite number")
+    if order < 0:
+        raise UsageError(f"--order {text!r}: must be 0 or more")
+    return order
 
 
 def _fqdn_patterns(texts: tuple[str, ...], policy_format: PolicyFormat) -> tuple[str, ...]:

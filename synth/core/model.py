@@ -197,13 +197,24 @@ class NetworkPolicy:
         return (self.namespace, self.name)
 
 
+DEFAULT_TIER = "default"
+"""The Calico tier a policy without `spec.tier` is in (and where Kubernetes NetworkPolicies run)."""
+
+
+def tiered_name(name: str, tier: str) -> str:
+    """The name of a Calico policy in `tier`: `<tier>.<name>` outside the default tier, as Calico 3.29 to
+    3.31 require (3.32 takes any name); `name` itself in the default tier and without a tier (`""`)."""
+    return name if tier in ("", DEFAULT_TIER) else f"{tier}.{name}"
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyFormat:
     """Which API generated policies are written for, and its options.
 
     `staged`: Calico `StagedNetworkPolicy` (watched before enforced); `calico_enterprise`: Calico
     `destination.domains` for world egress by DNS name (open source Calico lacks it); `tier` and
-    `order`: where Calico policies sit. `fqdn_patterns`: the DNS-name patterns the user asked for
+    `order`: where Calico policies sit (outside the default tier their names start with `<tier>.`,
+    `policy_name`). `fqdn_patterns`: the DNS-name patterns the user asked for
     (lower-case, without the trailing dot, in the order given; only with `by_name`): the names seen
     that one matches are allowed by the first such pattern instead of one by one. `l7` (Cilium):
     HTTP rules where every peer of a port was seen making HTTP requests, at most `l7_max_paths`
@@ -213,11 +224,15 @@ class PolicyFormat:
     api: PolicyAPI = "kubernetes"
     staged: bool = False
     calico_enterprise: bool = False
-    tier: str = "default"
+    tier: str = DEFAULT_TIER
     order: float = 100.0
     fqdn_patterns: tuple[str, ...] = ()
     l7: bool = False
     l7_max_paths: int = L7_MAX_PATHS
+
+    def policy_name(self, name: str) -> str:
+        """What the generated policy `name` (`default-deny`, ...) is called in this format (`tiered_name`)."""
+        return tiered_name(name, self.tier) if self.api == "calico" else name
 
     @property
     def by_name(self) -> bool:

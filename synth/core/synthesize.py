@@ -1,9 +1,10 @@
 """Edges to a least-privilege PolicySet: the rules of generation, made in one place.
 
 Per namespace: `default-deny`, `allow-dns`, then one ingress and one egress policy per workload
-with traffic, one rule per peer, its ports grouped, never broader than what was seen. What cannot
-or must not become a rule (host and node traffic, ICMP, denied attempts, unselectable workloads)
-becomes a `Finding` for the report instead. The widenings are asked for: world egress by DNS name
+with traffic (in a Calico tier other than `default`, each name starts with `<tier>.`), one rule per
+peer, its ports grouped, never broader than what was seen. What cannot or must not become a rule
+(host and node traffic, ICMP, denied attempts, unselectable workloads) becomes a `Finding` for the
+report instead. The widenings are asked for: world egress by DNS name
 goes by a pattern of `PolicyFormat.fqdn_patterns` for the names seen that it matches, and only
 where a name seen falls under it; with `PolicyFormat.l7` (Cilium), HTTP rules name each request
 seen, identifiers in paths generalised as `synth.core.l7` says.
@@ -43,6 +44,8 @@ from synth.core.model import (
 )
 
 MANAGED_BY = (("app.kubernetes.io/managed-by", "synth"),)
+DEFAULT_DENY = "default-deny"  # applied last, removed first: the roll-out names it (`PolicyFormat.policy_name`)
+ALLOW_DNS = "allow-dns"
 _RULE_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 _NODE_KINDS = frozenset({"host", "remote-node", "health", "ingress"})
 _DNS_NAME = re.compile(r"[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?)*")
@@ -514,13 +517,14 @@ class _NamespaceBuilder:
         return [self._native(policy) for policy in result]
 
     def _native(self, policy: NetworkPolicy) -> NetworkPolicy:
-        """The policy as the chosen API writes it (Calico: in a tier, with an order)."""
+        """The policy as the chosen API writes it (Calico: in a tier, with an order, named for its tier)."""
         fmt = self.format
         if fmt.api == "kubernetes":
             return policy
         if fmt.api == "cilium":
             return replace(policy, api="cilium")
-        return replace(policy, api="calico", tier=fmt.tier, order=fmt.order, staged=fmt.staged)
+        return replace(policy, name=fmt.policy_name(policy.name), api="calico", tier=fmt.tier, order=fmt.order,
+                       staged=fmt.staged)
 
     def _by_name(self) -> bool:
         """Whether a rule of the namespace allows egress by DNS name (the DNS proxy must then learn addresses)."""
@@ -554,7 +558,7 @@ class _NamespaceBuilder:
 
     def _default_deny(self) -> NetworkPolicy:
         return NetworkPolicy(
-            name="default-deny",
+            name=DEFAULT_DENY,
             namespace=self.namespace,
             pod_selector=LabelSelector(),
             policy_types=("Ingress", "Egress"),
@@ -585,7 +589,7 @@ class _NamespaceBuilder:
                 tuple(sorted(draft.peer_pods)),
             )
         return NetworkPolicy(
-            name="allow-dns",
+            name=ALLOW_DNS,
             namespace=self.namespace,
             pod_selector=LabelSelector(),
             policy_types=("Egress",),

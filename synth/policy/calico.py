@@ -7,8 +7,12 @@ Allow rules without `nets` or `selector`, selectors in Calico's expression langu
 the L3/L4 meaning: a peer selector without `namespaceSelector` is in the policy's namespace,
 `projectcalico.org/name` is the namespace name, `k != 'v'` matches pods without `k` (as `NotIn`).
 A staged policy is read as the policy it stages (its simulated verdict is what verify shows);
-`stagedAction: Delete` stages a removal and allows nothing. What synth cannot evaluate as allow
-rules (Deny and Pass actions, `||` in selectors, service accounts, services) is refused by name.
+`stagedAction: Delete` stages a removal and allows nothing. `spec.tier` is a tier name as Calico
+names tiers (`tier_problem`; absent or empty: `default`). `metadata.name` is kept as written, the
+`<tier>.` that Calico 3.29 to 3.31 require outside the default tier included (3.32 takes any name):
+it is the policy's identity, so diff and generation name the same object alike. What synth cannot
+evaluate as allow rules (Deny and Pass actions, `||` in selectors, service accounts, services) is
+refused by name.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from synth.policy.fields import (
 )
 from synth.policy.manifest import ip_block
 
-__all__ = ["API_VERSION", "KINDS", "NAMESPACE_LABEL", "parse_selector", "policy_from_calico"]
+__all__ = ["API_VERSION", "KINDS", "NAMESPACE_LABEL", "parse_selector", "policy_from_calico", "tier_problem"]
 
 API_VERSION = "projectcalico.org/v3"
 KINDS = ("NetworkPolicy", "StagedNetworkPolicy")
@@ -49,6 +53,16 @@ _PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
 _OTHER_PROTOCOLS = ("ICMP", "ICMPv6", "UDPLite")
 _MAX_RULES = 1024
 _DOMAIN = re.compile(r"(\*\.)?[-a-zA-Z0-9_]+(\.[-a-zA-Z0-9_*]+)*")
+_TIER = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # a DNS-1123 label: no dot, it prefixes policy names
+_TIER_MAX = 63
+
+
+def tier_problem(name: str) -> str | None:
+    """Why Calico refuses `name` as a tier name, or None when it takes it."""
+    if len(name) > _TIER_MAX or not _TIER.fullmatch(name):
+        return (f"{name!r} is not a tier name: lower-case letters, digits and '-', starting and ending with a letter "
+                f"or digit, at most {_TIER_MAX} characters")
+    return None
 
 
 def policy_from_calico(obj: Mapping[str, Any], origin: str, default_namespace: str = "default") -> NetworkPolicy:
@@ -73,6 +87,9 @@ def policy_from_calico(obj: Mapping[str, Any], origin: str, default_namespace: s
     order = spec.get("order")
     if not isinstance(tier, str):
         w.fail("spec.tier", f"must be a string, got {describe(tier)}")
+    problem = tier_problem(tier)
+    if problem is not None:
+        w.fail("spec.tier", problem)
     if order is not None and (isinstance(order, bool) or not isinstance(order, int | float)):
         w.fail("spec.order", f"must be a number, got {describe(order)}")
     return NetworkPolicy(

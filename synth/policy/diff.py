@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from synth.base.config import DnsTarget
 from synth.base.text import ascii_text
-from synth.core.model import LabelSelector, NetworkPolicy, PolicySet, PolicyType
+from synth.core.model import LabelSelector, NetworkPolicy, PolicySet, PolicyType, tiered_name
+from synth.core.synthesize import DEFAULT_DENY
 from synth.policy.evaluate import Engine, Verdict
 from synth.policy.manifest import normalised_yaml
 from synth.policy.observed import EndpointRef, Observed, ObservedPair, unobserved_connections
@@ -112,7 +113,8 @@ def adopt_deployed_names(
     directions (same namespace, podSelector and policyTypes), so regeneration causes no rename churn.
 
     Returns the renamed set and (namespace, proposed name, deployed name) for every rename.
-    `default-deny` keeps its name: the output's apply order and roll-back steps name it.
+    `default-deny` keeps its name: the output's apply order and roll-back steps name it. A Calico
+    policy outside the default tier takes only a name that starts with `<tier>.` (`tiered_name`).
     """
     shapes: dict[tuple[str, LabelSelector, tuple[PolicyType, ...]], list[str]] = {}
     for policy in deployed.policies:
@@ -121,8 +123,8 @@ def adopt_deployed_names(
     renamed: list[tuple[str, str, str]] = []
     result: list[NetworkPolicy] = []
     for policy in proposed.policies:
-        candidates = sorted(shapes.get(_shape(policy), ()))
-        if candidates and policy.name not in candidates and policy.name != DEFAULT_DENY:
+        candidates = sorted(name for name in shapes.get(_shape(policy), ()) if _fits_tier(name, policy))
+        if candidates and policy.name not in candidates and policy.name != tiered_name(DEFAULT_DENY, policy.tier):
             free = [name for name in candidates if (policy.namespace, name) not in taken]
             if free:
                 taken.discard(policy.key)
@@ -133,7 +135,11 @@ def adopt_deployed_names(
     return PolicySet.of(result), tuple(renamed)
 
 
-DEFAULT_DENY = "default-deny"
+def _fits_tier(name: str, policy: NetworkPolicy) -> bool:
+    """Whether `name` may name `policy` in its tier: Calico 3.29 to 3.31 refuse a name outside the
+    default tier that does not start with `<tier>.`."""
+    prefix = tiered_name("", policy.tier)  # `<tier>.` outside the default tier, else empty
+    return name.startswith(prefix)
 
 
 def _shape(policy: NetworkPolicy) -> tuple[str, LabelSelector, tuple[PolicyType, ...]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from synth.base.config import NAMESPACE_NAME_LABEL
 from synth.core.model import HTTPRule, IPBlock, LabelSelector, Peer, PortSpec, Requirement, Rule
@@ -205,5 +206,6 @@ def _calico_port(port: PortSpec) -> str | int:
 
 
 def number_text(value: float) -> str:
-    """`100` for 100.0, `12.5` as is: a Calico `order`."""
-    return str(int(value)) if value == int(value) else repr(value)
+    """`100` for 100.0, `12.5` as is, `0.00001` for 1e-05: a Calico `order`, in positional notation
+    (YAML 1.1 reads `1e-05` as a string)."""
+    return str(int(value)) if value == int(value) else format(Decimal(repr(value)), "f")

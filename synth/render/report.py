@@ -21,14 +21,15 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from synth.core.aggregate import Edge, EdgeEnd, EdgeSet
-from synth.core.model import PolicyFormat, PolicySet
-from synth.core.synthesize import Synthesis
+from synth.core.model import DEFAULT_TIER, PolicyFormat, PolicySet
+from synth.core.synthesize import ALLOW_DNS, DEFAULT_DENY, Synthesis
 from synth.policy.diff import DiffResult
 from synth.policy.observed import EndpointRef
 from synth.policy.verify import VerifyResult
 from synth.render.checks import named_ports_text
 from synth.render.graph import Graph, dependency_graph
 from synth.render.naming import Naming, WorkloadRules, ports_text, workload_rules
+from synth.render.native import number_text
 from synth.render.risks import Risk, RiskThresholds, risks
 from synth.store.coverage import Source, Window
 
@@ -159,6 +160,8 @@ class Rollout:
     watch_notes: tuple[str, ...]
     rollback: tuple[str, ...]
     rollback_notes: tuple[str, ...]
+    tier_note: str = ""  # a Calico tier other than default must exist first: what to check, and `tier_check`
+    tier_check: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,7 @@ def build_report(
     naming = Naming(generated.edges)
     rows = [row for row in generated.edges.edges if _touches(row, namespaces)]
     window, sources = recording.window, recording.sources
-    traffic = _traffic(diff, synthesis.policies, namespaces, rows, naming, options.surface_rows)
+    traffic = _traffic(diff, synthesis, rows, naming, options.surface_rows)
     workloads = tuple(workload_rules(synthesis.policies, naming))
     unexplained = sum(1 for change in traffic.newly_blocked if not change.explained)
     verification = generated.verification
@@ -253,7 +256,8 @@ def _format_text(policy_format: PolicyFormat) -> str:
         edition = "Calico Enterprise/Cloud" if policy_format.calico_enterprise else "Calico"
         kind = "StagedNetworkPolicy" if policy_format.staged else "NetworkPolicy"
         staged = ": staged, shows what would be denied and enforces nothing" if policy_format.staged else ""
-        where = f"projectcalico.org/v3, tier {policy_format.tier}, order {policy_format.order:g}"
+        where = (f"projectcalico.org/v3, tier {policy_format.tier}, order {number_text(policy_format.order)}; "
+                 "lower orders are evaluated first within a tier")
         return f"{edition} {kind} ({where}){staged}" + _patterns_text(policy_format)
     return ""
 
@@ -290,14 +294,13 @@ def _ref(end: EdgeEnd | EndpointRef) -> tuple[str, str | None, str]:
 
 def _traffic(
     diff: DiffResult | None,
-    policies: PolicySet,
-    namespaces: Sequence[str],
+    synthesis: Synthesis,
     rows: Sequence[Edge],
     naming: Naming,
     surface_rows: int,
 ) -> Traffic:
     if diff is None:
-        isolation = tuple(_isolation(ns, policies, rows) for ns in namespaces)
+        isolation = tuple(_isolation(ns, synthesis, rows) for ns in synthesis.namespaces)
         return Traffic(False, (), (), (), 0, (), 0, isolation)
     attempts = {(_ref(row.src), _ref(row.dst), row.protocol, row.port) for row in rows if not row.allowed}
     changes: dict[str, list[TrafficChange]] = {"newly-blocked": [], "newly-allowed": [], "changed-unjudged": []}
@@ -341,10 +344,11 @@ def _traffic(
     )
 
 
-def _isolation(namespace: str, policies: PolicySet, rows: Sequence[Edge]) -> Isolation:
-    own = policies.in_namespace(namespace)
+def _isolation(namespace: str, synthesis: Synthesis, rows: Sequence[Edge]) -> Isolation:
+    own = synthesis.policies.in_namespace(namespace)
     selected = [p for p in own if not p.pod_selector.is_empty]
-    dns = next((p for p in own if p.name == "allow-dns" and p.egress), None)
+    dns_name = synthesis.format.policy_name(ALLOW_DNS)
+    dns = next((p for p in own if p.name == dns_name and p.egress), None)
     attempts = sum(1 for r in rows if not r.allowed and namespace in (r.src.namespace, r.dst.namespace))
     return Isolation(
         namespace=namespace,
@@ -367,7 +371,8 @@ def _rollout(
     diff: DiffResult | None,
     policy_format: PolicyFormat,
 ) -> Rollout:
-    """Apply allow policies one by one, default-deny last; watch; roll back default-deny first.
+    """Apply allow policies one by one, default-deny last; watch; roll back default-deny first. Policies
+    in a Calico tier other than `default` need the Tier first: the roll-out checks that it exists.
 
     Per-file commands rather than `kubectl apply -k`, so the reviewer can stop between steps, and
     because kubectl before 1.27 ignores the kustomization's `sortOptions` (kustomize then sorts by
@@ -375,8 +380,9 @@ def _rollout(
     """
     folder = posixpath.join(options.out_dir, namespace)
     own = sorted(name.split("/", 1)[1] for name in files if name.startswith(f"{namespace}/"))
-    allow = [name for name in own if name not in ("default-deny.yaml", "kustomization.yaml")]
-    deny = shlex.quote(posixpath.join(folder, "default-deny.yaml"))
+    deny_file = f"{policy_format.policy_name(DEFAULT_DENY)}.yaml"
+    allow = [name for name in own if name not in (deny_file, "kustomization.yaml")]
+    deny = shlex.quote(posixpath.join(folder, deny_file))
     kinds = {s.source for s in sources} - {"?"}
     watch, notes = [], []
     if "hubble" in kinds or not kinds:
@@ -411,6 +417,7 @@ def _rollout(
         if diff is not None
         else ()
     )
+    tier = policy_format.tier if policy_format.api == "calico" and policy_format.tier != DEFAULT_TIER else ""
     return Rollout(
         namespace=namespace,
         apply_allow=tuple(f"kubectl apply -f {shlex.quote(posixpath.join(folder, name))}" for name in allow),
@@ -420,6 +427,9 @@ def _rollout(
         watch_notes=tuple(notes),
         rollback=(f"kubectl delete -f {deny}", f"kubectl delete -k {shlex.quote(folder)} --ignore-not-found"),
         rollback_notes=rollback_notes,
+        tier_note=f"The policies are in the Calico tier {tier}, which must exist before they are applied "
+                  "(this fails if it does not):" if tier else "",
+        tier_check=f"kubectl get tiers.projectcalico.org {shlex.quote(tier)}" if tier else "",
     )
 
 

@@ -15,12 +15,14 @@ from synth.app.generation import generate
 from synth.app.ingest import import_files
 from synth.base.config import Settings
 from synth.core.model import PolicyFormat
+from synth.policy.calico import policy_from_calico
 from synth.store.dataset import Store
 
 FORMATS = {
     "cilium": ("--format", "cilium"),
     "calico": ("--format", "calico"),
     "calico-staged": ("--format", "calico", "--staged", "--calico-enterprise"),
+    "calico-tier": ("--format", "calico", "--tier", "security", "--order", "50"),
 }
 
 
@@ -74,7 +76,7 @@ def test_read_back_and_verified_by_both_halves(
     assert "verify: 0 observed flows denied, 0 unjudged; 0 connections allowed that no flow used" in run.out
 
 
-@pytest.mark.parametrize("name", ["cilium", "calico"])
+@pytest.mark.parametrize("name", ["cilium", "calico", "calico-tier"])
 def test_diff_against_its_own_output_is_empty(
     outputs: dict[str, Path], name: str, sample_store: Path, synth: object
 ) -> None:
@@ -155,14 +157,107 @@ def test_the_pr_text_shows_dns_name_rules_and_the_policy_api(outputs: dict[str, 
     assert "Calico open source has no DNS-name rules" in (outputs["calico"] / "PR.md").read_text()
     staged = (outputs["calico-staged"] / "PR.md").read_text()
     assert ("- **Policy API:** Calico Enterprise/Cloud StagedNetworkPolicy (projectcalico.org/v3, tier default, "
-            "order 100): staged, shows what would be denied and enforces nothing\n") in staged
+            "order 100; lower orders are evaluated first within a tier): staged, shows what would be denied and "
+            "enforces nothing\n") in staged
     assert "Their simulated verdict shows as policies.pending in the flow logs" in staged
 
 
-def test_calico_options_need_the_calico_format(sample_store: Path, synth: object) -> None:
-    run: Run = synth("generate", "-n", "payments", "--staged", "--store", sample_store)  # type: ignore[operator]
+def test_a_tier_names_every_policy_and_sets_tier_and_order(outputs: dict[str, Path]) -> None:
+    plain, tiered = documents(outputs["calico"]), documents(outputs["calico-tier"])
+    # the same policies as in tier default, each named (and filed) `security.<name>`
+    assert set(tiered) == {path.replace("/", "/security.") for path in plain}
+    for path, doc in tiered.items():
+        name = doc["metadata"]["name"]
+        assert (f"{doc['metadata']['namespace']}/{name}.yaml", doc["kind"]) == (path, "NetworkPolicy")
+        assert doc["spec"] == {**plain[path.replace("/security.", "/")]["spec"], "tier": "security", "order": 50}
+        policy = policy_from_calico(doc, path)
+        assert (policy.name, policy.tier, policy.order, policy.staged) == (name, "security", 50.0, False)
+    kustomization = (outputs["calico-tier"] / "payments" / "kustomization.yaml").read_text()
+    assert kustomization.endswith("- security.reconcile-batch-egress.yaml\n- security.default-deny.yaml\n")
+
+
+def test_staged_policies_in_a_tier_read_back_and_pass_both_halves(
+    sample_store: Path, tmp_path: Path, synth: object
+) -> None:
+    run: Run = synth(  # type: ignore[operator]
+        "generate", "-n", "payments", "--format", "calico", "--staged", "--tier", "security", "--order", "50",
+        "--store", sample_store, "--out", tmp_path,
+    )
+    assert run.code == 0, run.err
+    docs = documents(tmp_path)
+    assert len(docs) == 6
+    for path, doc in docs.items():
+        assert (doc["kind"], doc["metadata"]["name"]) == ("StagedNetworkPolicy", path.split("/")[1][:-len(".yaml")])
+        assert doc["metadata"]["name"].startswith("security.")
+        assert (doc["spec"]["stagedAction"], doc["spec"]["tier"], doc["spec"]["order"]) == ("Set", "security", 50)
+        policy = policy_from_calico(doc, path)
+        assert (policy.staged, policy.tier, policy.order) == (True, "security", 50.0)
+    verified: Run = synth(  # type: ignore[operator]
+        "verify", "--store", sample_store, "--policies", tmp_path, "-n", "payments", "--strict"
+    )
+    assert verified.code == 0, verified.out
+    assert "verify: 0 observed flows denied, 0 unjudged; 0 connections allowed that no flow used" in verified.out
+
+
+def test_the_pr_text_of_a_tier(outputs: dict[str, Path]) -> None:
+    text = (outputs["calico-tier"] / "PR.md").read_text()
+    assert ("- **Policy API:** Calico NetworkPolicy (projectcalico.org/v3, tier security, order 50; lower orders are "
+            "evaluated first within a tier)\n") in text
+    check = ("The policies are in the Calico tier security, which must exist before they are applied (this fails "
+             "if it does not):\n\n```sh\nkubectl get tiers.projectcalico.org security\n```\n\n1. Apply the allow "
+             "policies first")
+    assert text.count(check) == 3  # in the roll-out of each namespace, before its first step
+    deny = outputs["calico-tier"] / "payments" / "security.default-deny.yaml"
+    assert f"   kubectl apply -f {deny} && ROLLED_OUT=" in text
+    assert f"   kubectl delete -f {deny}\n" in text
+    assert "tiers.projectcalico.org" not in (outputs["calico"] / "PR.md").read_text()
+
+
+@pytest.mark.parametrize("command", ["generate", "report", "diff"])
+@pytest.mark.parametrize("option", [("--staged",), ("--calico-enterprise",), ("--tier", "security"), ("--order", "50")],
+                         ids=lambda option: option[0])
+def test_calico_options_need_the_calico_format(command: str, option: tuple[str, ...], synth: object) -> None:
+    run: Run = synth(command, "-n", "payments", *option)  # type: ignore[operator]
     assert run.code == 2
-    assert run.err == "synth: error: --staged is a Calico option: add --format calico\n"
+    assert run.err == f"synth: error: {option[0]} is a Calico option: add --format calico\n"
+    run = synth(command, "-n", "payments", "--format", "cilium", *option)  # type: ignore[operator]
+    assert run.err == f"synth: error: {option[0]} is a Calico option: add --format calico\n"
+
+
+NOT_A_TIER = "is not a tier name: lower-case letters, digits and '-', starting and ending with a letter or digit, " \
+             "at most 63 characters"
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (("--tier", "Security"), f"--tier: 'Security' {NOT_A_TIER}"),
+    (("--tier", "team.a"), f"--tier: 'team.a' {NOT_A_TIER}"),
+    (("--tier", "security-"), f"--tier: 'security-' {NOT_A_TIER}"),
+    (("--tier", ""), f"--tier: '' {NOT_A_TIER}"),
+    (("--tier", "a" * 64), f"--tier: '{'a' * 64}' {NOT_A_TIER}"),
+    (("--order", "-1"), "--order '-1': must be 0 or more"),
+    (("--order", "fifty"), "--order 'fifty': not a finite number"),
+    (("--order", "nan"), "--order 'nan': not a finite number"),
+    (("--order", "inf"), "--order 'inf': not a finite number"),
+])
+def test_bad_tiers_and_orders_are_usage_errors(option: tuple[str, str], message: str, synth: object) -> None:
+    run: Run = synth("generate", "-n", "payments", "--format", "calico", *option)  # type: ignore[operator]
+    assert (run.code, run.err) == (2, f"synth: error: {message}\n")
+
+
+@pytest.mark.parametrize(("options", "name", "order"), [
+    (("--tier", "default", "--order", "0"), "allow-dns", 0),
+    (("--tier", "a" * 63, "--order", "0.00001"), f"{'a' * 63}.allow-dns", 0.00001),
+])
+def test_the_edges_of_tier_and_order_are_taken(
+    options: tuple[str, ...], name: str, order: float, sample_store: Path, synth: object
+) -> None:
+    run: Run = synth(  # type: ignore[operator]
+        "generate", "-n", "payments", "--format", "calico", *options, "--store", sample_store
+    )
+    assert run.code == 0, run.err
+    docs = [doc for doc in yaml.safe_load_all(run.out) if doc]
+    assert name in {doc["metadata"]["name"] for doc in docs}
+    assert {doc["spec"]["order"] for doc in docs} == {order}
 
 
 def test_host_traffic_becomes_entities_only_when_asked(

@@ -26,7 +26,7 @@ from test_verify import (
 
 from synth.app import generation as pipeline
 from synth.base.config import Settings
-from synth.core.model import PolicySet
+from synth.core.model import PolicyFormat, PolicySet
 from synth.core.synthesize import synthesize
 from synth.policy.diff import DiffResult, adopt_deployed_names, diff, text_diff
 from synth.render.checks import diff_summary, render_diff
@@ -165,6 +165,21 @@ def test_proposed_policies_keep_deployed_names_for_the_same_pods_and_direction()
     # a deployed name another proposed policy already uses is never taken
     clash = netpol("db-ingress", "x", {"podSelector": {"matchLabels": {"app": "api"}}})
     assert adopt_deployed_names(proposed_small(), policies(clash))[1] == ()
+
+
+def test_a_calico_policy_outside_the_default_tier_takes_only_a_name_of_its_tier() -> None:
+    proposed = synthesize(observed_small().edges, ["x"], Settings(), PolicyFormat("calico", tier="security")).policies
+    assert {p.name for p in proposed.policies} == {
+        "security.allow-dns", "security.api-egress", "security.api-ingress", "security.db-ingress",
+        "security.default-deny", "security.web-egress",
+    }
+    # Calico before 3.32 refuses `api-from-web` in tier security: the proposed name stays
+    assert adopt_deployed_names(proposed, policies(API_FROM_WEB))[1] == ()
+    in_tier = {**API_FROM_WEB, "metadata": {"name": "security.api-from-web", "namespace": "x"}}
+    deny_all = netpol("security.deny-all", "x", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+    renamed = adopt_deployed_names(proposed, policies(API_FROM_WEB, in_tier, deny_all))[1]
+    # default-deny keeps its name in a tier too
+    assert renamed == (("x", "security.api-ingress", "security.api-from-web"),)
 
 
 def test_generate_with_deployed_renames_and_diffs(small_store: Path) -> None:

@@ -146,6 +146,15 @@ BAD_CALICO = [
      "serviceAccountSelector, performanceHints)"),
     ("{egress: [{action: Allow, destination: {ports: ['80:70000']}, protocol: TCP}]}",
      "f.yaml (x/p): spec.egress[0].destination.ports[0]: '80:70000' is not a port or range within 1-65535"),
+    ("{tier: Security}",
+     "f.yaml (x/p): spec.tier: 'Security' is not a tier name: lower-case letters, digits and '-', starting and "
+     "ending with a letter or digit, at most 63 characters"),
+    ("{tier: team.a}",
+     "f.yaml (x/p): spec.tier: 'team.a' is not a tier name: lower-case letters, digits and '-', starting and "
+     "ending with a letter or digit, at most 63 characters"),
+    (f"{{tier: {'a' * 64}}}",
+     f"f.yaml (x/p): spec.tier: '{'a' * 64}' is not a tier name: lower-case letters, digits and '-', starting and "
+     "ending with a letter or digit, at most 63 characters"),
 ]
 
 
@@ -268,6 +277,15 @@ egress:
     ]
     for dst, protocol, port, verdict in cases:
         assert engine.evaluate(Traffic(web(), dst, protocol, port)).verdict == verdict, (dst, port)
+
+
+@pytest.mark.parametrize("kind", ["NetworkPolicy", "StagedNetworkPolicy"])
+def test_calico_tier_order_and_name_are_read_as_written(kind: str) -> None:
+    policy = policy_from_calico(calico("{tier: security, order: 50}", kind=kind, name="security.web"), "f")
+    assert (policy.name, policy.tier, policy.order) == ("security.web", "security", 50.0)
+    plain = policy_from_calico(calico("{order: 12.5}", kind=kind, name="web"), "f")
+    assert (plain.name, plain.tier, plain.order) == ("web", "default", 12.5)
+    assert policy_from_calico(calico(f"{{tier: {'a' * 63}}}", kind=kind), "f").tier == "a" * 63
 
 
 def test_calico_delete_stages_a_removal() -> None:
