@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from synth.base.errors import InputError, PolicyError
-from synth.core.model import NetworkPolicy, PolicySet, Workload, WorkloadSource
+from synth.core.model import NetworkPolicy, PolicyAPI, PolicySet, Workload, WorkloadSource
 from synth.policy import calico, cilium
 from synth.policy.manifest import API_VERSION, policy_from_object
 from synth.policy.ports import policy_port_names
@@ -152,7 +152,8 @@ def _parse_documents(name: str, text: str) -> list[Any]:
 
 
 class _Collector:
-    """Accumulates policies, workloads and skips across documents; rejects duplicate policies.
+    """Accumulates policies, workloads and skips across documents; rejects duplicate policies (the same kind,
+    namespace and name twice).
 
     Workloads may repeat (a kustomize base and its patch): where they disagree on a port, the port
     stays unresolved (`synth.policy.ports`).
@@ -161,7 +162,7 @@ class _Collector:
     def __init__(self, default_namespace: str, source: WorkloadSource = "manifests") -> None:
         self.default_namespace = default_namespace
         self.source: WorkloadSource = source
-        self.policies: dict[tuple[str, str], NetworkPolicy] = {}
+        self.policies: dict[tuple[str, str, PolicyAPI, bool], NetworkPolicy] = {}
         self.workloads: list[Workload] = []
         self.skipped: list[SkippedObject] = []
         self.warnings: list[str] = []
@@ -218,13 +219,14 @@ class _Collector:
             )
 
     def add_policy(self, policy: NetworkPolicy) -> None:
-        previous = self.policies.get(policy.key)
+        """Keyed by kind, namespace and name: objects of different kinds may share a name, as in the API server."""
+        previous = self.policies.get(policy.object_key)
         if previous is not None:
             raise PolicyError(
-                f"{policy.origin} ({policy.namespace}/{policy.name}): duplicate NetworkPolicy, "
+                f"{policy.origin} ({policy.namespace}/{policy.name}): duplicate {policy.kind}, "
                 f"also defined at {previous.origin}"
             )
-        self.policies[policy.key] = policy
+        self.policies[policy.object_key] = policy
 
     def result(self) -> LoadResult:
         return LoadResult(

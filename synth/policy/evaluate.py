@@ -84,8 +84,9 @@ class Engine:
         self.policies = policies
         self._cache = SelectorCache()
         by_namespace: dict[str, list[Target]] = defaultdict(list)
+        refs = policies.refs()
         for p in policies.policies:
-            key = f"{p.namespace}/{p.name}"
+            key = refs[p.object_key]
             by_namespace[p.namespace].append(
                 Target(
                     key=key,

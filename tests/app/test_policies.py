@@ -144,6 +144,43 @@ def test_several_paths_and_duplicates_across_files(tmp_path: Path) -> None:
     )
 
 
+SAME_NAME = [
+    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {podSelector: {matchLabels: {app: web}}}\n",
+    "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {endpointSelector: {matchLabels: {app: web}}, ingress: [{}]}\n",
+    "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {selector: app == 'web', types: [Ingress]}\n",
+    "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {selector: app == 'web', types: [Ingress]}\n",
+]
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 2, 1, 0]])
+def test_objects_of_different_kinds_may_share_a_name(tmp_path: Path, order: list[int]) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text("---\n".join(SAME_NAME[i] for i in order))
+    result = load_policies([str(path)])
+    origin = {i: f"{path}#{order.index(i) + 1}" for i in order}
+    assert [(p.key, p.kind, p.origin) for p in result.policies.policies] == [  # the same order, whatever the input's
+        (("x", "web"), "Calico NetworkPolicy", origin[3]),
+        (("x", "web"), "Calico StagedNetworkPolicy", origin[2]),
+        (("x", "web"), "CiliumNetworkPolicy", origin[1]),
+        (("x", "web"), "NetworkPolicy", origin[0]),
+    ]
+
+
+@pytest.mark.parametrize(("twice", "kind"), [
+    (0, "NetworkPolicy"), (1, "CiliumNetworkPolicy"), (2, "Calico StagedNetworkPolicy"), (3, "Calico NetworkPolicy"),
+])  # fmt: skip
+def test_the_same_kind_and_name_twice_is_a_duplicate(tmp_path: Path, twice: int, kind: str) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text("---\n".join([*SAME_NAME, SAME_NAME[twice]]))
+    with pytest.raises(PolicyError) as e:
+        load_policies([str(path)])
+    assert str(e.value) == f"{path}#5 (x/web): duplicate {kind}, also defined at {path}#{twice + 1}"
+
+
 def test_missing_file() -> None:
     with pytest.raises(PolicyError, match=r"^nope\.yaml: no such file or folder$"):
         load_policies(["nope.yaml"])

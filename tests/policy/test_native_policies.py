@@ -20,6 +20,7 @@ from synth.policy.calico import parse_selector, policy_from_calico
 from synth.policy.cilium import policies_from_cnp
 from synth.policy.evaluate import Endpoint, Engine, Traffic, Verdict
 from synth.policy.fields import Where
+from synth.policy.manifest import policy_from_object
 from synth.policy.observed import observe_batches
 from synth.policy.verify import verify
 
@@ -222,6 +223,26 @@ ingress:
     anywhere = Endpoint("pod", namespace="z", labels={"a": "b"}, ip="10.0.9.9")
     assert engine.evaluate(Traffic(anywhere, web(), "TCP", 80)).ingress.verdict == Verdict.ALLOWED
     assert engine.evaluate(Traffic(anywhere, web(), "TCP", 81)).ingress.verdict == Verdict.DENIED
+
+
+def test_policies_of_different_kinds_sharing_a_name_are_told_apart() -> None:
+    """A NetworkPolicy and a CiliumNetworkPolicy both named `web` both isolate the pod: reasons name each with
+    its API."""
+    netpol = policy_from_object({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                 "metadata": {"name": "web", "namespace": "x"},
+                                 "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}, "np.yaml#1")  # fmt: skip
+    cilium = policies_from_cnp(cnp("""
+endpointSelector: {matchLabels: {app: web}}
+ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+""", name="web"), "cnp.yaml#1")
+    engine = Engine(PolicySet.of([netpol, *cilium]))
+    client = Endpoint("pod", namespace="x", labels={"app": "client"}, ip="10.0.0.6", name="client")
+    ingress = engine.evaluate(Traffic(client, web(), "TCP", 80)).ingress
+    assert (ingress.verdict, ingress.isolated_by, ingress.allowed_by) == (
+        Verdict.ALLOWED, ("x/web(cilium)", "x/web(kubernetes)"), ("x/web(cilium) ingress[0]",)
+    )
+    alone = Engine(PolicySet.of(cilium)).evaluate(Traffic(client, web(), "TCP", 80)).ingress
+    assert (alone.isolated_by, alone.allowed_by) == (("x/web",), ("x/web ingress[0]",))
 
 
 def test_calico_domains_nets_and_staged() -> None:
