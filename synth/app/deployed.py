@@ -229,13 +229,19 @@ class _Collector:
         self.policies[policy.object_key] = policy
 
     def result(self) -> LoadResult:
+        policies = PolicySet.of(list(self.policies.values()))
+        replaced = tuple(
+            f"{staged.origin} ({staged.namespace}/{staged.name}): the Calico StagedNetworkPolicy stands in for the "
+            f"Calico NetworkPolicy of its name ({enforced.origin}): traffic is judged as if it were applied"
+            for staged, enforced in policies.staged_over()
+        )
         return LoadResult(
-            policies=PolicySet.of(list(self.policies.values())),
+            policies=policies,
             skipped=tuple(self.skipped),
             files=self.files,
             documents=self.documents,
             workloads=tuple(self.workloads),
-            warnings=tuple(self.warnings),
+            warnings=(*self.warnings, *replaced),
         )
 
 

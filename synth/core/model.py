@@ -238,6 +238,19 @@ class PolicySet:
         """The policies of one namespace."""
         return tuple(p for p in self.policies if p.namespace == namespace)
 
+    def in_effect(self) -> tuple[NetworkPolicy, ...]:
+        """The policies that decide traffic when the staged ones are applied, as Calico's pending verdict
+        (`policies.pending`) has it: a Calico StagedNetworkPolicy stands in for the Calico NetworkPolicy of its
+        namespace and name (with `stagedAction: Delete`, it removes it). Other kinds are never replaced."""
+        replaced = {enforced.object_key for _, enforced in self.staged_over()}
+        return tuple(p for p in self.policies if p.object_key not in replaced)
+
+    def staged_over(self) -> tuple[tuple[NetworkPolicy, NetworkPolicy], ...]:
+        """(staged, enforced) for each Calico NetworkPolicy that a StagedNetworkPolicy of its name stands in for."""
+        calico = [p for p in self.policies if p.api == "calico"]
+        enforced = {p.key: p for p in calico if not p.staged}
+        return tuple((p, enforced[p.key]) for p in calico if p.staged and p.key in enforced)
+
     def refs(self) -> dict[tuple[str, str, PolicyAPI, bool], str]:
         """How reasons name each policy (by `object_key`): `ns/name`, or `ns/name(api)` where objects of several
         kinds share the name (`x/web(cilium)`, `x/web(calico-staged)`). Never a space: a rule is `ns/name egress[0]`."""

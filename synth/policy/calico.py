@@ -7,7 +7,8 @@ Allow rules without `nets` or `selector`, selectors in Calico's expression langu
 the L3/L4 meaning: a peer selector without `namespaceSelector` is in the policy's namespace,
 `projectcalico.org/name` is the namespace name, `k != 'v'` matches pods without `k` (as `NotIn`).
 A staged policy is read as the policy it stages (its simulated verdict is what verify shows);
-`stagedAction: Delete` stages a removal and allows nothing. What synth cannot evaluate as allow
+`stagedAction: Delete` stages a removal and allows nothing. Beside the Calico NetworkPolicy of its
+name, it stands in for it (`PolicySet.in_effect`), as in Calico's pending verdict. What synth cannot evaluate as allow
 rules (Deny and Pass actions, `||` in selectors, service accounts, services) is refused by name.
 """
 

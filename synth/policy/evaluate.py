@@ -9,7 +9,9 @@ NetworkPolicy does not define (ICMP) at an isolated pod.
 
 Model choices (reference §3.3, §5): ipBlocks match any end's IP, pods included (policy-assistant
 and the upstream e2e tests); ingress from the pod's own node (`kind == "host"`) is always allowed;
-a pod talking to itself (same namespace/name or same IP) is allowed.
+a pod talking to itself (same namespace/name or same IP) is allowed. Calico StagedNetworkPolicies
+count as the policies they stage, in place of the Calico NetworkPolicy of the same name
+(`PolicySet.in_effect`): the verdict is the one Calico shows as pending, what applying them would do.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class Engine:
         self._cache = SelectorCache()
         by_namespace: dict[str, list[Target]] = defaultdict(list)
         refs = policies.refs()
-        for p in policies.policies:
+        for p in policies.in_effect():
             key = refs[p.object_key]
             by_namespace[p.namespace].append(
                 Target(

@@ -170,6 +170,19 @@ def test_objects_of_different_kinds_may_share_a_name(tmp_path: Path, order: list
     ]
 
 
+def test_a_staged_policy_beside_the_calico_policy_of_its_name_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text("---\n".join(SAME_NAME))
+    result = load_policies([str(path)])
+    assert result.warnings == (
+        f"{path}#3 (x/web): the Calico StagedNetworkPolicy stands in for the Calico NetworkPolicy of its name "
+        f"({path}#4): traffic is judged as if it were applied",
+    )
+    assert [p.kind for p in result.policies.in_effect()] == [
+        "Calico StagedNetworkPolicy", "CiliumNetworkPolicy", "NetworkPolicy"
+    ]
+
+
 @pytest.mark.parametrize(("twice", "kind"), [
     (0, "NetworkPolicy"), (1, "CiliumNetworkPolicy"), (2, "Calico StagedNetworkPolicy"), (3, "Calico NetworkPolicy"),
 ])  # fmt: skip
