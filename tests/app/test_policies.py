@@ -439,6 +439,8 @@ def _api_item(name: str, namespace: str, uid: str) -> dict[str, Any]:
 
 NETWORKPOLICIES = "/apis/networking.k8s.io/v1/networkpolicies"
 SHOP_NETWORKPOLICIES = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"
+# discovery of the custom policy resources' groups, before anything is listed (404 here: neither is installed)
+DISCOVERY = [("/apis/cilium.io/v2", None, None), ("/apis/projectcalico.org/v3", None, None)]
 
 
 @pytest.fixture
@@ -462,15 +464,15 @@ def test_cluster_all_namespaces_two_pages(tmp_path: Path, api_server: FakeAPISer
     assert api.origin == f"{api_server.url}/apis/networking.k8s.io/v1/namespaces/payments/networkpolicies/api"
     assert api.policy_types == ("Ingress",)
     assert api.ingress == (Rule(peers=(Peer(pod_selector=LabelSelector()),), ports=(PortSpec("TCP", 8080),)),)
-    # no policy names a port: the pods are not listed
-    assert api_server.paths() == [(NETWORKPOLICIES, None, ["500"]), (NETWORKPOLICIES, ["page-2"], ["500"])]
+    # no policy names a port: the pods are not listed; the cluster has neither Cilium's nor Calico's policies
+    assert api_server.paths() == [*DISCOVERY, (NETWORKPOLICIES, None, ["500"]), (NETWORKPOLICIES, ["page-2"], ["500"])]
     assert all(auth == "Bearer secret-token" for _, _, auth in api_server.requests)
 
 
 def test_cluster_per_namespace(tmp_path: Path, api_server: FakeAPIServer) -> None:
     result = load_cluster(kubeconfig(tmp_path, api_server.url), None, namespaces=["shop"])
     assert keys(result) == [("shop", "db"), ("shop", "web")]
-    assert {path for path, _, _ in api_server.paths()} == {SHOP_NETWORKPOLICIES}
+    assert [path for path, _, _ in api_server.paths()] == [*(d[0] for d in DISCOVERY), *[SHOP_NETWORKPOLICIES] * 2]
 
 
 def test_cluster_forbidden_gives_a_hint(tmp_path: Path, api_server: FakeAPIServer) -> None:
@@ -512,6 +514,7 @@ def test_cluster_pods_are_listed_when_a_policy_names_a_port(tmp_path: Path, api_
     )  # fmt: skip
     assert result.warnings == () and result.documents == 2
     assert api_server.paths() == [
+        *DISCOVERY,
         (NETWORKPOLICIES, None, ["500"]),
         (NETWORKPOLICIES, ["page-2"], ["500"]),
         (PODS, None, ["500"]),
@@ -526,7 +529,7 @@ def test_cluster_pods_of_the_namespaces_asked_for(tmp_path: Path, api_server: Fa
     api_server.collections[SHOP_PODS] = [db]
     result = load_cluster(kubeconfig(tmp_path, api_server.url), None, ["shop"])
     assert [w.describe() for w in result.workloads] == ["Pod shop/db-0"]
-    assert [path for path, _, _ in api_server.paths()] == [SHOP_NETWORKPOLICIES, SHOP_NETWORKPOLICIES, SHOP_PODS]
+    assert [path for path, _, _ in api_server.paths()][2:] == [SHOP_NETWORKPOLICIES, SHOP_NETWORKPOLICIES, SHOP_PODS]
 
 
 def test_cluster_pods_forbidden_leaves_named_ports_unresolved(tmp_path: Path, api_server: FakeAPIServer) -> None:
