@@ -8,8 +8,9 @@ the L3/L4 meaning: a peer selector without `namespaceSelector` is in the policy'
 `projectcalico.org/name` is the namespace name, `k != 'v'` matches pods without `k` (as `NotIn`).
 A staged policy is read as the policy it stages (its simulated verdict is what verify shows);
 `stagedAction: Delete` stages a removal and allows nothing. Beside the Calico NetworkPolicy of its
-name, it stands in for it (`PolicySet.in_effect`), as in Calico's pending verdict. What synth cannot evaluate as allow
-rules (Deny and Pass actions, `||` in selectors, service accounts, services) is refused by name.
+name, it stands in for it (`PolicySet.in_effect`), as in Calico's pending verdict. What synth
+cannot evaluate as allow rules (Deny and Pass actions, `||` in selectors, service accounts,
+services) is refused by name.
 """
 
 from __future__ import annotations
