@@ -1,5 +1,6 @@
 """A fake Kubernetes API server for tests: list collections as the real one answers them (JSON Lists
-without `kind` on the items, `limit`/`continue` pagination), one item per page, and a kubeconfig for it."""
+without `kind` on the items, `limit`/`continue` pagination), one item per page; discovery of the custom
+resource groups it serves (`/apis/cilium.io/v2`); and a kubeconfig for it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-_LIST_KINDS = {"networkpolicies": ("networking.k8s.io/v1", "NetworkPolicyList"), "pods": ("v1", "PodList")}
+_LIST_KINDS = {  # (apiVersion, collection) -> the kind of its List
+    ("networking.k8s.io/v1", "networkpolicies"): "NetworkPolicyList",
+    ("v1", "pods"): "PodList",
+    ("cilium.io/v2", "ciliumnetworkpolicies"): "CiliumNetworkPolicyList",
+    ("projectcalico.org/v3", "networkpolicies"): "NetworkPolicyList",
+    ("projectcalico.org/v3", "stagednetworkpolicies"): "StagedNetworkPolicyList",
+}
+_DISCOVERY = ("cilium.io/v2", "projectcalico.org/v3")  # custom groups: served when one of their collections is
 
 
 @dataclass
 class FakeAPIServer:
-    """Collections by URL path (`/api/v1/pods`), served one item per page; `status` fails a path (or `*`)."""
+    """Collections by URL path (`/api/v1/pods`), served one item per page; `status` fails a path (or `*`).
+
+    `/apis/cilium.io/v2` and `/apis/projectcalico.org/v3` answer discovery (an APIResourceList) with the
+    collections of the group that `collections` or `status` name, and 404 when there is none: the CRD (or
+    the Calico API server) is not installed.
+    """
 
     collections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     status: dict[str, int] = field(default_factory=dict)
@@ -33,6 +46,8 @@ class FakeAPIServer:
         status = self.status.get(path, self.status.get("*", 200))
         if status != 200:
             return status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status}
+        if path.removeprefix("/apis/") in _DISCOVERY:
+            return self.discovery(path.removeprefix("/apis/"))
         items = self.collections.get(path)
         if items is None:
             return 404, {"kind": "Status", "code": 404}
@@ -40,8 +55,34 @@ class FakeAPIServer:
         metadata: dict[str, Any] = {"resourceVersion": "4712"}
         if index + 1 < len(items):  # the last page has no continue token
             metadata["continue"] = f"page-{index + 2}"
-        api_version, kind = _LIST_KINDS[path.rsplit("/", 1)[-1]]
+        api_version, collection = _collection(path)
+        kind = _LIST_KINDS[(api_version, collection)]
         return 200, {"apiVersion": api_version, "kind": kind, "metadata": metadata, "items": items[index : index + 1]}
+
+    def discovery(self, group_version: str) -> tuple[int, dict[str, Any]]:
+        """The APIResourceList of a custom group, or 404 when none of its collections is served."""
+        paths = (*self.collections, *self.status)
+        names = sorted({name for gv, name in map(_collection, paths) if gv == group_version})
+        if not names:
+            return 404, {"kind": "Status", "code": 404}
+        resources = [
+            {"name": name, "namespaced": True, "kind": _LIST_KINDS[(group_version, name)].removesuffix("List"),
+             "verbs": ["get", "list", "watch"]}
+            for name in names
+        ]  # fmt: skip
+        return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                     "resources": resources}  # fmt: skip
+
+
+def _collection(path: str) -> tuple[str, str]:
+    """(apiVersion, collection) of a collection path: `/apis/cilium.io/v2/namespaces/x/ciliumnetworkpolicies` is
+    (cilium.io/v2, ciliumnetworkpolicies), `/api/v1/pods` (v1, pods); ("", "") for anything else."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api" and len(parts) in (3, 5):
+        return parts[1], parts[-1]
+    if parts[0] == "apis" and len(parts) in (4, 6):
+        return f"{parts[1]}/{parts[2]}", parts[-1]
+    return "", ""
 
 
 @contextmanager

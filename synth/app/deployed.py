@@ -1,4 +1,4 @@
-"""Load deployed NetworkPolicies (files, `kubectl` Lists, stdin, a live cluster) into a `PolicySet`,
+"""Load deployed policies (files, `kubectl` Lists, stdin, a live cluster) into a `PolicySet`,
 with the workloads their named ports resolve on.
 
 Every policy goes through the one converter of its API, which validates as strictly as the API server
@@ -7,8 +7,19 @@ for NetworkPolicies, `synth.policy.cilium` for CiliumNetworkPolicies, `synth.pol
 (Staged)NetworkPolicies. Workload manifests beside the policies
 (Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs, and their Lists) go
 through `synth.policy.workloads.workload_from_object`, which reads their pod labels and named
-container ports. From a cluster, the Pods are listed too when a policy names a port. Other objects
-are skipped and reported, not fatal.
+container ports. Other objects are skipped and reported, not fatal.
+
+From a cluster (all namespaces, or the given ones), the same kinds are listed: networking.k8s.io/v1
+NetworkPolicies, cilium.io/v2 CiliumNetworkPolicies, and Calico projectcalico.org/v3 NetworkPolicies
+and StagedNetworkPolicies (served by the Calico API server). A custom resource the cluster does not
+serve is left out silently (a cluster without Cilium or Calico is normal); one the credentials may not
+list is an error with the RBAC to check. The Pods are listed too when a policy names a port. Cluster-wide
+policies (CiliumClusterwideNetworkPolicies, Calico GlobalNetworkPolicies) are not read.
+
+Objects of different kinds may share a name, as in the API server: policies are keyed by kind, namespace
+and name, and only the same kind, namespace and name twice is a duplicate. A StagedNetworkPolicy is
+judged as the policy it stages, in place of the Calico NetworkPolicy of its name when both are loaded
+(what Calico shows as pending: `PolicySet.in_effect`); loading warns when it stands in for one.
 
 Origins are `file#N` with N the 1-based YAML document number (`file#N.items[i]` inside a List),
 and the object URL for objects read from a cluster.
@@ -21,13 +32,14 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from synth.base.errors import InputError, PolicyError
-from synth.core.model import NetworkPolicy, PolicySet, Workload, WorkloadSource
+from synth.core.model import NetworkPolicy, PolicyAPI, PolicySet, Workload, WorkloadSource
 from synth.policy import calico, cilium
 from synth.policy.manifest import API_VERSION, policy_from_object
 from synth.policy.ports import policy_port_names
@@ -48,7 +60,7 @@ KUSTOMIZE_GROUP = "kustomize.config.k8s.io/"
 
 @dataclass(frozen=True, slots=True)
 class SkippedObject:
-    """An object that was read but is neither a networking.k8s.io/v1 NetworkPolicy nor a workload."""
+    """An object that was read but is neither a policy synth reads nor a workload."""
 
     kind: str
     api_version: str
@@ -152,7 +164,8 @@ def _parse_documents(name: str, text: str) -> list[Any]:
 
 
 class _Collector:
-    """Accumulates policies, workloads and skips across documents; rejects duplicate policies.
+    """Accumulates policies, workloads and skips across documents; rejects duplicate policies (the same kind,
+    namespace and name twice).
 
     Workloads may repeat (a kustomize base and its patch): where they disagree on a port, the port
     stays unresolved (`synth.policy.ports`).
@@ -161,7 +174,7 @@ class _Collector:
     def __init__(self, default_namespace: str, source: WorkloadSource = "manifests") -> None:
         self.default_namespace = default_namespace
         self.source: WorkloadSource = source
-        self.policies: dict[tuple[str, str], NetworkPolicy] = {}
+        self.policies: dict[tuple[str, str, PolicyAPI, bool], NetworkPolicy] = {}
         self.workloads: list[Workload] = []
         self.skipped: list[SkippedObject] = []
         self.warnings: list[str] = []
@@ -218,22 +231,29 @@ class _Collector:
             )
 
     def add_policy(self, policy: NetworkPolicy) -> None:
-        previous = self.policies.get(policy.key)
+        """Keyed by kind, namespace and name: objects of different kinds may share a name, as in the API server."""
+        previous = self.policies.get(policy.object_key)
         if previous is not None:
             raise PolicyError(
-                f"{policy.origin} ({policy.namespace}/{policy.name}): duplicate NetworkPolicy, "
+                f"{policy.origin} ({policy.namespace}/{policy.name}): duplicate {policy.kind}, "
                 f"also defined at {previous.origin}"
             )
-        self.policies[policy.key] = policy
+        self.policies[policy.object_key] = policy
 
     def result(self) -> LoadResult:
+        policies = PolicySet.of(list(self.policies.values()))
+        replaced = tuple(
+            f"{staged.origin} ({staged.namespace}/{staged.name}): the Calico StagedNetworkPolicy stands in for the "
+            f"Calico NetworkPolicy of its name ({enforced.origin}): traffic is judged as if it were applied"
+            for staged, enforced in policies.staged_over()
+        )
         return LoadResult(
-            policies=PolicySet.of(list(self.policies.values())),
+            policies=policies,
             skipped=tuple(self.skipped),
             files=self.files,
             documents=self.documents,
             workloads=tuple(self.workloads),
-            warnings=tuple(self.warnings),
+            warnings=(*self.warnings, *replaced),
         )
 
 
@@ -258,23 +278,39 @@ def _item_type(doc: Mapping[Any, Any]) -> tuple[str, str] | None:
 
 @dataclass(frozen=True, slots=True)
 class _Resource:
-    """A resource listed from the cluster: its kind, and how messages and origins name it."""
+    """A resource listed from the cluster: its kind, how messages and origins name it, and whether it is a
+    custom resource, which a cluster may lack (no CRD, no Calico API server)."""
 
     kind: str
     api_version: str
     plural: str  # as messages say it: NetworkPolicies
     rbac: str  # as RBAC names it: networkpolicies.networking.k8s.io
     path: str  # URL path segment of the collection: networkpolicies
+    custom: bool = False
 
     @property
     def prefix(self) -> str:
         """`apis/networking.k8s.io/v1` or, for the core group, `api/v1`."""
         return f"apis/{self.api_version}" if "/" in self.api_version else f"api/{self.api_version}"
 
+    @property
+    def kubectl(self) -> str:
+        """How `kubectl auth can-i` names it: a built-in resource by its path, a custom one in full (Calico's
+        `networkpolicies` are not networking.k8s.io's)."""
+        return self.rbac if self.custom else self.path
+
 
 _POLICIES = _Resource("NetworkPolicy", API_VERSION, "NetworkPolicies", "networkpolicies.networking.k8s.io",
                       "networkpolicies")  # fmt: skip
 _PODS = _Resource("Pod", "v1", "Pods", "pods", "pods")
+_CUSTOM = (
+    _Resource(cilium.KIND, cilium.API_VERSION, "CiliumNetworkPolicies", "ciliumnetworkpolicies.cilium.io",
+              "ciliumnetworkpolicies", custom=True),
+    _Resource("NetworkPolicy", calico.API_VERSION, "Calico NetworkPolicies", "networkpolicies.projectcalico.org",
+              "networkpolicies", custom=True),
+    _Resource("StagedNetworkPolicy", calico.API_VERSION, "Calico StagedNetworkPolicies",
+              "stagednetworkpolicies.projectcalico.org", "stagednetworkpolicies", custom=True),
+)  # fmt: skip
 
 
 class _Refused(InputError):
@@ -287,27 +323,36 @@ def load_cluster(
     namespaces: Sequence[str] | None = None,
     timeout: float = 30.0,
 ) -> LoadResult:
-    """List networking.k8s.io/v1 NetworkPolicies from a cluster (all namespaces, or the given ones),
-    and the Pods of the same namespaces when a policy names a port (for their container ports).
+    """List the deployed policies from a cluster (all namespaces, or the given ones): networking.k8s.io/v1
+    NetworkPolicies, and where the cluster serves them, cilium.io/v2 CiliumNetworkPolicies and Calico
+    projectcalico.org/v3 NetworkPolicies and StagedNetworkPolicies (served by the Calico API server); and
+    the Pods of the same namespaces when a policy names a port (for their container ports).
 
     Uses the kubeconfig (default: `$KUBECONFIG` or `~/.kube/config`), or the in-cluster service
     account when `KUBERNETES_SERVICE_HOST` is set and no kubeconfig is given. Pages through the
-    lists with `limit`/`continue`. Raises `InputError` with the server URL and a hint when the
-    configuration is unusable or the server cannot be reached or refuses; credentials that may not
-    list Pods only leave named ports unresolved, with a warning.
+    lists with `limit`/`continue`. A custom resource the server does not serve (no CRD, no Calico API
+    server: discovery or the list answers 404) is left out silently. Raises `InputError` with the
+    server URL and a hint when the configuration is unusable or the server cannot be reached or refuses
+    to list a policy resource; credentials that may not list Pods only leave named ports unresolved,
+    with a warning.
     """
     from kubernetes import client as k8s_client  # noqa: PLC0415 - slow import, only when needed
 
     api_client = _api_client(kubeconfig, context)
     server = str(api_client.configuration.host)
     networking, core = k8s_client.NetworkingV1Api(api_client), k8s_client.CoreV1Api(api_client)
+    custom = k8s_client.CustomObjectsApi(api_client)
+    listings = [
+        (_POLICIES, (networking.list_network_policy_for_all_namespaces, networking.list_namespaced_network_policy)),
+        *((r, _custom_listing(custom, r)) for r in _served(custom, server, timeout)),
+    ]
     collector = _Collector("default", source="cluster")
     scopes: Sequence[str | None] = sorted(set(namespaces)) if namespaces else [None]
     for namespace in scopes:
-        listing = (networking.list_network_policy_for_all_namespaces, networking.list_namespaced_network_policy)
-        for item in _list_pages(listing, _POLICIES, server, namespace, timeout):
-            collector.documents += 1
-            collector.add_object(item, _origin(server, _POLICIES, item), (_POLICIES.kind, _POLICIES.api_version))
+        for resource, listing in listings:
+            for item in _list_pages(listing, resource, server, namespace, timeout):
+                collector.documents += 1
+                collector.add_object(item, _origin(server, resource, item), (resource.kind, resource.api_version))
     if not policy_port_names(PolicySet.of(list(collector.policies.values()))):
         return collector.result()
     try:
@@ -319,6 +364,40 @@ def load_cluster(
         collector.workloads.clear()  # some namespaces' pods only: better none than a partial answer
         collector.warnings.append(f"{e}; named ports of the policies stay unresolved")
     return collector.result()
+
+
+def _served(custom: Any, server: str, timeout: float) -> list[_Resource]:
+    """The custom policy resources to list: those their group's discovery names, and all of a group whose
+    discovery fails otherwise than with a 404 (listing them then says why). Discovery is open to every
+    authenticated user and tells a resource that is not installed from one the credentials may not list,
+    which a list request cannot: RBAC refuses both alike."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+    from urllib3.exceptions import HTTPError  # noqa: PLC0415
+
+    served: list[_Resource] = []
+    for group_version in dict.fromkeys(r.api_version for r in _CUSTOM):
+        group, version = group_version.split("/")
+        try:
+            response = custom.get_api_resources(group, version, _preload_content=False, _request_timeout=timeout)
+            names: set[str] | None = {r.get("name") for r in json.loads(response.data).get("resources") or []}
+        except ApiException as e:
+            names = set() if getattr(e, "status", None) == 404 else None
+        except (HTTPError, OSError) as e:
+            raise _unreachable(server, e) from e
+        except (ValueError, AttributeError):
+            names = None
+        served += [r for r in _CUSTOM if r.api_version == group_version and (names is None or r.path in names)]
+    return served
+
+
+def _custom_listing(custom: Any, resource: _Resource) -> tuple[Any, Any]:
+    """(all namespaces, one namespace) list calls of a custom resource, shaped as `_list_pages` calls them."""
+    group, version = resource.api_version.split("/")
+
+    def list_namespaced(namespace: str, **kwargs: Any) -> Any:
+        return custom.list_namespaced_custom_object(group, version, namespace, resource.path, **kwargs)
+
+    return partial(custom.list_cluster_custom_object, group, version, resource.path), list_namespaced
 
 
 def _api_client(kubeconfig: str | None, context: str | None) -> Any:
@@ -350,7 +429,7 @@ def _list_pages(
     listing: tuple[Any, Any], resource: _Resource, server: str, namespace: str | None, timeout: float
 ) -> Iterator[dict[str, Any]]:
     """Yield raw items of every page of (all namespaces, one namespace) `listing`; `continue` tokens
-    come from the previous page."""
+    come from the previous page. A custom resource the server does not serve (404) has none."""
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
     from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
@@ -364,13 +443,13 @@ def _list_pages(
             response = list_all(**kwargs) if namespace is None else list_namespaced(namespace, **kwargs)
             page = json.loads(response.data)
         except ApiException as e:
-            error = _Refused if getattr(e, "status", None) in (401, 403) else InputError
-            raise error(f"{server}: listing {resource.plural} failed: {_api_hint(e, resource)}") from e
+            status = getattr(e, "status", None)
+            if status == 404 and resource.custom:
+                return
+            error = _Refused if status in (401, 403) else InputError
+            raise error(f"{server}: listing {resource.plural} failed: {_api_hint(e, resource, namespace)}") from e
         except (HTTPError, OSError) as e:
-            raise InputError(
-                f"{server}: cannot reach the Kubernetes API server ({type(e).__name__}); "
-                "check the kubeconfig context and that the cluster is up"
-            ) from e
+            raise _unreachable(server, e) from e
         except ValueError as e:
             raise InputError(f"{server}: the API server answered with invalid JSON: {e}") from e
         items = page.get("items") or []
@@ -380,13 +459,21 @@ def _list_pages(
             return
 
 
-def _api_hint(e: Any, resource: _Resource) -> str:
+def _unreachable(server: str, e: Exception) -> InputError:
+    return InputError(
+        f"{server}: cannot reach the Kubernetes API server ({type(e).__name__}); "
+        "check the kubeconfig context and that the cluster is up"
+    )
+
+
+def _api_hint(e: Any, resource: _Resource, namespace: str | None) -> str:
     status = getattr(e, "status", None)
     reason = getattr(e, "reason", "") or ""
     if status in (401, 403):
+        scope = "-A" if namespace is None else f"-n {namespace}"
         return (
             f"HTTP {status} {reason}; the credentials need `list` on "
-            f"{resource.rbac} (try `kubectl auth can-i list {resource.path} -A`)"
+            f"{resource.rbac} (try `kubectl auth can-i list {resource.kubectl} {scope}`)"
         )
     if status == 404:
         return f"HTTP 404 {reason}; the server does not serve {resource.api_version} {resource.plural}"

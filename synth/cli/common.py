@@ -337,7 +337,8 @@ def cluster_options(function: F) -> F:
         click.option("--context", metavar="NAME", help="Kubeconfig context for --cluster."),
         click.option("--kubeconfig", metavar="PATH", help="Kubeconfig for --cluster (default: $KUBECONFIG)."),
         click.option("--cluster", is_flag=True,
-                     help="Read the deployed NetworkPolicies from the cluster (and its Pods, for named ports)."),
+                     help="Read the deployed policies from the cluster: NetworkPolicies and, where installed, "
+                     "CiliumNetworkPolicies and Calico (Staged)NetworkPolicies (and its Pods, for named ports)."),
     ):
         function = decorator(function)
     return function

@@ -193,8 +193,22 @@ class NetworkPolicy:
 
     @property
     def key(self) -> tuple[str, str]:
-        """(namespace, name): unique within a policy set."""
+        """(namespace, name): unique among policies of one kind (generated ones are all of one kind)."""
         return (self.namespace, self.name)
+
+    @property
+    def object_key(self) -> tuple[str, str, PolicyAPI, bool]:
+        """(namespace, name, api, staged): unique within a policy set. Objects of different kinds may share a
+        name: a NetworkPolicy and a CiliumNetworkPolicy, a Calico NetworkPolicy and a StagedNetworkPolicy."""
+        return (self.namespace, self.name, self.api, self.staged)
+
+    @property
+    def kind(self) -> str:
+        """The kind of object, as messages name it: NetworkPolicy (networking.k8s.io/v1), CiliumNetworkPolicy,
+        Calico NetworkPolicy or Calico StagedNetworkPolicy."""
+        if self.api == "calico":
+            return "Calico StagedNetworkPolicy" if self.staged else "Calico NetworkPolicy"
+        return "CiliumNetworkPolicy" if self.api == "cilium" else "NetworkPolicy"
 
 
 DEFAULT_TIER = "default"
@@ -246,18 +260,44 @@ KUBERNETES = PolicyFormat()
 
 @dataclass(frozen=True, slots=True)
 class PolicySet:
-    """A set of NetworkPolicies, sorted by (namespace, name)."""
+    """A set of NetworkPolicies, sorted by (namespace, name) and, where objects of several kinds share a name,
+    by kind."""
 
     policies: tuple[NetworkPolicy, ...] = ()
 
     @classmethod
     def of(cls, policies: list[NetworkPolicy] | tuple[NetworkPolicy, ...]) -> PolicySet:
-        """A set sorted by namespace and name."""
-        return cls(tuple(sorted(policies, key=lambda p: p.key)))
+        """A set sorted by namespace, name and kind."""
+        return cls(tuple(sorted(policies, key=lambda p: p.object_key)))
 
     def in_namespace(self, namespace: str) -> tuple[NetworkPolicy, ...]:
         """The policies of one namespace."""
         return tuple(p for p in self.policies if p.namespace == namespace)
+
+    def in_effect(self) -> tuple[NetworkPolicy, ...]:
+        """The policies that decide traffic when the staged ones are applied, as Calico's pending verdict
+        (`policies.pending`) has it: a Calico StagedNetworkPolicy stands in for the Calico NetworkPolicy of its
+        namespace and name (with `stagedAction: Delete`, it removes it). Other kinds are never replaced."""
+        replaced = {enforced.object_key for _, enforced in self.staged_over()}
+        return tuple(p for p in self.policies if p.object_key not in replaced)
+
+    def staged_over(self) -> tuple[tuple[NetworkPolicy, NetworkPolicy], ...]:
+        """(staged, enforced) for each Calico NetworkPolicy that a StagedNetworkPolicy of its name stands in for."""
+        calico = [p for p in self.policies if p.api == "calico"]
+        enforced = {p.key: p for p in calico if not p.staged}
+        return tuple((p, enforced[p.key]) for p in calico if p.staged and p.key in enforced)
+
+    def refs(self) -> dict[tuple[str, str, PolicyAPI, bool], str]:
+        """How reasons name each policy (by `object_key`): `ns/name`, or `ns/name(api)` where objects of several
+        kinds share the name (`x/web(cilium)`, `x/web(calico-staged)`). Never a space: a rule is `ns/name egress[0]`."""
+        counts: dict[tuple[str, str], int] = {}
+        for p in self.policies:
+            counts[p.key] = counts.get(p.key, 0) + 1
+        return {
+            p.object_key: f"{p.namespace}/{p.name}"
+            + (f"({p.api}{'-staged' if p.staged else ''})" if counts[p.key] > 1 else "")
+            for p in self.policies
+        }
 
     @property
     def namespaces(self) -> tuple[str, ...]:

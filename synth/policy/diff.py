@@ -178,19 +178,38 @@ def diff(
 
 
 def text_diff(deployed: PolicySet, proposed: PolicySet, namespaces: Iterable[str]) -> tuple[ObjectDiff, ...]:
-    """Per object of the namespaces, sorted by namespace and name."""
+    """Per object of the namespaces, sorted by namespace and name. An object is compared with the one of its
+    name on the other side (a NetworkPolicy rewritten as a CiliumNetworkPolicy is changed) or, where objects
+    of several kinds share the name, with the one of its kind."""
     result = []
     for namespace in sorted(set(namespaces)):
-        before = {p.name: normalised_yaml(p) for p in deployed.in_namespace(namespace)}
-        after = {p.name: normalised_yaml(p) for p in proposed.in_namespace(namespace)}
+        before, after = _by_name(deployed.in_namespace(namespace)), _by_name(proposed.in_namespace(namespace))
         for name in sorted(before.keys() | after.keys()):
-            old, new = before.get(name), after.get(name)
-            status: Status = (
-                "added" if old is None else "removed" if new is None else "unchanged" if old == new else "changed"
-            )
-            text = "" if status == "unchanged" else _unified(namespace, name, old, new)
-            result.append(ObjectDiff(namespace, name, status, text))
+            for old, new in _pairs(before.get(name, []), after.get(name, [])):
+                status: Status = (
+                    "added" if old is None else "removed" if new is None else "unchanged" if old == new else "changed"
+                )
+                text = "" if status == "unchanged" else _unified(namespace, name, old, new)
+                result.append(ObjectDiff(namespace, name, status, text))
     return tuple(result)
+
+
+def _by_name(policies: Iterable[NetworkPolicy]) -> dict[str, list[NetworkPolicy]]:
+    named: dict[str, list[NetworkPolicy]] = {}
+    for policy in policies:
+        named.setdefault(policy.name, []).append(policy)
+    return named
+
+
+def _pairs(olds: list[NetworkPolicy], news: list[NetworkPolicy]) -> Iterable[tuple[str | None, str | None]]:
+    """(deployed, proposed) normalised YAML of the objects of one name, None where a side has none."""
+    if len(olds) <= 1 and len(news) <= 1:
+        yield (normalised_yaml(olds[0]) if olds else None), (normalised_yaml(news[0]) if news else None)
+        return
+    for kind in sorted({(p.api, p.staged) for p in (*olds, *news)}):
+        old = next((normalised_yaml(p) for p in olds if (p.api, p.staged) == kind), None)
+        new = next((normalised_yaml(p) for p in news if (p.api, p.staged) == kind), None)
+        yield old, new
 
 
 def _unified(namespace: str, name: str, old: str | None, new: str | None) -> str:

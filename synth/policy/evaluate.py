@@ -9,11 +9,17 @@ NetworkPolicy does not define (ICMP) at an isolated pod.
 
 Model choices (reference §3.3, §5): ipBlocks match any end's IP, pods included (policy-assistant
 and the upstream e2e tests); ingress from the pod's own node (`kind == "host"`) is always allowed;
+<<<<<<< HEAD
 a pod talking to itself (same namespace/name or same IP) is allowed.
 
 Cilium HTTP rules (`Rule.http`) act after L4 (`http_denied`): in a direction where every rule that
 allows the connection has HTTP entries, a request that matches none of them is refused by the
 proxy (HTTP 403); a rule without entries on the same connection lets every request through.
+=======
+a pod talking to itself (same namespace/name or same IP) is allowed. Calico StagedNetworkPolicies
+count as the policies they stage, in place of the Calico NetworkPolicy of the same name
+(`PolicySet.in_effect`): the verdict is the one Calico shows as pending, what applying them would do.
+>>>>>>> cluster
 """
 
 from __future__ import annotations
@@ -89,8 +95,9 @@ class Engine:
         self.policies = policies
         self._cache = SelectorCache()
         by_namespace: dict[str, list[Target]] = defaultdict(list)
-        for p in policies.policies:
-            key = f"{p.namespace}/{p.name}"
+        refs = policies.refs()
+        for p in policies.in_effect():
+            key = refs[p.object_key]
             by_namespace[p.namespace].append(
                 Target(
                     key=key,
@@ -107,8 +114,8 @@ class Engine:
             )
         self.targets: dict[str, tuple[Target, ...]] = {ns: tuple(ts) for ns, ts in by_namespace.items()}
         self.http: dict[str, tuple[HTTPRule, ...]] = {
-            f"{p.namespace}/{p.name} {direction}[{i}]": rule.http
-            for p in policies.policies
+            f"{refs[p.object_key]} {direction}[{i}]": rule.http
+            for p in policies.in_effect()
             for direction, rules in (("ingress", p.ingress), ("egress", p.egress))
             for i, rule in enumerate(rules)
             if rule.http

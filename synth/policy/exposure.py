@@ -342,8 +342,9 @@ def _names_used(pairs: Sequence[ObservedPair]) -> set[tuple[EndpointRef, str, st
 def _name_rules(policies: PolicySet, patterns: frozenset[str] | None = None) -> set[str]:
     """The egress rules (`ns/name egress[i]`) that allow by DNS name only: a name stands for every address it
     has. With `patterns`, those that allow only by these patterns."""
+    refs = policies.refs()
     return {
-        f"{p.namespace}/{p.name} egress[{i}]"
+        f"{refs[p.object_key]} egress[{i}]"
         for p in policies.policies
         for i, rule in enumerate(p.egress)
         if rule.peers and all(_by_name(peer.fqdn, patterns) for peer in rule.peers)
@@ -431,7 +432,8 @@ def _is_dns(traffic: Traffic, dns: DnsTarget) -> bool:
 
 def _open_to_any_address(policies: PolicySet, rules: Iterable[str]) -> bool:
     """Whether one of these ingress rules (`ns/name ingress[i]`) admits every address (0.0.0.0/0, ::/0)."""
-    by_key = {f"{p.namespace}/{p.name}": p for p in policies.policies}
+    refs = policies.refs()
+    by_key = {refs[p.object_key]: p for p in policies.policies}
     for ref in rules:
         key, _, position = ref.partition(" ")
         policy = by_key.get(key)

@@ -190,7 +190,7 @@ def verify(
             unjudged.setdefault((pair.edge_key, category), _Group()).pairs.append((pair, reason))
     stats = observed.stats
     return VerifyResult(
-        policies=len(policies.policies),
+        policies=len(policies.in_effect()),
         namespaces=chosen,
         flows=flows,
         allowed_flows=allowed_flows,

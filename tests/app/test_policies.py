@@ -144,6 +144,56 @@ def test_several_paths_and_duplicates_across_files(tmp_path: Path) -> None:
     )
 
 
+SAME_NAME = [
+    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {podSelector: {matchLabels: {app: web}}}\n",
+    "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {endpointSelector: {matchLabels: {app: web}}, ingress: [{}]}\n",
+    "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {selector: app == 'web', types: [Ingress]}\n",
+    "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: web, namespace: x}\n"
+    "spec: {selector: app == 'web', types: [Ingress]}\n",
+]
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [3, 2, 1, 0]])
+def test_objects_of_different_kinds_may_share_a_name(tmp_path: Path, order: list[int]) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text("---\n".join(SAME_NAME[i] for i in order))
+    result = load_policies([str(path)])
+    origin = {i: f"{path}#{order.index(i) + 1}" for i in order}
+    assert [(p.key, p.kind, p.origin) for p in result.policies.policies] == [  # the same order, whatever the input's
+        (("x", "web"), "Calico NetworkPolicy", origin[3]),
+        (("x", "web"), "Calico StagedNetworkPolicy", origin[2]),
+        (("x", "web"), "CiliumNetworkPolicy", origin[1]),
+        (("x", "web"), "NetworkPolicy", origin[0]),
+    ]
+
+
+def test_a_staged_policy_beside_the_calico_policy_of_its_name_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text("---\n".join(SAME_NAME))
+    result = load_policies([str(path)])
+    assert result.warnings == (
+        f"{path}#3 (x/web): the Calico StagedNetworkPolicy stands in for the Calico NetworkPolicy of its name "
+        f"({path}#4): traffic is judged as if it were applied",
+    )
+    assert [p.kind for p in result.policies.in_effect()] == [
+        "Calico StagedNetworkPolicy", "CiliumNetworkPolicy", "NetworkPolicy"
+    ]
+
+
+@pytest.mark.parametrize(("twice", "kind"), [
+    (0, "NetworkPolicy"), (1, "CiliumNetworkPolicy"), (2, "Calico StagedNetworkPolicy"), (3, "Calico NetworkPolicy"),
+])  # fmt: skip
+def test_the_same_kind_and_name_twice_is_a_duplicate(tmp_path: Path, twice: int, kind: str) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text("---\n".join([*SAME_NAME, SAME_NAME[twice]]))
+    with pytest.raises(PolicyError) as e:
+        load_policies([str(path)])
+    assert str(e.value) == f"{path}#5 (x/web): duplicate {kind}, also defined at {path}#{twice + 1}"
+
+
 def test_missing_file() -> None:
     with pytest.raises(PolicyError, match=r"^nope\.yaml: no such file or folder$"):
         load_policies(["nope.yaml"])
@@ -389,6 +439,8 @@ def _api_item(name: str, namespace: str, uid: str) -> dict[str, Any]:
 
 NETWORKPOLICIES = "/apis/networking.k8s.io/v1/networkpolicies"
 SHOP_NETWORKPOLICIES = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"
+# discovery of the custom policy resources' groups, before anything is listed (404 here: neither is installed)
+DISCOVERY = [("/apis/cilium.io/v2", None, None), ("/apis/projectcalico.org/v3", None, None)]
 
 
 @pytest.fixture
@@ -412,15 +464,15 @@ def test_cluster_all_namespaces_two_pages(tmp_path: Path, api_server: FakeAPISer
     assert api.origin == f"{api_server.url}/apis/networking.k8s.io/v1/namespaces/payments/networkpolicies/api"
     assert api.policy_types == ("Ingress",)
     assert api.ingress == (Rule(peers=(Peer(pod_selector=LabelSelector()),), ports=(PortSpec("TCP", 8080),)),)
-    # no policy names a port: the pods are not listed
-    assert api_server.paths() == [(NETWORKPOLICIES, None, ["500"]), (NETWORKPOLICIES, ["page-2"], ["500"])]
+    # no policy names a port: the pods are not listed; the cluster has neither Cilium's nor Calico's policies
+    assert api_server.paths() == [*DISCOVERY, (NETWORKPOLICIES, None, ["500"]), (NETWORKPOLICIES, ["page-2"], ["500"])]
     assert all(auth == "Bearer secret-token" for _, _, auth in api_server.requests)
 
 
 def test_cluster_per_namespace(tmp_path: Path, api_server: FakeAPIServer) -> None:
     result = load_cluster(kubeconfig(tmp_path, api_server.url), None, namespaces=["shop"])
     assert keys(result) == [("shop", "db"), ("shop", "web")]
-    assert {path for path, _, _ in api_server.paths()} == {SHOP_NETWORKPOLICIES}
+    assert [path for path, _, _ in api_server.paths()] == [*(d[0] for d in DISCOVERY), *[SHOP_NETWORKPOLICIES] * 2]
 
 
 def test_cluster_forbidden_gives_a_hint(tmp_path: Path, api_server: FakeAPIServer) -> None:
@@ -462,6 +514,7 @@ def test_cluster_pods_are_listed_when_a_policy_names_a_port(tmp_path: Path, api_
     )  # fmt: skip
     assert result.warnings == () and result.documents == 2
     assert api_server.paths() == [
+        *DISCOVERY,
         (NETWORKPOLICIES, None, ["500"]),
         (NETWORKPOLICIES, ["page-2"], ["500"]),
         (PODS, None, ["500"]),
@@ -476,7 +529,7 @@ def test_cluster_pods_of_the_namespaces_asked_for(tmp_path: Path, api_server: Fa
     api_server.collections[SHOP_PODS] = [db]
     result = load_cluster(kubeconfig(tmp_path, api_server.url), None, ["shop"])
     assert [w.describe() for w in result.workloads] == ["Pod shop/db-0"]
-    assert [path for path, _, _ in api_server.paths()] == [SHOP_NETWORKPOLICIES, SHOP_NETWORKPOLICIES, SHOP_PODS]
+    assert [path for path, _, _ in api_server.paths()][2:] == [SHOP_NETWORKPOLICIES, SHOP_NETWORKPOLICIES, SHOP_PODS]
 
 
 def test_cluster_pods_forbidden_leaves_named_ports_unresolved(tmp_path: Path, api_server: FakeAPIServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,17 @@ def test_text_diff_ignores_key_order_defaults_and_evidence() -> None:
         "+    - protocol: TCP",
         "+      port: 9090",
     ]
+
+
+def test_text_diff_pairs_objects_by_name_and_by_kind_where_kinds_share_a_name() -> None:
+    proposed = next(p for p in proposed_small().policies if p.name == "api-ingress")
+    as_cilium = replace(proposed, api="cilium")
+    (rewritten,) = text_diff(PolicySet.of([proposed]), PolicySet.of([as_cilium]), ["x"])
+    assert (rewritten.name, rewritten.status) == ("api-ingress", "changed")
+    assert "-kind: NetworkPolicy\n+apiVersion: cilium.io/v2\n+kind: CiliumNetworkPolicy\n" in rewritten.text
+    both = text_diff(PolicySet.of([proposed, as_cilium]), PolicySet.of([proposed]), ["x"])
+    assert [(o.name, o.status) for o in both] == [("api-ingress", "removed"), ("api-ingress", "unchanged")]
+    assert "-kind: CiliumNetworkPolicy\n" in both[0].text
 
 
 def test_a_broken_deployed_set_shows_the_edges_the_proposal_fixes() -> None:

@@ -361,6 +361,8 @@ def test_verify_cluster_resolves_named_ports_on_the_clusters_pods(
         "1 not declared by the pod",
     ]
     assert [path for path, _, _ in cluster.paths()] == [
+        "/apis/cilium.io/v2",  # discovery: not installed
+        "/apis/projectcalico.org/v3",
         "/apis/networking.k8s.io/v1/namespaces/x/networkpolicies",
         "/apis/networking.k8s.io/v1/namespaces/x/networkpolicies",
         "/apis/networking.k8s.io/v1/namespaces/x/networkpolicies",

@@ -15,11 +15,12 @@ from flowbuilder import flow as build_flow
 
 from synth.base.config import Settings
 from synth.base.errors import PolicyError
-from synth.core.model import FQDN, HTTPRule, LabelSelector, PolicySet, Requirement
+from synth.core.model import FQDN, HTTPRule, LabelSelector, NetworkPolicy, PolicySet, Requirement
 from synth.policy.calico import parse_selector, policy_from_calico
 from synth.policy.cilium import policies_from_cnp
 from synth.policy.evaluate import Endpoint, Engine, Traffic, Verdict
 from synth.policy.fields import Where
+from synth.policy.manifest import policy_from_object
 from synth.policy.observed import observe_batches
 from synth.policy.verify import verify
 
@@ -254,6 +255,72 @@ ingress:
     anywhere = Endpoint("pod", namespace="z", labels={"a": "b"}, ip="10.0.9.9")
     assert engine.evaluate(Traffic(anywhere, web(), "TCP", 80)).ingress.verdict == Verdict.ALLOWED
     assert engine.evaluate(Traffic(anywhere, web(), "TCP", 81)).ingress.verdict == Verdict.DENIED
+
+
+def test_policies_of_different_kinds_sharing_a_name_are_told_apart() -> None:
+    """A NetworkPolicy and a CiliumNetworkPolicy both named `web` both isolate the pod: reasons name each with
+    its API."""
+    netpol = policy_from_object({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                 "metadata": {"name": "web", "namespace": "x"},
+                                 "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}, "np.yaml#1")  # fmt: skip
+    cilium = policies_from_cnp(cnp("""
+endpointSelector: {matchLabels: {app: web}}
+ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+""", name="web"), "cnp.yaml#1")
+    engine = Engine(PolicySet.of([netpol, *cilium]))
+    client = Endpoint("pod", namespace="x", labels={"app": "client"}, ip="10.0.0.6", name="client")
+    ingress = engine.evaluate(Traffic(client, web(), "TCP", 80)).ingress
+    assert (ingress.verdict, ingress.isolated_by, ingress.allowed_by) == (
+        Verdict.ALLOWED, ("x/web(cilium)", "x/web(kubernetes)"), ("x/web(cilium) ingress[0]",)
+    )
+    alone = Engine(PolicySet.of(cilium)).evaluate(Traffic(client, web(), "TCP", 80)).ingress
+    assert (alone.isolated_by, alone.allowed_by) == (("x/web",), ("x/web ingress[0]",))
+
+
+def client_to_web(*policies: NetworkPolicy) -> list[tuple[int, Verdict, tuple[str, ...], tuple[str, ...]]]:
+    """(port, verdict, isolated by, allowed by) of ingress from x/{app=client} to web on TCP 80 and 443."""
+    engine = Engine(PolicySet.of(list(policies)))
+    client = Endpoint("pod", namespace="x", labels={"app": "client"}, ip="10.0.0.6", name="client")
+    out = []
+    for port in (80, 443):
+        ingress = engine.evaluate(Traffic(client, web(), "TCP", port)).ingress
+        out.append((port, ingress.verdict, ingress.isolated_by, ingress.allowed_by))
+    return out
+
+
+def calico_ingress(port: int, kind: str = "NetworkPolicy", staged_action: str = "Set") -> NetworkPolicy:
+    """x/web, a Calico policy of `kind` that admits x/{app=client} on TCP `port`."""
+    action = f"stagedAction: {staged_action}, " if kind == "StagedNetworkPolicy" else ""
+    spec = (f"{{{action}selector: app == 'web', types: [Ingress], ingress: [{{action: Allow, protocol: TCP, "
+            f"source: {{selector: app == 'client'}}, destination: {{ports: [{port}]}}}}]}}")
+    return policy_from_calico(calico(spec, kind=kind, name="web"), f"{kind}.yaml")
+
+
+def test_a_staged_policy_stands_in_for_the_calico_policy_of_its_name() -> None:
+    """What Calico shows as pending: the staged policy decides, the enforced one of its name does not."""
+    enforced, staged = calico_ingress(80), calico_ingress(443, "StagedNetworkPolicy")
+    assert client_to_web(enforced) == [
+        (80, Verdict.ALLOWED, ("x/web",), ("x/web ingress[0]",)),
+        (443, Verdict.DENIED, ("x/web",), ()),
+    ]
+    assert client_to_web(enforced, staged) == [
+        (80, Verdict.DENIED, ("x/web(calico-staged)",), ()),
+        (443, Verdict.ALLOWED, ("x/web(calico-staged)",), ("x/web(calico-staged) ingress[0]",)),
+    ]
+    removal = calico_ingress(443, "StagedNetworkPolicy", "Delete")
+    assert client_to_web(enforced, removal) == [(80, Verdict.ALLOWED, (), ()), (443, Verdict.ALLOWED, (), ())]
+    assert PolicySet.of([enforced, staged]).staged_over() == ((staged, enforced),)
+
+
+def test_a_staged_policy_replaces_no_policy_of_another_api() -> None:
+    netpol = policy_from_object({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                 "metadata": {"name": "web", "namespace": "x"},
+                                 "spec": {"podSelector": {"matchLabels": {"app": "web"}}}}, "np.yaml#1")  # fmt: skip
+    staged = calico_ingress(443, "StagedNetworkPolicy")
+    assert PolicySet.of([netpol, staged]).staged_over() == ()
+    assert client_to_web(netpol, staged)[1] == (
+        443, Verdict.ALLOWED, ("x/web(calico-staged)", "x/web(kubernetes)"), ("x/web(calico-staged) ingress[0]",)
+    )
 
 
 def test_calico_domains_nets_and_staged() -> None:
