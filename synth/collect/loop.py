@@ -439,9 +439,11 @@ def remove_stale_temporaries(store: Store) -> None:
     if not store.exists():
         return
     store.recover()  # a compaction to finish; on an object store, the files no commit record names
-    for info in store.fs.get_file_info(pafs.FileSelector(store.flows_dir, recursive=True)):
-        if info.type == pafs.FileType.File and info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
-            store.fs.delete_file(info.path)
+    for folder in (store.flows_dir, store.ids_dir):  # flows and their identities are written side by side
+        selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+        for info in store.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
+                store.fs.delete_file(info.path)
 
 
 def summary_lines(report: CollectReport) -> list[str]:

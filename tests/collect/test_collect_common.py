@@ -1,14 +1,19 @@
-"""The window checks both collectors share."""
+"""What both collectors share: the window checks, stop requests, and the clean-up after a killed writer."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from conftest import FIXTURES
+
+from synth.app.ingest import import_files
 from synth.base.errors import UsageError
 from synth.collect.calico import CalicoOptions
 from synth.collect.hubble import CollectOptions
-from synth.collect.loop import check_window
+from synth.collect.loop import check_window, remove_stale_temporaries
 from synth.collect.stop import StopRequest
+from synth.store.dataset import Store
 
 
 @pytest.mark.parametrize("options_type", [CollectOptions, CalicoOptions])
@@ -36,3 +41,18 @@ def test_a_stop_request_wakes_the_collection_it_is_attached_to() -> None:
     assert woken == ["first"]
     stop.attach(lambda: woken.append("late"))  # set before the collection started: it stops at once
     assert woken == ["first", "late"]
+
+
+def test_half_written_flows_and_identities_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    """A writer killed mid-file leaves `.NAME.tmp` beside the flows or beside their identities: both go, the
+    stored files stay."""
+    store = Store(str(tmp_path / "store"))
+    import_files(store, "hubble", [str(FIXTURES / "hubble" / "envelope.json")])
+    stored = sorted(p for p in (tmp_path / "store").rglob("*.parquet"))
+    assert any("/ids/" in str(p) for p in stored) and any("/flows/" in str(p) for p in stored)
+    left = [p.parent / f".part-killed-{i}.parquet.tmp" for i, p in enumerate(stored)]
+    for path in left:
+        path.write_bytes(b"PAR1 half")
+    remove_stale_temporaries(store)
+    assert not [path for path in left if path.exists()]
+    assert sorted(p for p in (tmp_path / "store").rglob("*.parquet")) == stored
