@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from synth.app.deployed import LoadResult, load_cluster, load_policies, policies_from_text
+from synth.app.cluster import load_cluster
+from synth.app.deployed import LoadResult, load_policies, policies_from_text
 from synth.app.flows import observe_store
 from synth.base.config import Settings
 from synth.base.errors import GenerationError, InputError, PolicyError, UnsafePoliciesError, UsageError

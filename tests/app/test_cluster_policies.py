@@ -13,7 +13,8 @@ import pytest
 import yaml
 from kubeapi import FakeAPIServer, kubeconfig, serving
 
-from synth.app.deployed import LoadResult, load_cluster, load_policies
+from synth.app.cluster import load_cluster
+from synth.app.deployed import LoadResult, load_policies
 from synth.base.errors import InputError
 
 NETWORKPOLICIES = "/apis/networking.k8s.io/v1/networkpolicies"

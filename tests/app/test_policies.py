@@ -13,7 +13,8 @@ import pytest
 from conftest import FIXTURES as ALL_FIXTURES
 from kubeapi import FakeAPIServer, api_pod, kubeconfig, serving
 
-from synth.app.deployed import LoadResult, SkippedObject, load_cluster, load_policies
+from synth.app.cluster import load_cluster
+from synth.app.deployed import LoadResult, SkippedObject, load_policies
 from synth.base.errors import InputError, PolicyError
 from synth.core.model import (
     ContainerPort,
