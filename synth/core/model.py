@@ -210,6 +210,14 @@ class NetworkPolicy:
             return "Calico StagedNetworkPolicy" if self.staged else "Calico NetworkPolicy"
         return "CiliumNetworkPolicy" if self.api == "cilium" else "NetworkPolicy"
 
+    @property
+    def resource(self) -> str:
+        """The resource as kubectl names it in full (`kubectl delete RESOURCE NAME`): the short names are
+        ambiguous once Calico's API server serves `networkpolicies` too."""
+        if self.api == "calico":
+            return "stagednetworkpolicies.projectcalico.org" if self.staged else "networkpolicies.projectcalico.org"
+        return "ciliumnetworkpolicies.cilium.io" if self.api == "cilium" else "networkpolicies.networking.k8s.io"
+
 
 DEFAULT_TIER = "default"
 """The Calico tier a policy without `spec.tier` is in (and where Kubernetes NetworkPolicies run)."""

@@ -48,6 +48,7 @@ class ObjectDiff:
     name: str
     status: Status
     text: str
+    resource: str = ""  # as kubectl names it in full: networkpolicies.networking.k8s.io, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,19 +179,20 @@ def diff(
 
 
 def text_diff(deployed: PolicySet, proposed: PolicySet, namespaces: Iterable[str]) -> tuple[ObjectDiff, ...]:
-    """Per object of the namespaces, sorted by namespace and name. An object is compared with the one of its
-    name on the other side (a NetworkPolicy rewritten as a CiliumNetworkPolicy is changed) or, where objects
-    of several kinds share the name, with the one of its kind."""
+    """Per object of the namespaces, sorted by namespace, name and kind. An object is compared with the one of
+    its kind and name on the other side: objects of different kinds are different objects, so a NetworkPolicy
+    rewritten as a CiliumNetworkPolicy is one removed and one added (applying the new one leaves the old one
+    in force until it is deleted)."""
     result = []
     for namespace in sorted(set(namespaces)):
         before, after = _by_name(deployed.in_namespace(namespace)), _by_name(proposed.in_namespace(namespace))
         for name in sorted(before.keys() | after.keys()):
-            for old, new in _pairs(before.get(name, []), after.get(name, [])):
+            for resource, old, new in _pairs(before.get(name, []), after.get(name, [])):
                 status: Status = (
                     "added" if old is None else "removed" if new is None else "unchanged" if old == new else "changed"
                 )
                 text = "" if status == "unchanged" else _unified(namespace, name, old, new)
-                result.append(ObjectDiff(namespace, name, status, text))
+                result.append(ObjectDiff(namespace, name, status, text, resource))
     return tuple(result)
 
 
@@ -201,15 +203,15 @@ def _by_name(policies: Iterable[NetworkPolicy]) -> dict[str, list[NetworkPolicy]
     return named
 
 
-def _pairs(olds: list[NetworkPolicy], news: list[NetworkPolicy]) -> Iterable[tuple[str | None, str | None]]:
-    """(deployed, proposed) normalised YAML of the objects of one name, None where a side has none."""
-    if len(olds) <= 1 and len(news) <= 1:
-        yield (normalised_yaml(olds[0]) if olds else None), (normalised_yaml(news[0]) if news else None)
-        return
-    for kind in sorted({(p.api, p.staged) for p in (*olds, *news)}):
-        old = next((normalised_yaml(p) for p in olds if (p.api, p.staged) == kind), None)
-        new = next((normalised_yaml(p) for p in news if (p.api, p.staged) == kind), None)
-        yield old, new
+def _pairs(
+    olds: list[NetworkPolicy], news: list[NetworkPolicy]
+) -> Iterable[tuple[str, str | None, str | None]]:
+    """(resource, deployed, proposed) normalised YAML of the objects of one name and kind, None where a side
+    has none."""
+    for resource in sorted({p.resource for p in (*olds, *news)}):
+        old = next((normalised_yaml(p) for p in olds if p.resource == resource), None)
+        new = next((normalised_yaml(p) for p in news if p.resource == resource), None)
+        yield resource, old, new
 
 
 def _unified(namespace: str, name: str, old: str | None, new: str | None) -> str:

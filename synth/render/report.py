@@ -406,11 +406,13 @@ def _rollout(
         "store) through the policies: exit 1 if any is denied."
     )
     objects = diff.objects if diff is not None else ()
-    removed = sorted(o.name for o in objects if o.namespace == namespace and o.status == "removed")
-    remove = (
-        (f"kubectl delete networkpolicy --namespace {shlex.quote(namespace)} {' '.join(map(shlex.quote, removed))}",)
-        if removed
-        else ()
+    removed: dict[str, list[str]] = {}
+    for o in objects:
+        if o.namespace == namespace and o.status == "removed":
+            removed.setdefault(o.resource or "networkpolicies.networking.k8s.io", []).append(o.name)
+    remove = tuple(
+        f"kubectl delete {resource} --namespace {shlex.quote(namespace)} {' '.join(map(shlex.quote, sorted(names)))}"
+        for resource, names in sorted(removed.items())
     )
     rollback_notes = (
         ("Then apply the previous versions of the changed and removed policies (revert this PR and apply).",)

@@ -98,9 +98,14 @@ def test_text_diff_ignores_key_order_defaults_and_evidence() -> None:
 def test_text_diff_pairs_objects_by_name_and_by_kind_where_kinds_share_a_name() -> None:
     proposed = next(p for p in proposed_small().policies if p.name == "api-ingress")
     as_cilium = replace(proposed, api="cilium")
-    (rewritten,) = text_diff(PolicySet.of([proposed]), PolicySet.of([as_cilium]), ["x"])
-    assert (rewritten.name, rewritten.status) == ("api-ingress", "changed")
-    assert "-kind: NetworkPolicy\n+apiVersion: cilium.io/v2\n+kind: CiliumNetworkPolicy\n" in rewritten.text
+    """A NetworkPolicy rewritten as a CiliumNetworkPolicy of the same name is another object: the old one stays in
+    force until deleted, so it is removed (by its own resource) and the new one added."""
+    rewritten = text_diff(PolicySet.of([proposed]), PolicySet.of([as_cilium]), ["x"])
+    assert [(o.name, o.status, o.resource) for o in rewritten] == [
+        ("api-ingress", "added", "ciliumnetworkpolicies.cilium.io"),
+        ("api-ingress", "removed", "networkpolicies.networking.k8s.io"),
+    ]
+    assert "+kind: CiliumNetworkPolicy\n" in rewritten[0].text and "-kind: NetworkPolicy\n" in rewritten[1].text
     both = text_diff(PolicySet.of([proposed, as_cilium]), PolicySet.of([proposed]), ["x"])
     assert [(o.name, o.status) for o in both] == [("api-ingress", "removed"), ("api-ingress", "unchanged")]
     assert "-kind: CiliumNetworkPolicy\n" in both[0].text

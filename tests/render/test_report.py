@@ -270,8 +270,28 @@ def test_golden_broken_deployed_set(sample_store: Path, tmp_path: Path, update_g
     text = render_report(report)
     check_markdown(text)
     assert "### Newly blocked" in text and "### Attack surface removed" in text
-    assert report.rollouts[0].remove == ("kubectl delete networkpolicy --namespace payments api ledger",)
+    assert report.rollouts[0].remove == (
+        "kubectl delete networkpolicies.networking.k8s.io --namespace payments api ledger",
+    )
     check_golden("broken-deployed.md", text, update_golden)
+
+
+def test_removed_policies_of_other_kinds_are_deleted_by_their_own_resource(sample_store: Path, tmp_path: Path) -> None:
+    """A deployed CiliumNetworkPolicy and a Calico policy that the proposal does not keep are removed with the
+    resource kubectl knows them by (`networkpolicy` alone would name the Kubernetes kind)."""
+    path = tmp_path / "deployed.yaml"
+    path.write_text(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: api-ingress, namespace: payments}\n"
+        "spec: {endpointSelector: {}, ingress: [{fromEntities: [cluster]}]}\n---\n"
+        "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: old, namespace: payments}\n"
+        "spec: {selector: all(), types: [Ingress], ingress: [{action: Allow}]}\n"
+    )
+    deployed = load_policies([str(path)], default_namespace="payments").policies
+    _, report = report_of(Store(str(sample_store)), ["payments"], deployed=deployed)
+    assert report.rollouts[0].remove == (
+        "kubectl delete ciliumnetworkpolicies.cilium.io --namespace payments api-ingress",
+        "kubectl delete networkpolicies.projectcalico.org --namespace payments old",
+    )
 
 
 # --- untrusted strings ---------------------------------------------------------------------------------
