@@ -20,6 +20,8 @@ _LIST_KINDS = {  # (apiVersion, collection) -> the kind of its List
     ("cilium.io/v2", "ciliumnetworkpolicies"): "CiliumNetworkPolicyList",
     ("projectcalico.org/v3", "networkpolicies"): "NetworkPolicyList",
     ("projectcalico.org/v3", "stagednetworkpolicies"): "StagedNetworkPolicyList",
+    ("cilium.io/v2", "ciliumclusterwidenetworkpolicies"): "CiliumClusterwideNetworkPolicyList",
+    ("projectcalico.org/v3", "globalnetworkpolicies"): "GlobalNetworkPolicyList",
 }
 _DISCOVERY = ("cilium.io/v2", "projectcalico.org/v3")  # custom groups: served when one of their collections is
 

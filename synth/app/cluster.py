@@ -4,7 +4,8 @@ NetworkPolicies always; CiliumNetworkPolicies and Calico (Staged)NetworkPolicies
 them (asked of the API server's discovery first: RBAC answers 403 for a resource that is not installed as for
 one the credentials may not list); and the Pods of the same namespaces when a policy names a port. Lists
 are paged with `limit`/`continue`; origins are the objects' URLs. Cluster-wide kinds
-(CiliumClusterwideNetworkPolicy, Calico GlobalNetworkPolicy) are not read.
+(CiliumClusterwideNetworkPolicy, Calico GlobalNetworkPolicy) are not evaluated: those in force are
+counted and said in a warning, since verdicts leave them out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 
 from synth.app.deployed import Collector, LoadResult
 from synth.base.errors import InputError
+from synth.base.text import plural
 from synth.core.model import PolicySet
 from synth.policy import calico, cilium
 from synth.policy.manifest import API_VERSION
@@ -65,6 +67,13 @@ _CUSTOM = (
     _Resource("StagedNetworkPolicy", calico.API_VERSION, "Calico StagedNetworkPolicies",
               "stagednetworkpolicies.projectcalico.org", "stagednetworkpolicies", custom=True),
 )  # fmt: skip
+_CLUSTER_WIDE = (
+    _Resource("CiliumClusterwideNetworkPolicy", cilium.API_VERSION, "CiliumClusterwideNetworkPolicies",
+              "ciliumclusterwidenetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies", custom=True),
+    _Resource("GlobalNetworkPolicy", calico.API_VERSION, "Calico GlobalNetworkPolicies",
+              "globalnetworkpolicies.projectcalico.org", "globalnetworkpolicies", custom=True),
+)  # fmt: skip
+"""Cluster-scoped policy kinds synth does not evaluate: counted, so that their presence is said."""
 
 
 class _Refused(InputError):
@@ -96,11 +105,13 @@ def load_cluster(
     server = str(api_client.configuration.host)
     networking, core = k8s_client.NetworkingV1Api(api_client), k8s_client.CoreV1Api(api_client)
     custom = k8s_client.CustomObjectsApi(api_client)
+    discovered = _discover(custom, server, timeout)
     listings = [
         (_POLICIES, (networking.list_network_policy_for_all_namespaces, networking.list_namespaced_network_policy)),
-        *((r, _custom_listing(custom, r)) for r in _served(custom, server, timeout)),
+        *((r, _custom_listing(custom, r)) for r in _CUSTOM if _serves(discovered, r)),
     ]
     collector = Collector("default", source="cluster")
+    collector.warnings += _cluster_wide(custom, discovered, server, timeout)
     scopes: Sequence[str | None] = sorted(set(namespaces)) if namespaces else [None]
     for namespace in scopes:
         for resource, listing in listings:
@@ -120,15 +131,15 @@ def load_cluster(
     return collector.result()
 
 
-def _served(custom: Any, server: str, timeout: float) -> list[_Resource]:
-    """The custom policy resources to list: those their group's discovery names, and all of a group whose
-    discovery fails otherwise than with a 404 (listing them then says why). Discovery is open to every
-    authenticated user and tells a resource that is not installed from one the credentials may not list,
-    which a list request cannot: RBAC refuses both alike."""
+def _discover(custom: Any, server: str, timeout: float) -> dict[str, set[str] | None]:
+    """The resources each custom group serves, by its discovery: empty when the group is not served (404),
+    None when discovery failed otherwise (then every resource of the group is listed, and listing says
+    why). Discovery is open to every authenticated user and tells a resource that is not installed from
+    one the credentials may not list, which a list request cannot: RBAC refuses both alike."""
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
     from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
-    served: list[_Resource] = []
+    found: dict[str, set[str] | None] = {}
     for group_version in dict.fromkeys(r.api_version for r in _CUSTOM):
         group, version = group_version.split("/")
         try:
@@ -140,8 +151,36 @@ def _served(custom: Any, server: str, timeout: float) -> list[_Resource]:
             raise _unreachable(server, e) from e
         except (ValueError, AttributeError):
             names = None
-        served += [r for r in _CUSTOM if r.api_version == group_version and (names is None or r.path in names)]
-    return served
+        found[group_version] = names
+    return found
+
+
+def _serves(discovered: dict[str, set[str] | None], resource: _Resource) -> bool:
+    names = discovered.get(resource.api_version)
+    return names is None or resource.path in names
+
+
+def _cluster_wide(custom: Any, discovered: dict[str, set[str] | None], server: str, timeout: float) -> list[str]:
+    """A warning for each cluster-scoped policy kind the cluster holds (discovery names it and a listing finds
+    some, or may not be made): synth judges namespaced policies only, so verdicts leave those out."""
+    warnings = []
+    for resource in _CLUSTER_WIDE:
+        if resource.path not in (discovered.get(resource.api_version) or ()):
+            continue
+        group, version = resource.api_version.split("/")
+        listing = (partial(custom.list_cluster_custom_object, group, version, resource.path), None)
+        try:
+            count = sum(1 for _ in _list_pages(listing, resource, server, None, timeout))
+        except _Refused as e:
+            warnings.append(f"{e}; any {resource.plural} in force are not known to synth")
+            continue
+        if count:
+            found = plural(count, resource.plural[:-3] + "y", resource.plural)
+            warnings.append(
+                f"{server}: {found} in force, not read: synth judges namespaced policies "
+                f"only, so its verdicts leave {'it' if count == 1 else 'them'} out (`kubectl get {resource.rbac}`)"
+            )
+    return warnings
 
 
 def _custom_listing(custom: Any, resource: _Resource) -> tuple[Any, Any]:

@@ -197,3 +197,32 @@ def test_refused_is_an_error_with_a_hint(
     with pytest.raises(InputError) as e:
         load_cluster(kubeconfig(tmp_path, cluster.url), None, namespaces)
     assert str(e.value) == f"{cluster.url}: {message}"
+
+
+CLUSTERWIDE = "/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies"
+GLOBAL = "/apis/projectcalico.org/v3/globalnetworkpolicies"
+
+
+def test_cluster_wide_policies_in_force_are_said_not_read(tmp_path: Path, cluster: FakeAPIServer) -> None:
+    """Two CiliumClusterwideNetworkPolicies (two pages) are counted and named in a warning; Calico's
+    GlobalNetworkPolicies, that the credentials may not list, are said unknown; neither becomes a policy."""
+    cluster.collections[CLUSTERWIDE] = [{"metadata": {"name": "deny-all"}, "spec": {"endpointSelector": {}}},
+                                        {"metadata": {"name": "dns"}, "spec": {"endpointSelector": {}}}]
+    cluster.status[GLOBAL] = 403
+    result = load_cluster(kubeconfig(tmp_path, cluster.url), None, ["shop"])
+    assert ("shop", "web", "CiliumNetworkPolicy") in kinds(result)
+    assert result.warnings[:2] == (
+        f"{cluster.url}: 2 CiliumClusterwideNetworkPolicies in force, not read: synth judges namespaced policies "
+        "only, so its verdicts leave them out (`kubectl get ciliumclusterwidenetworkpolicies.cilium.io`)",
+        f"{cluster.url}: listing Calico GlobalNetworkPolicies failed: HTTP 403 Forbidden; the credentials need `list` "
+        "on globalnetworkpolicies.projectcalico.org (try `kubectl auth can-i list "
+        "globalnetworkpolicies.projectcalico.org -A`); any Calico GlobalNetworkPolicies in force are not known to "
+        "synth",
+    )
+    assert [path for path, _, _ in cluster.paths()].count(CLUSTERWIDE) == 2
+
+
+def test_no_cluster_wide_policies_no_warning(tmp_path: Path, cluster: FakeAPIServer) -> None:
+    cluster.collections[CLUSTERWIDE] = []
+    result = load_cluster(kubeconfig(tmp_path, cluster.url), None, ["shop"])
+    assert not [w for w in result.warnings if "Clusterwide" in w]
