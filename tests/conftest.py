@@ -48,6 +48,15 @@ def synth(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     return run
 
 
+def assert_format_usage_error(synth: Callable[..., Run], store: Path, options: tuple[str, ...], message: str) -> None:
+    """Each command that takes `--format` and its options (generate, report, diff) refuses `options` with
+    `message`, exit 2, nothing on stdout."""
+    for command in ("generate", "report", "diff"):
+        deployed = ("--deployed", store) if command == "diff" else ()
+        run = synth(command, "-n", "shop", *options, *deployed, "--store", store)
+        assert (run.code, run.out, run.err) == (2, "", f"synth: error: {message}\n"), command
+
+
 @pytest.fixture(scope="session")
 def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding the bundled sample flows (imported once per session)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Run
+from conftest import Run, assert_format_usage_error
 from flowbuilder import Pod, flow, write
 
 from synth.app.generation import Generated, describe, generate, verify_policies
@@ -242,7 +242,4 @@ def test_its_own_output_passes_generate_diff_and_verify(store_path: Path, tmp_pa
 def test_l7_options_without_cilium_are_usage_errors(
     store_path: Path, synth: Callable[..., Run], options: tuple[str, ...], message: str
 ) -> None:
-    for command in ("generate", "report", "diff"):
-        deployed = ("--deployed", store_path) if command == "diff" else ()
-        run = synth(command, "-n", "shop", *options, *deployed, "--store", store_path)
-        assert (run.code, run.out, run.err) == (2, "", f"synth: error: {message}\n"), command
+    assert_format_usage_error(synth, store_path, options, message)
