@@ -22,6 +22,8 @@ asked for (`pattern`: every name it matches is allowed, not only those seen).
 Cilium HTTP rules narrow a connection further: on each connection an HTTP rule allows, an entry
 that no observed request matched is an allowance of its own (`GET /admin`), and an entry that
 matches more than the literal requests seen (identifiers generalised, `[^/?]+`) is flagged `path`.
+Without recorded requests (no L7 visibility, a store older than HTTP columns), HTTP rules are judged
+at L4 only.
 """
 
 from __future__ import annotations
@@ -169,11 +171,13 @@ def _http_entries(pairs: Sequence[ObservedPair], engine: Engine, namespaces: Seq
 def _http_use(
     pairs: Sequence[ObservedPair], engine: Engine, namespaces: Sequence[str]
 ) -> tuple[dict[str, set[_Connection]], dict[tuple[str, HTTPRule], set[tuple[str, str]]]]:
-    """The observed connections each HTTP rule allows, and the requests each of its entries matched."""
+    """The observed connections with HTTP requests recorded that each HTTP rule allows, and the requests each
+    of its entries matched. A connection without requests says nothing of the entries (the recording may
+    lack L7 visibility, or the store predate HTTP columns): the rule is judged at L4 only."""
     connections: dict[str, set[_Connection]] = {}
     used: dict[tuple[str, HTTPRule], set[tuple[str, str]]] = {}
     for pair in pairs:
-        if not pair.allowed or (namespaces and not pair.touches(namespaces)):
+        if not pair.allowed or not pair.requests or (namespaces and not pair.touches(namespaces)):
             continue
         decision = engine.evaluate(pair.traffic)
         if decision.verdict != Verdict.ALLOWED:

@@ -243,3 +243,16 @@ def test_l7_options_without_cilium_are_usage_errors(
     store_path: Path, synth: Callable[..., Run], options: tuple[str, ...], message: str
 ) -> None:
     assert_format_usage_error(synth, store_path, options, message)
+
+
+def test_without_recorded_requests_http_rules_are_judged_at_l4_only(store_path: Path, tmp_path: Path) -> None:
+    """A recording without L7 visibility (the same connections, no HTTP records) neither denies nor counts the
+    entries: nothing says which requests were made."""
+    flows = [flow(FRONT, CART, 8080), flow(ADMIN, CART, 8080), flow(FRONT, DB, 5432), flow(FRONT, SEARCH, 9200),
+             flow(WORKER, SEARCH, 9200), flow(BUSY, API, 80)]
+    plain = tmp_path / "store"
+    import_files(Store(str(plain)), "hubble", [str(write(tmp_path / "flows.json", flows))])
+    policies = generated(store_path).synthesis.policies
+    result = verify_policies(Store(str(plain)), Settings(), policies, namespaces=["shop"])
+    assert (result.denied_flows, result.over_permissive) == (0, ())
+    assert not [a for a in result.unobserved if a.request]
