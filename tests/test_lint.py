@@ -1,4 +1,5 @@
-"""The house rules hold: ruff's rule list (with the banned imports) and mypy strict on synth/."""
+"""The house rules hold: ruff's rule list (with the banned imports), mypy strict on synth/, and no merge conflict
+left in any text file (a marker inside a docstring or a template parses and renders, so nothing else sees it)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,23 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+_MARKERS = ("<" * 7 + " ", "=" * 7 + "\n", ">" * 7 + " ")
+
+
+def test_no_merge_conflict_markers() -> None:
+    suffixes = {".py", ".j2", ".md", ".toml", ".yaml", ".yml", ".proto", ".cfg", ".txt", ""}
+    found = []
+    for path in sorted(ROOT.rglob("*")):
+        parts = path.relative_to(ROOT).parts
+        if parts[0].startswith(".") or parts[0] in ("build", "dist") or parts[0].endswith(".egg-info"):
+            continue  # tools' caches, the virtualenv and build output
+        if not path.is_file() or path.suffix not in suffixes:
+            continue
+        try:
+            lines = path.read_text().splitlines(keepends=True)
+        except (UnicodeDecodeError, OSError):
+            continue
+        found += [f"{path.relative_to(ROOT)}:{i}" for i, line in enumerate(lines, 1) if line.startswith(_MARKERS)]
+    assert not found, "merge conflict markers: " + ", ".join(found)

@@ -7,19 +7,13 @@ Allow rules without `nets` or `selector`, selectors in Calico's expression langu
 the L3/L4 meaning: a peer selector without `namespaceSelector` is in the policy's namespace,
 `projectcalico.org/name` is the namespace name, `k != 'v'` matches pods without `k` (as `NotIn`).
 A staged policy is read as the policy it stages (its simulated verdict is what verify shows);
-<<<<<<< HEAD
-`stagedAction: Delete` stages a removal and allows nothing. `spec.tier` is a tier name as Calico
-names tiers (`tier_problem`; absent or empty: `default`). `metadata.name` is kept as written, the
-`<tier>.` that Calico 3.29 to 3.31 require outside the default tier included (3.32 takes any name):
-it is the policy's identity, so diff and generation name the same object alike. What synth cannot
-evaluate as allow rules (Deny and Pass actions, `||` in selectors, service accounts, services) is
-refused by name.
-=======
 `stagedAction: Delete` stages a removal and allows nothing. Beside the Calico NetworkPolicy of its
-name, it stands in for it (`PolicySet.in_effect`), as in Calico's pending verdict. What synth
-cannot evaluate as allow rules (Deny and Pass actions, `||` in selectors, service accounts,
-services) is refused by name.
->>>>>>> cluster
+name, it stands in for it (`PolicySet.in_effect`), as in Calico's pending verdict. `spec.tier` is a
+tier name as Calico names tiers (`tier_problem`; absent or empty: `default`). `metadata.name` is kept
+as written, the `<tier>.` that Calico 3.29 to 3.31 require outside the default tier included (3.32
+takes any name): it is the policy's identity, so diff and generation name the same object alike.
+What synth cannot evaluate as allow rules (Deny and Pass actions, `||` in selectors, service
+accounts, services) is refused by name.
 """
 
 from __future__ import annotations

@@ -9,17 +9,13 @@ NetworkPolicy does not define (ICMP) at an isolated pod.
 
 Model choices (reference §3.3, §5): ipBlocks match any end's IP, pods included (policy-assistant
 and the upstream e2e tests); ingress from the pod's own node (`kind == "host"`) is always allowed;
-<<<<<<< HEAD
-a pod talking to itself (same namespace/name or same IP) is allowed.
+a pod talking to itself (same namespace/name or same IP) is allowed. Calico StagedNetworkPolicies
+count as the policies they stage, in place of the Calico NetworkPolicy of the same name
+(`PolicySet.in_effect`): the verdict is the one Calico shows as pending, what applying them would do.
 
 Cilium HTTP rules (`Rule.http`) act after L4 (`http_denied`): in a direction where every rule that
 allows the connection has HTTP entries, a request that matches none of them is refused by the
 proxy (HTTP 403); a rule without entries on the same connection lets every request through.
-=======
-a pod talking to itself (same namespace/name or same IP) is allowed. Calico StagedNetworkPolicies
-count as the policies they stage, in place of the Calico NetworkPolicy of the same name
-(`PolicySet.in_effect`): the verdict is the one Calico shows as pending, what applying them would do.
->>>>>>> cluster
 """
 
 from __future__ import annotations
