@@ -35,10 +35,10 @@ _MARKERS = ("<" * 7 + " ", "=" * 7 + "\n", ">" * 7 + " ")
 def test_no_merge_conflict_markers() -> None:
     suffixes = {".py", ".j2", ".md", ".toml", ".yaml", ".yml", ".proto", ".cfg", ".txt", ""}
     found = []
-    for path in sorted(ROOT.rglob("*")):
-        parts = path.relative_to(ROOT).parts
-        if parts[0].startswith(".") or parts[0] in ("build", "dist") or parts[0].endswith(".egg-info"):
-            continue  # tools' caches, the virtualenv and build output
+    skipped = ("build", "dist")  # with hidden folders and *.egg-info: tools' caches, the virtualenv, build output
+    tops = [top for top in sorted(ROOT.iterdir())
+            if not top.name.startswith(".") and top.name not in skipped and not top.name.endswith(".egg-info")]
+    for path in (p for top in tops for p in ([top] if top.is_file() else sorted(top.rglob("*")))):
         if not path.is_file() or path.suffix not in suffixes:
             continue
         try:

@@ -167,11 +167,9 @@ class _RuleDraft:
              http: tuple[HTTPEvidence, ...] = ()) -> Rule:
         """The rule for `peer` on `ports` (all of them by default), with its HTTP entries if any."""
         chosen = self.ports if ports is None else ports
-        seen = _Seen(self.flows, self.first, self.last)
-        if chosen != self.ports:
-            seen = _Seen()
-            for port in chosen:
-                seen = seen.merged(self.by_port.get(port, _Seen()))
+        seen = _Seen()  # every edge a draft takes has a rule protocol and port: its flows are those of its ports
+        for port in chosen:
+            seen = seen.merged(self.by_port.get(port, _Seen()))
         first, last = seen.first or self.first, seen.last or self.last
         assert first is not None and last is not None
         evidence = Evidence(
