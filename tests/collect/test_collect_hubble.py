@@ -23,6 +23,7 @@ import pytest
 from collecting import Collection, CollectorProcess, wait_for
 from conftest import ROOT, SAMPLE_FLOWS, SHARED_CAPTURES, Run
 from disks import small_disk
+from processes import alive, children, kill_all
 
 from synth._proto.observer import observer_pb2
 from synth.base.errors import CollectError
@@ -340,6 +341,30 @@ def test_sigterm_flushes_and_a_second_collector_is_refused(
     stored, served = _flow_keys(tmp_path), _served_keys(responses[:2000])
     assert sum(stored.values()) == sum(served.values())  # compacted: counts add up, times are served ones
     assert set(stored) <= set(served)
+
+
+def test_kill_9_of_an_idle_collector_leaves_no_process_behind(relay_factory: Callable[..., Relay],
+                                                               tmp_path: Path) -> None:
+    """Following a stream that sends nothing, the receiver has nothing to hand over: it still notices the
+    collector is gone, and with it the forkserver and the resource tracker end."""
+    relay = relay_factory([])
+    collector = _collector(relay, tmp_path, "--follow")
+    descendants: list[int] = []
+    try:
+        wait_for(lambda: _locked(tmp_path), 30, "the collector to take the lock")
+
+        def receiver_started() -> bool:  # the resource tracker, the forkserver, and the receiver it forked
+            descendants[:] = [*children(collector.pid), *(p for c in children(collector.pid) for p in children(c))]
+            return len(descendants) >= 3
+
+        wait_for(receiver_started, 30, "the receiver process")
+        collector.send_signal(signal.SIGKILL)
+        collector.wait(10)
+        wait_for(lambda: not any(alive(pid) for pid in descendants), 15, "the collector's processes to end")
+    finally:
+        collector.kill()
+        kill_all(descendants)  # first: they hold the collector's output pipes open
+        collector.communicate()
 
 
 def test_kill_9_leaves_a_readable_store(

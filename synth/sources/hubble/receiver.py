@@ -6,14 +6,16 @@ process (forkserver: forked from a clean server process with this module already
 opens the GetFlows stream itself and hands the serialized responses to the collector in lists of
 up to `CHUNK` (at least every `_LINGER_S` while flows trickle in). What the stream raises
 (`StreamBroken`, `CollectError`) is raised by the collector's iterator as if the stream were local;
-cancelling ends the child. The child leaves when the collector is gone (its pipe breaks, or its
-parent changes), so a killed collector leaves no receiver behind.
+cancelling ends the child. The child leaves when the collector is gone: its pipe to the collector has
+no reader left, which it checks every `_LINGER_S` whether flows come or not (its parent is the
+forkserver, which lives as long as its children do, so the parent says nothing). So a killed collector
+leaves no receiver behind, and with the receiver gone the forkserver and resource tracker end too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
+import select
 import signal
 import threading
 import time
@@ -94,9 +96,10 @@ def _receive(endpoint: Endpoint, request: FlowRequest, since_ns: int | None, par
             outcome.append(e)
 
     threading.Thread(target=read, name="hubble-receiver-read", daemon=True).start()
-    keeper = os.getppid()
+    gone = select.poll()
+    gone.register(parent.fileno(), 0)  # a pipe's write end reports POLLERR once no reader is left
     try:
-        while os.getppid() == keeper:
+        while not gone.poll(0):
             ended = bool(outcome)
             while received:
                 parent.send([received.popleft() for _ in range(min(len(received), CHUNK))])
