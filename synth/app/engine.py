@@ -14,6 +14,7 @@ columns and the `Accumulator` makes partials, identities and edges of them as fo
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
 from synth.core.aggregate import HTTP_COLUMNS, Accumulator
@@ -39,6 +41,7 @@ MEMORY_LIMIT = "256MB"
 _MAX_THREADS = 4
 _LABEL_COLUMNS = ("src_labels", "dst_labels", "src_ns_labels", "dst_ns_labels")
 _BATCH_ROWS = 131_072
+_GROUP_ROWS = 65_536  # small files are read together into batches of about this many rows
 _NAME_COLUMNS = ("dns_query", "dns_answers", "dst_ip", "dst_names")
 _AGGREGATES = (
     'count(*)::BIGINT AS "rows", sum("count")::BIGINT AS "count", min("time") AS time_min, max("time") AS time_max'
@@ -134,23 +137,52 @@ class _Encoder:
         self.labels = [name for name in self.columns if name in _LABEL_COLUMNS]
         self.dictionary = [name for name in self.columns if pa.types.is_string(FLOW_SCHEMA.field(name).type)]
         self.dictionary += [f"{name}.key_value.{part}" for name in self.labels for part in ("key", "value")]
+        # what a column reads as (strings come dictionary-encoded): a file without it gets nulls of that type
+        self._read_types = {name: pa.dictionary(pa.int32(), pa.string()) if name in self.dictionary
+                            else FLOW_SCHEMA.field(name).type for name in self.columns}
 
-    def read(self, store: Store, stored: StoredFile) -> list[tuple[pa.RecordBatch, pa.RecordBatch]]:
-        """The file's flows in the window: each batch as `schema`, with its DNS columns beside it."""
-        parquet = store.open_file(stored, read_dictionary=self.dictionary)
+    def read(self, store: Store, files: _Files) -> tuple[list[tuple[pa.RecordBatch, pa.RecordBatch]], int]:
+        """The flows in the window of the next files of `files`, as batches of `schema`, each with its DNS
+        columns beside it, and how many files were read. Files are taken until `_GROUP_ROWS` rows were
+        read, and small ones become one batch together: a store written by a collection holds a
+        small file per flush, and what costs per batch (Arrow calls, DuckDB's scan) would otherwise be
+        paid per file."""
+        encoded: list[tuple[pa.RecordBatch, pa.RecordBatch]] = []
+        pending: list[pa.RecordBatch] = []
+        rows = taken = 0
+
+        def flush() -> None:
+            nonlocal rows
+            if pending:
+                batch = pending[0] if len(pending) == 1 else _concatenated(pending)
+                encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))
+                pending.clear()
+                rows = 0
+
+        while not encoded and rows < _GROUP_ROWS and (stored := files.next()) is not None:
+            taken += 1
+            parquet = store.open_file(stored, read_dictionary=self.dictionary)
+            for batch in self._batches(parquet, stored):
+                if pending and (rows + batch.num_rows > _GROUP_ROWS or batch.schema != pending[0].schema):
+                    flush()
+                pending.append(batch)
+                rows += batch.num_rows
+        flush()
+        return encoded, taken
+
+    def _batches(self, parquet: pq.ParquetFile, stored: StoredFile) -> Iterator[pa.RecordBatch]:
+        """A file's flows in the window, as batches of `columns` in that order."""
         absent = absent_columns(parquet, self.columns)
         columns = [name for name in self.columns if name not in absent]
-        encoded = []
         try:
             for batch in parquet.iter_batches(columns=columns, batch_size=_BATCH_ROWS, use_threads=False):
                 for name in absent:  # a file written before the column was added
-                    batch = batch.append_column(name, pa.nulls(batch.num_rows, FLOW_SCHEMA.field(name).type))
-                batch = _windowed(batch, self.window)
+                    batch = batch.append_column(name, pa.nulls(batch.num_rows, self._read_types[name]))
+                batch = _windowed(batch.select(self.columns), self.window)
                 if batch.num_rows:
-                    encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))
+                    yield batch
         except (OSError, pa.ArrowInvalid) as e:  # bit rot or a truncated page: the store's own message
             raise unreadable(stored.path, e) from e
-        return encoded
 
     def _encode(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         arrays = {name: batch.column(name) for name in self.columns}
@@ -160,6 +192,27 @@ class _Encoder:
         for name, registry in self.ids.items():
             arrays[name] = registry.encode([arrays[column] for column in self.groups[name]])
         return pa.RecordBatch.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
+
+
+class _Files:
+    """The files of the window, handed out one at a time to the reading threads."""
+
+    def __init__(self, files: Sequence[StoredFile]) -> None:
+        self._files = iter(files)
+        self._lock = threading.Lock()
+        self.exhausted = False
+
+    def next(self) -> StoredFile | None:
+        with self._lock:
+            stored = next(self._files, None)
+            self.exhausted = stored is None
+            return stored
+
+
+def _concatenated(batches: Sequence[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of several (their dictionaries unified)."""
+    table = pa.Table.from_batches(batches).combine_chunks()
+    return pa.RecordBatch.from_arrays([column.chunk(0) for column in table.columns], schema=table.schema)
 
 
 def _plain_schema(columns: Sequence[str]) -> pa.Schema:
@@ -206,19 +259,24 @@ def _stream(
     workers = min(len(os.sched_getaffinity(0)), _MAX_THREADS)
     rows = 0
     with ThreadPoolExecutor(workers, thread_name_prefix="synth-read") as pool:
-        pending: deque[Future[list[tuple[pa.RecordBatch, pa.RecordBatch]]]] = deque()
-        ahead = iter(files)
+        pending: deque[Future[tuple[list[tuple[pa.RecordBatch, pa.RecordBatch]], int]]] = deque()
+        source = _Files(files)
+        done = 0
         try:
-            for position in range(1, len(files) + 1):
-                while len(pending) < workers and (stored := next(ahead, None)) is not None:
-                    pending.append(pool.submit(encoder.read, store, stored))
-                for batch, names in pending.popleft().result():
+            while True:
+                while len(pending) < workers and not source.exhausted:
+                    pending.append(pool.submit(encoder.read, store, source))
+                if not pending:
+                    break
+                encoded, taken = pending.popleft().result()
+                for batch, names in encoded:
                     rows += batch.num_rows
                     accumulator.count_hours(batch.column("time"))
                     accumulator.collect_names(names)
                     yield batch
-                if on_file is not None:
-                    on_file(position, len(files), rows)
+                done += taken
+                if on_file is not None and taken:
+                    on_file(done, len(files), rows)
         except Exception as e:  # noqa: BLE001 - handed over whole, raised again by accumulate_store
             failures.append(e)
         finally:
