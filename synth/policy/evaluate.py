@@ -127,17 +127,17 @@ class Engine:
             for peer in rule.peers
         ))
 
-    def peer_signature(self, end: Endpoint) -> tuple[object, ...] | None:
+    def peer_signature(self, end: Endpoint, key: object = None) -> tuple[object, ...] | None:
         """How every peer of every rule judges `end` as the far end; None for a pod.
 
         Two endpoints that are not pods and share a signature get the same verdict and the same
         allowing rules in every connection with the same pod, protocol and port: nothing else about
         them is looked at (only the reasons' wording names them). An address no rule names shares one
-        signature with every other such address.
+        signature with every other such address. `key`: the end's `end_key`, when the caller has it.
         """
         if end.is_pod:
             return None
-        key = end_key(end)
+        key = end_key(end) if key is None else key
         found = self._signatures.get(key)
         if found is None:
             found = self._signatures[key] = (end.kind, *(_match_tag(p.match(end, self._cache)) for p in self._peers))

@@ -29,7 +29,7 @@ at L4 only.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -122,8 +122,9 @@ def unobserved_allowances(
     names_used, name_rules = _names_used(pairs), _name_rules(policies)
     asked = _name_rules(policies, frozenset(patterns))
     refused: set[object] = set()  # classes of candidates with an address that nothing allows
+    keys = _EndKeys()
     for src, dst, traffic, src_workload, dst_workload in _candidates(pairs, policies, namespaces, probe_port):
-        kind = _class_of(engine, traffic)
+        kind = _class_of(engine, traffic, keys)
         if kind in refused:
             continue
         decision = engine.evaluate(traffic)
@@ -192,15 +193,29 @@ def _http_use(
     return connections, used
 
 
-def _class_of(engine: Engine, traffic: Traffic) -> object:
+class _EndKeys:
+    """`end_key` of each endpoint object, computed once: the candidates reuse a few hundred endpoints
+    tens of thousands of times. The endpoints are kept, so an object's id is never another's."""
+
+    def __init__(self) -> None:
+        self._found: dict[int, tuple[Endpoint, object]] = {}
+
+    def __call__(self, end: Endpoint) -> object:
+        found = self._found.get(id(end))
+        if found is None:
+            found = self._found[id(end)] = (end, end_key(end))
+        return found[1]
+
+
+def _class_of(engine: Engine, traffic: Traffic, keys: Callable[[Endpoint], object] = end_key) -> object:
     """For a pod and an address that is not a pod's: the candidates the engine cannot tell apart
     (`Engine.peer_signature`), so one refusal answers for thousands of addresses; None otherwise."""
     src, dst = traffic.src, traffic.dst
     if src.is_pod == dst.is_pod:
         return None
     pod, other = (src, dst) if src.is_pod else (dst, src)
-    signature = engine.peer_signature(other)
-    return (src.is_pod, end_key(pod), signature, traffic.protocol, traffic.port)
+    signature = engine.peer_signature(other, keys(other))
+    return (src.is_pod, keys(pod), signature, traffic.protocol, traffic.port)
 
 
 def _not_isolated(
