@@ -17,6 +17,7 @@ from conftest import FIXTURES, ROOT, SAMPLE_FLOWS, Run, shared_captures
 
 from synth.base.errors import BadRecord
 from synth.sources.hubble.files import HubbleFileSource, parse_time_ns
+from synth.sources.hubble.semantics import ReplyTracker
 from synth.sources.reader import InputFile
 from synth.store.dataset import Store
 from synth.store.schema import FLOW_SCHEMA
@@ -150,6 +151,32 @@ def test_reply_direction_is_inferred_for_flows_that_do_not_say(tmp_path: Path) -
     table, _ = read_all(path)
     # The first packet is judged by the rest of its batch: no order is assumed.
     assert table.column("is_reply").to_pylist() == [True, False, True, True]
+
+
+def _connections(first: int, count: int, *, reply: bool | None) -> pa.Table:
+    """`count` TCP packets of distinct connections (client 10.0.x.y:port to 10.9.0.1:80), requests or replies."""
+    clients = [f"10.0.{n // 250 % 250}.{n % 250}" for n in range(first, first + count)]
+    ports = [1024 + n // 62_500 for n in range(first, first + count)]
+    server, service = ["10.9.0.1"] * count, [80] * count
+    src_ip, dst_ip = (server, clients) if reply else (clients, server)
+    src_port, dst_port = (service, ports) if reply else (ports, service)
+    return pa.table({"is_reply": pa.array([reply] * count, pa.bool_()), "src_ip": src_ip, "dst_ip": dst_ip,
+                     "src_port": pa.array(src_port, pa.int32()), "dst_port": pa.array(dst_port, pa.int32())})
+
+
+def test_reply_tracking_remembers_connections_across_tables_within_its_bound() -> None:
+    """A collection's tracker lives for days: it keeps at most about `limit` connections, forgets the oldest,
+    and still tells the replies of the recent ones apart however many tables it has seen."""
+    tracker = ReplyTracker(limit=100_000)
+    for start in range(0, 300_000, 20_000):  # requests of 300,000 connections, 15 tables
+        assert tracker.resolve_table(_connections(start, 20_000, reply=False)).column("is_reply").null_count == 0
+        known = tracker.requests
+        assert known is not None and known.num_rows <= 100_000 * 5 // 4 + 20_000
+    unmarked = pa.concat_tables([_connections(0, 1_000, reply=None), _connections(299_000, 1_000, reply=None)])
+    answers = pa.concat_tables([_connections(0, 1_000, reply=True), _connections(299_000, 1_000, reply=True)])
+    answers = answers.set_column(0, "is_reply", pa.nulls(2_000, pa.bool_()))
+    assert tracker.resolve_table(unmarked).column("is_reply").to_pylist() == [None] * 1_000 + [False] * 1_000
+    assert tracker.resolve_table(answers).column("is_reply").to_pylist() == [None] * 1_000 + [True] * 1_000
 
 
 def test_time_parsing_keeps_nanoseconds_and_accepts_offsets() -> None:

@@ -266,6 +266,7 @@ class ConnectionColumns(Protocol):
 
 
 _TUPLE = ("a_ip", "a_port", "b_ip", "b_port")
+_MERGE_ROWS = 65_536  # tuples learned before the first merge
 
 
 class ReplyTracker:
@@ -280,8 +281,16 @@ class ReplyTracker:
     """
 
     def __init__(self, limit: int = 1 << 20) -> None:
-        self.requests: pa.Table | None = None
         self.limit = limit
+        self._known: pa.Table | None = None  # distinct tuples, oldest first, at most `limit`
+        self._fresh: list[pa.Table] = []  # tuples learned since, distinct within each table
+        self._fresh_rows = 0
+
+    @property
+    def requests(self) -> pa.Table | None:
+        """The request 4-tuples known (a tuple may be listed more than once)."""
+        tables = [*([self._known] if self._known is not None else []), *self._fresh]
+        return pa.concat_tables(tables) if tables else None
 
     def resolve_table(self, table: pa.Table) -> pa.Table:
         """The table with `is_reply` filled where it is null and the connection's direction is known."""
@@ -296,11 +305,14 @@ class ReplyTracker:
         }).filter(pc.and_(pc.is_valid(replies), has_port))
         self._learn(learned)
         unknown = pc.and_(pc.is_null(replies), has_port)
-        if self.requests is None or not pc.any(unknown).as_py():
+        requests = self.requests
+        if requests is None or not pc.any(unknown).as_py():
             return table
         rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
-        forward = self._matching(pa.table([src_ip, src_port, dst_ip, dst_port, rows], names=[*_TUPLE, "row"]), unknown)
-        backward = self._matching(pa.table([dst_ip, dst_port, src_ip, src_port, rows], names=[*_TUPLE, "row"]), unknown)
+        forward = _matching(pa.table([src_ip, src_port, dst_ip, dst_port, rows], names=[*_TUPLE, "row"]), unknown,
+                            requests)
+        backward = _matching(pa.table([dst_ip, dst_port, src_ip, src_port, rows], names=[*_TUPLE, "row"]), unknown,
+                             requests)
         marks = np.zeros(table.num_rows, np.int8)
         marks[backward] = 2
         marks[forward] = 1
@@ -317,15 +329,31 @@ class ReplyTracker:
         cols.is_reply[:] = self.resolve_table(table).column("is_reply").to_pylist()
 
     def _learn(self, learned: pa.Table) -> None:
+        """Remember a table's tuples. They are merged into the known ones (made distinct, the oldest beyond
+        `limit` forgotten) once those learned since add up to a quarter of them: each tuple is hashed a
+        bounded number of times however long the tracker lives (a collection: days), not once per table."""
         if not learned.num_rows:
             return
-        known = learned if self.requests is None else pa.concat_tables([self.requests, learned])
-        known = known.group_by(list(_TUPLE), use_threads=False).aggregate([])
+        learned = _distinct(learned)
+        self._fresh.append(learned)
+        self._fresh_rows += learned.num_rows
+        known_rows = 0 if self._known is None else self._known.num_rows
+        if self._fresh_rows * 4 < max(known_rows, _MERGE_ROWS):
+            return
+        known = _distinct(pa.concat_tables([*([self._known] if self._known is not None else []), *self._fresh]))
         if known.num_rows > self.limit:
             known = known.slice(known.num_rows - self.limit)
-        self.requests = known
+        self._known = known.combine_chunks()
+        self._fresh, self._fresh_rows = [], 0
 
-    def _matching(self, probe: pa.Table, unknown: pa.Array) -> np.ndarray:
-        assert self.requests is not None
-        found = probe.filter(unknown).join(self.requests, keys=list(_TUPLE), join_type="left semi", use_threads=False)
-        return np.asarray(found.column("row").to_numpy())
+
+
+def _distinct(tuples: pa.Table) -> pa.Table:
+    """Each 4-tuple once, in the order first seen."""
+    return tuples.group_by(list(_TUPLE), use_threads=False).aggregate([])
+
+
+def _matching(probe: pa.Table, unknown: pa.Array, requests: pa.Table) -> np.ndarray:
+    """Rows of `probe` (where `unknown`) whose 4-tuple is among `requests`."""
+    found = probe.filter(unknown).join(requests, keys=list(_TUPLE), join_type="left semi", use_threads=False)
+    return np.asarray(found.column("row").to_numpy())
