@@ -103,3 +103,17 @@ def checked_batches(path: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa
         yield from batches
     except (OSError, pa.ArrowInvalid) as e:
         raise unreadable(path, e) from e
+
+
+@contextlib.contextmanager
+def system_allocator() -> Iterator[None]:
+    """Arrow allocates through the C library's malloc meanwhile, where pyarrow lets Python choose (the
+    command sets the process's pool for all of Arrow: `synth.cli`): mimalloc, pyarrow's default, keeps
+    each thread's freed pages, which measured 70 MB more peak RSS on a 10M-flow store in the engine and
+    150 MB more in compaction, for no gain in time."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_FLOWS, Run
 
@@ -80,3 +81,37 @@ def test_compact_command_rewrites_hours_into_one_file(raw_store: Path, tmp_path:
     assert len(Store(str(store)).files()) == len(hours)
     assert synth("compact", "--older-than", "0s", "--store", store).out.strip() == "nothing to compact"
     assert not (store / ".compact-journal.json").exists()
+
+
+def test_a_busy_hour_is_compacted_in_runs_of_bounded_rows(raw_store: Path, sample_store: Path, tmp_path: Path,
+                                                           synth: Callable[..., Run],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction holds at most `CHUNK_ROWS` stored rows at once: an hour with more becomes several files,
+    each no larger, with the same flows, and generation gives the same policies."""
+    from synth.store import maintenance
+
+    store = tmp_path / "store"
+    for stored in Store(str(raw_store)).files():  # each hour as four files, as a collection's flushes leave it
+        target = store / Path(stored.path).relative_to(raw_store)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        table = pq.read_table(stored.path)
+        step = -(-table.num_rows // 4)
+        for part in range(4):
+            pq.write_table(table.slice(part * step, step), target.with_suffix(f".{part}.parquet"))
+    sizes = [pq.ParquetFile(f.path).metadata.num_rows for f in Store(str(store)).files()]
+    limit = 2 * max(sizes) + 1  # two of an hour's four files at a time
+    monkeypatch.setattr(maintenance, "CHUNK_ROWS", limit)
+    before = _table(store)
+    report = maintenance.compact_store(Store(str(store)))
+    assert report.hours > 0 and report.files_after < report.files_before
+    after = Store(str(store)).files()
+    assert all(pq.ParquetFile(f.path).metadata.num_rows <= limit for f in after)
+    hours = [f.hour_start_ns for f in after]
+    assert max(hours.count(hour) for hour in hours) > 1  # the bound made some hour several files
+    assert sum(_table(store).column("count").to_pylist()) == sum(before.column("count").to_pylist())
+    outputs = []
+    for source in (store, sample_store):
+        out = tmp_path / f"out-{source.name}"
+        assert synth("generate", "-n", "payments", "-n", "shop", "--store", source, "--out", out).code == 0
+        outputs.append({p.relative_to(out): p.read_text() for p in sorted(out.rglob("*.yaml"))})
+    assert outputs[0] == outputs[1]
