@@ -6,9 +6,10 @@ needs no extension and never opens a path itself. Grouping by strings and maps o
 costs most per flow, so DuckDB sees integers only: strings stay dictionary-encoded as Parquet holds
 them, each label map becomes a `LabelSets` id, and each side's endpoint (kind, namespace, pod, owner,
 labels, address) and the flow's verdict, direction, protocol and port become `RowIds` ids, all in
-Arrow. DNS names are collected per batch. DuckDB reduces every flow of the window to one row per
-distinct combination (usually thousands, whatever the number of flows); the ids are turned back into
-columns and the `Accumulator` makes partials, identities and edges of them as for any other engine.
+Arrow, on the reading threads, which also find each batch's hours and DNS names. DuckDB reduces every
+flow of the window to one row per distinct combination (usually thousands, whatever the number of
+flows); the ids are turned back into columns and the `Accumulator` makes partials, identities and
+edges of them as for any other engine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synth.base.errors import StoreError
-from synth.core.aggregate import HTTP_COLUMNS, Accumulator
+from synth.core.aggregate import HTTP_COLUMNS, Accumulator, hours_of, name_pairs
 from synth.core.interning import RowIds
 from synth.store.dataset import Store, StoredFile, absent_columns
 from synth.store.files import system_allocator, unreadable
@@ -127,13 +128,13 @@ class _Encoder:
         self._read_types = {name: pa.dictionary(pa.int32(), pa.string()) if name in self.dictionary
                             else FLOW_SCHEMA.field(name).type for name in self.columns}
 
-    def read(self, store: Store, files: _Files) -> tuple[list[tuple[pa.RecordBatch, pa.RecordBatch]], int]:
-        """The flows in the window of the next files of `files`, as batches of `schema`, each with its DNS
-        columns beside it, and how many files were read. Files are taken until `_GROUP_ROWS` rows were
+    def read(self, store: Store, files: _Files) -> tuple[list[_Read], int]:
+        """The flows in the window of the next files of `files`, as batches of `schema` (each with the
+        hours and DNS names of its flows), and how many files were read. Files are taken until `_GROUP_ROWS` rows were
         read, and small ones become one batch together: a store written by a collection holds a
         small file per flush, and what costs per batch (Arrow calls, DuckDB's scan) would otherwise be
         paid per file."""
-        encoded: list[tuple[pa.RecordBatch, pa.RecordBatch]] = []
+        encoded: list[_Read] = []
         pending: list[pa.RecordBatch] = []
         rows = taken = 0
 
@@ -141,7 +142,8 @@ class _Encoder:
             nonlocal rows
             if pending:
                 batch = pending[0] if len(pending) == 1 else _concatenated(pending)
-                encoded.append((self._encode(batch), batch.select(list(_NAME_COLUMNS))))
+                times = batch.column("time").cast(pa.int64())
+                encoded.append(_Read(self._encode(batch), hours_of(times), name_pairs(batch)))
                 pending.clear()
                 rows = 0
 
@@ -178,6 +180,15 @@ class _Encoder:
         for name, registry in self.ids.items():
             arrays[name] = registry.encode([arrays[column] for column in self.groups[name]])
         return pa.RecordBatch.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A batch as DuckDB sees it, the hours of its flows and the (address, DNS name) pairs they show."""
+
+    batch: pa.RecordBatch
+    hours: list[int]
+    names: list[tuple[str, str]]
 
 
 class _Files:
@@ -245,7 +256,7 @@ def _stream(
     workers = min(len(os.sched_getaffinity(0)), _MAX_THREADS)
     rows = 0
     with ThreadPoolExecutor(workers, thread_name_prefix="synth-read") as pool:
-        pending: deque[Future[tuple[list[tuple[pa.RecordBatch, pa.RecordBatch]], int]]] = deque()
+        pending: deque[Future[tuple[list[_Read], int]]] = deque()
         source = _Files(files)
         done = 0
         try:
@@ -255,11 +266,11 @@ def _stream(
                 if not pending:
                     break
                 encoded, taken = pending.popleft().result()
-                for batch, names in encoded:
-                    rows += batch.num_rows
-                    accumulator.count_hours(batch.column("time"))
-                    accumulator.collect_names(names)
-                    yield batch
+                for read in encoded:
+                    rows += read.batch.num_rows
+                    accumulator.stats.hours.update(read.hours)
+                    accumulator.remember_names(read.names)
+                    yield read.batch
                 done += taken
                 if on_file is not None and taken:
                     on_file(done, len(files), rows)

@@ -160,7 +160,7 @@ def edges_command(namespaces: tuple[str, ...], all_namespaces: bool, traffic_fil
               help="Only hours that ended at least this long ago (leave the hour being written alone).")
 @store_option
 def compact_command(older_than: str, store_path: str) -> int:
-    """Rewrite each stored hour as one compacted file (identical flows per minute become one row)."""
+    """Rewrite each stored hour as one compacted file, a few for a busy hour (identical flows per minute: one row)."""
     from synth.store.dataset import Store  # noqa: PLC0415 - the library loads per command (fast --help)
     from synth.store.maintenance import compact_store  # noqa: PLC0415
 

@@ -278,7 +278,7 @@ class Accumulator:
 
     def count_hours(self, times: pa.Array) -> None:
         """The hours (from the epoch) that flows were seen in, from their times in epoch nanoseconds."""
-        self.stats.hours.update(pc.unique(pc.divide(times, 3_600_000_000_000)).to_pylist())
+        self.stats.hours.update(hours_of(times))
 
     def add_grouped(self, table: pa.Table) -> None:
         """Fold grouped flows in: `GROUPED_KEYS` (labels as `LabelSets` ids of `label_sets`, namespace
@@ -363,26 +363,14 @@ class Accumulator:
 
     def collect_names(self, table: pa.Table | pa.RecordBatch) -> None:
         """Remember names for addresses: from DNS answers (query → ips) and from flows' destination names
-        (a store engine calls this on each batch, and groups the flows without the DNS columns)."""
-        for names_column, address_column in (("dns_answers", "dns_query"), ("dst_names", "dst_ip")):
-            lists = table.column(names_column)
-            has = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0)
-            if not pc.any(has).as_py():
-                continue
-            rows = table.select([names_column, address_column]).filter(has)
-            lists = _plain(rows.column(names_column))
-            owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists)).cast(pa.string())
-            pairs = pa.table({"owner": owners, "value": pc.list_flatten(lists)})
-            distinct = pairs.group_by(["owner", "value"], use_threads=False).aggregate([])
-            for other, value in zip(
-                distinct.column("owner").to_pylist(), distinct.column("value").to_pylist(), strict=True
-            ):
-                if not other or not value:
-                    continue
-                if names_column == "dns_answers":  # value is an answer address, `other` the query
-                    self.remember_name(value, other)
-                else:  # value is a name, `other` the destination address
-                    self.remember_name(other, value)
+        (a store engine finds them on each batch with `name_pairs`, and groups the flows without the DNS
+        columns)."""
+        self.remember_names(name_pairs(table))
+
+    def remember_names(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """`remember_name` for each (address, name)."""
+        for address, name in pairs:
+            self.remember_name(address, name)
 
     def _collect_namespace_labels(self, table: pa.Table) -> None:
         """Each namespace's labels (sources that carry them: Cilium, Calico), as first seen in time."""
@@ -636,3 +624,31 @@ def address_selector(addr: str | None) -> str:
     except ValueError:
         return addr
     return f"{ip}/{ip.max_prefixlen}"
+
+
+def hours_of(times: pa.Array) -> list[int]:
+    """The hours (from the epoch) of times in epoch nanoseconds, each once."""
+    hours: list[int] = pc.unique(pc.divide(times, 3_600_000_000_000)).to_pylist()
+    return hours
+
+
+def name_pairs(table: pa.Table | pa.RecordBatch) -> list[tuple[str, str]]:
+    """(address, DNS name) of a table's DNS answers (query → ips) and flows' destination names, each once."""
+    found: list[tuple[str, str]] = []
+    for names_column, address_column in (("dns_answers", "dns_query"), ("dst_names", "dst_ip")):
+        lists = table.column(names_column)
+        has = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0)
+        if not pc.any(has).as_py():
+            continue
+        rows = table.select([names_column, address_column]).filter(has)
+        lists = _plain(rows.column(names_column))
+        owners = pc.take(rows.column(address_column), pc.list_parent_indices(lists)).cast(pa.string())
+        pairs = pa.table({"owner": owners, "value": pc.list_flatten(lists)})
+        distinct = pairs.group_by(["owner", "value"], use_threads=False).aggregate([])
+        owned = zip(distinct.column("owner").to_pylist(), distinct.column("value").to_pylist(), strict=True)
+        for other, value in owned:
+            if not other or not value:
+                continue
+            # an answer's value is an address and `other` the query; a flow's value is a name of its address
+            found.append((value, other) if names_column == "dns_answers" else (other, value))
+    return found
