@@ -347,7 +347,6 @@ class ReplyTracker:
         self._fresh, self._fresh_rows = [], 0
 
 
-
 def _distinct(tuples: pa.Table) -> pa.Table:
     """Each 4-tuple once, in the order first seen."""
     return tuples.group_by(list(_TUPLE), use_threads=False).aggregate([])
